@@ -1,0 +1,74 @@
+"""A cell: one concrete measurement (scenario x task x framework x device x parameters)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Parameters shown first in a key, in this order; the rest follow sorted by name.
+_KEY_FIRST = ("device", "variant", "precision")
+_KEY_ABBREV = {"batch_size": "bs"}
+_KEY_BARE = {"mode"}  # shown by value alone: train / infer
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement. ``params`` holds every parameter after defaults are applied."""
+
+    scenario: str
+    task: str
+    framework: str
+    device: str = "cpu"
+    params: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 600.0
+    budget: dict[str, Any] = field(default_factory=dict)
+    """Scenario budget (max_time, target_ci, min_samples...); not part of the key."""
+
+    @property
+    def key(self) -> str:
+        """Stable readable key, e.g. ``speed/vision/torch[cpu,compiled,fp32,bs=256,train]``."""
+        parts = [self.device]
+        p = dict(self.params)
+        for k in _KEY_FIRST[1:]:
+            if k in p:
+                parts.append(str(p.pop(k)))
+        for k in sorted(p):
+            v = p[k]
+            if v is None:
+                continue
+            if k in _KEY_BARE:
+                parts.append(str(v))
+            else:
+                parts.append(f"{_KEY_ABBREV.get(k, k)}={_fmt(v)}")
+        return f"{self.scenario}/{self.task}/{self.framework}[{','.join(parts)}]"
+
+    @property
+    def id(self) -> str:
+        """Short hash of the key (file names, artifact folders)."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "task": self.task, "framework": self.framework,
+                "device": self.device, "params": dict(self.params), "timeout": self.timeout,
+                "budget": dict(self.budget)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        return cls(d["scenario"], d["task"], d["framework"], d.get("device", "cpu"),
+                   dict(d.get("params", {})), float(d.get("timeout", 600.0)), dict(d.get("budget", {})))
+
+    def with_params(self, **kw: Any) -> Cell:
+        return Cell(self.scenario, self.task, self.framework, self.device, {**self.params, **kw},
+                    self.timeout, self.budget)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "x".join(map(_fmt, v))
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return str(v)

@@ -1,0 +1,195 @@
+"""The contract a framework plugin fulfils.
+
+A :class:`Framework` is cheap to construct and never imports its library at module level:
+:meth:`Framework.availability` uses ``importlib.util.find_spec``. Inside a cell's process the
+runner calls :meth:`Framework.setup` (threads, seeds, backend environment) and then
+:meth:`Framework.build`, which compiles a :class:`~dlbench.spec.ModelSpec` plus canonical weights
+into a native :class:`Model` on one device.
+
+The :class:`Model` keeps data on the device between calls so a timing loop measures the
+framework, not host transfers: ``to_device`` once, then ``forward``/``train_step`` many times
+(asynchronous where the framework is), then ``synchronize``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dlbench.errors import UnsupportedError
+from dlbench.params import Param
+from dlbench.spec import ModelSpec
+
+Batch = Mapping[str, np.ndarray]
+"""Model inputs by input-node name, batch axis first."""
+
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loss and optimizer, chosen by the task (all reductions are means over the batch).
+
+    ``cross_entropy`` takes logits ``(N, C)`` and integer targets ``(N,)``;
+    ``binary_cross_entropy`` takes logits ``(N, 1)`` and float targets ``(N,)`` in {0, 1};
+    ``mse`` takes outputs ``(N, 1)`` and float targets ``(N,)``. ``momentum`` is SGD with
+    momentum 0.9 (heavy ball, PyTorch convention); ``adam`` uses betas (0.9, 0.999), eps 1e-7.
+    """
+
+    loss: str = "cross_entropy"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build a model: the cell's framework-level parameters."""
+
+    device: str = "cpu"
+    variant: str = "eager"  # eager | compiled
+    precision: str = "fp32"  # fp32 | bf16
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # framework-specific params
+
+
+@dataclass(frozen=True)
+class Availability:
+    installed: bool
+    version: str | None
+    reason: str = ""
+
+
+class Model(ABC):
+    """A compiled model on one device. Natives are whatever the framework uses (tensors, arrays)."""
+
+    spec: ModelSpec
+    options: BuildOptions
+
+    @abstractmethod
+    def to_device(self, batch: Batch | np.ndarray) -> Any:
+        """Copy inputs (a mapping, returns a mapping of natives) or targets (an array) to the device."""
+
+    @abstractmethod
+    def forward(self, native_inputs: Any) -> Any:
+        """Inference-mode forward pass (dropout off); may return before the work is done."""
+
+    @abstractmethod
+    def train_step(self, native_inputs: Any, native_targets: Any) -> Any:
+        """One optimizer step on a batch (dropout on); returns the loss as a native scalar."""
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Block until all work queued on the model's device has finished."""
+
+    @abstractmethod
+    def to_numpy(self, native: Any) -> np.ndarray:
+        """Bring a native result back to the host as float32/float64 NumPy."""
+
+    @abstractmethod
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Current weights in canonical layout (see :mod:`dlbench.spec`), float32."""
+
+    @abstractmethod
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Load canonical weights (optimizer state is reset)."""
+
+    @abstractmethod
+    def loss_and_input_gradient(self, inputs: Batch, targets: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean loss and its gradient with respect to each float input (inference mode)."""
+
+    def embed(self, inputs: Batch) -> dict[str, np.ndarray]:  # pragma: no cover - optional
+        """Outputs of the model's Embedding nodes, for attacks in embedding space (optional)."""
+        raise UnsupportedError(f"{type(self).__name__} does not expose embeddings")
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak device memory since the last reset, or None where the device does not tell."""
+        return None
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak-memory window."""
+
+    # -- conveniences built on the primitives ----------------------------------------------------
+    def predict(self, inputs: Batch, batch_size: int = 256) -> np.ndarray:
+        """Forward pass over any number of examples, in batches, returned as NumPy."""
+        n = len(next(iter(inputs.values())))
+        outs = []
+        for i in range(0, n, batch_size):
+            chunk = {k: v[i : i + batch_size] for k, v in inputs.items()}
+            outs.append(self.to_numpy(self.forward(self.to_device(chunk))))
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0,))
+
+    def fit_epoch(self, inputs: Batch, targets: np.ndarray, batch_size: int, order: np.ndarray) -> float:
+        """One epoch of ``train_step`` over ``order`` (a permutation); returns the mean loss."""
+        losses = []
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            xb = self.to_device({k: v[idx] for k, v in inputs.items()})
+            yb = self.to_device(targets[idx])
+            losses.append(self.train_step(xb, yb))
+        self.synchronize()
+        return float(np.mean([float(self.to_numpy(v)) for v in losses])) if losses else float("nan")
+
+
+class Framework(ABC):
+    """A framework plugin. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    """Registry name used in suites (``torch``, ``jax``...)."""
+    label: ClassVar[str] = ""
+    """Human name for reports."""
+    modules: ClassVar[tuple[str, ...]] = ()
+    """Import names that must be findable for the framework to be installed."""
+    distribution: ClassVar[str | None] = None
+    """Distribution whose version is reported (``torch``, ``tensorflow``...)."""
+    kind: ClassVar[str] = "neural"
+    """``neural`` compiles the spec; ``classic`` fits a traditional model for the task."""
+    variants: ClassVar[tuple[str, ...]] = ("eager", "compiled")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    params: ClassVar[dict[str, Param]] = {}
+    """Framework-specific suite parameters (e.g. Keras ``backend``)."""
+
+    def availability(self) -> Availability:
+        """Whether the framework is installed, without importing it."""
+        for mod in self.modules:
+            if importlib.util.find_spec(mod) is None:
+                return Availability(False, None, f"{mod!r} is not installed: pip install 'dlbench[{self.name}]'")
+        version = None
+        if self.distribution:
+            try:
+                version = importlib.metadata.version(self.distribution)
+            except importlib.metadata.PackageNotFoundError:
+                version = None
+        return Availability(True, version)
+
+    def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
+        """Called once in the cell's process before anything else: threads, seeds, environment."""
+
+    @abstractmethod
+    def devices(self) -> list[str]:
+        """Devices this framework can see (imports the framework): ``cpu``, ``cuda``, ``cuda:1``."""
+
+    @abstractmethod
+    def build(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], options: BuildOptions) -> Model:
+        """Compile ``spec`` with ``weights`` into a native model; raise UnsupportedError to skip."""
+
+    def build_classic(self, estimator: Any, options: BuildOptions) -> Model:
+        """``kind = "classic"`` frameworks wrap the task's classic estimator (see Task.classic_model)."""
+        raise UnsupportedError(f"{self.name} is not a classic-ML framework")
+
+    def version(self) -> str | None:
+        return self.availability().version
+
+    def check(self, options: BuildOptions) -> None:
+        """Raise UnsupportedError for variants/precisions this framework does not offer."""
+        if options.variant not in self.variants:
+            raise UnsupportedError(f"{self.name} has no variant {options.variant!r}: choose one of {', '.join(self.variants)}")
+        if options.precision not in self.precisions:
+            raise UnsupportedError(f"{self.name} has no precision {options.precision!r}: choose one of {', '.join(self.precisions)}")

@@ -1,0 +1,127 @@
+"""Results: measurements with raw samples and statistics; JSON round-trip across processes."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dlbench.cell import Cell
+
+STATUSES = ("ok", "failed", "skipped", "timeout", "crashed")
+
+
+@dataclass
+class Stats:
+    """Summary of raw samples: robust centre, spread and a 95% CI of the median."""
+
+    n: int
+    median: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    p90: float
+    p99: float
+    ci_low: float
+    ci_high: float
+    iqr: float = float("nan")
+
+    @property
+    def rel_ci(self) -> float:
+        """Half-width of the 95% CI of the median relative to the median."""
+        if not self.median or math.isnan(self.ci_low):
+            return float("nan")
+        return (self.ci_high - self.ci_low) / 2 / abs(self.median)
+
+
+@dataclass
+class Measurement:
+    """One measured quantity of a cell, e.g. ``throughput`` in ``samples/s``."""
+
+    name: str
+    unit: str
+    samples: list[float]
+    stats: Stats | None = None
+    higher_is_better: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.stats is None and self.samples:
+            from dlbench.measure.stats import summarize
+
+            self.stats = summarize(self.samples)
+
+
+@dataclass
+class ModelInfo:
+    """What the store keeps about a cell's model ("database for model parameters")."""
+
+    spec_digest: str
+    parameter_count: int
+    flops_per_example: int
+    initial_digest: str
+    trained_digest: str | None = None
+    artifact: str | None = None  # path of the trained weights (.npz), relative to the store's folder
+
+
+@dataclass
+class Result:
+    """Everything one cell produced. ``series`` holds curves (learning curve, robustness curve);
+    ``details`` holds tables (parity rows, corruption grid, audit checks)."""
+
+    cell: Cell
+    status: str = "ok"
+    measurements: list[Measurement] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    model: ModelInfo | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    log_tail: str = ""
+    started_at: float | None = None
+    duration: float | None = None
+
+    def measurement(self, name: str) -> Measurement | None:
+        for m in self.measurements:
+            if m.name == name:
+                return m
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cell"] = self.cell.to_dict()
+        d["key"] = self.cell.key
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), default=_json_default, allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Result:
+        ms = []
+        for m in d.get("measurements", []):
+            stats = Stats(**m["stats"]) if m.get("stats") else None
+            ms.append(Measurement(m["name"], m["unit"], list(m["samples"]), stats,
+                                  m.get("higher_is_better", True), m.get("meta", {})))
+        model = ModelInfo(**d["model"]) if d.get("model") else None
+        return cls(Cell.from_dict(d["cell"]), d.get("status", "ok"), ms, dict(d.get("metrics", {})),
+                   dict(d.get("series", {})), dict(d.get("details", {})), model,
+                   dict(d.get("environment", {})), d.get("error"), d.get("log_tail", ""),
+                   d.get("started_at"), d.get("duration"))
+
+    @classmethod
+    def from_json(cls, s: str) -> Result:
+        return cls.from_dict(json.loads(s))
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

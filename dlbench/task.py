@@ -1,0 +1,152 @@
+"""The contract a task plugin fulfils: data, preprocessing, model spec, loss and metrics.
+
+Preprocessing happens once, in NumPy, and is identical for every framework. The train split's
+order is fixed here; the accuracy scenario shuffles it with the cell's seed, the same way for
+every framework.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dlbench.framework import Batch, TrainConfig
+from dlbench.params import Param
+from dlbench.spec import ModelSpec
+
+
+@dataclass
+class Dataset:
+    """Preprocessed train/test arrays. Inputs are keyed by the spec's input-node names."""
+
+    x_train: dict[str, np.ndarray]
+    y_train: np.ndarray
+    x_test: dict[str, np.ndarray]
+    y_test: np.ndarray
+    num_classes: int | None = None
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.y_train)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.y_test)
+
+    def subset(self, fraction: float, seed: int) -> Dataset:
+        """A seeded, class-agnostic fraction of the training split (test split unchanged)."""
+        n = max(1, int(round(self.n_train * fraction)))
+        idx = np.sort(np.random.default_rng(seed).permutation(self.n_train)[:n])
+        return Dataset({k: v[idx] for k, v in self.x_train.items()}, self.y_train[idx],
+                       self.x_test, self.y_test, self.num_classes, self.name, dict(self.meta))
+
+
+@dataclass(frozen=True)
+class PerturbationDomain:
+    """Where and how far attacks may move inputs (used by robustness scenarios).
+
+    ``space`` is ``input`` (perturb float inputs within ``[clip_min, clip_max]``) or ``embedding``
+    (perturb the outputs of the named embedding nodes, budgets relative to their norm).
+    ``unit`` says how suites express epsilon: ``pixel/255``, ``dB``, ``relative-norm``.
+    """
+
+    space: str = "input"
+    inputs: tuple[str, ...] = ()
+    clip_min: float | None = 0.0
+    clip_max: float | None = 1.0
+    unit: str = "pixel/255"
+    embedding_nodes: tuple[str, ...] = ()
+
+
+class Task(ABC):
+    """A task plugin. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    domain: ClassVar[str]  # vision | speech | nlp | recommendation
+    description: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    """Task parameters a suite may set (dataset, model, activation...)."""
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+    """Metric names :meth:`evaluate` returns; the first is the headline metric."""
+    higher_is_better: ClassVar[dict[str, bool]] = {}
+    """Direction per metric (default: higher is better)."""
+
+    # -- data ------------------------------------------------------------------------------------
+    def datasets(self, params: Mapping[str, Any]) -> list[str]:
+        """Registry names of the datasets this configuration needs (empty: none to download)."""
+        return []
+
+    @abstractmethod
+    def load(self, params: Mapping[str, Any]) -> Dataset:
+        """Load and preprocess the data (raise DatasetError with the fix when it is missing)."""
+
+    # -- model -----------------------------------------------------------------------------------
+    @abstractmethod
+    def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:
+        """The neutral model for this configuration (``dataset`` may size vocabularies)."""
+
+    def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
+        """Loss and optimizer for this task."""
+        return TrainConfig()
+
+    def default_epochs(self, params: Mapping[str, Any]) -> int:
+        return 5
+
+    def target(self, params: Mapping[str, Any]) -> float | None:
+        """Headline-metric value that defines time-to-accuracy (None: not reported)."""
+        return None
+
+    # -- speed -----------------------------------------------------------------------------------
+    def synthetic_batch(self, spec: ModelSpec, batch_size: int, rng: np.random.Generator,
+                        params: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Random inputs and targets of the model's shapes, so speed cells need no download."""
+        shapes = spec.shapes()
+        xs: dict[str, np.ndarray] = {}
+        for name, node in spec.inputs.items():
+            shape = (batch_size, *shapes[name])
+            if node.attrs["dtype"] == "int32":
+                high = _int_input_range(spec, name)
+                xs[name] = rng.integers(0, high, size=shape, dtype=np.int32)
+            else:
+                xs[name] = rng.random(shape, dtype=np.float32)
+        out_dim = shapes[spec.output][-1]
+        loss = self.train_config(params).loss
+        if loss == "cross_entropy":
+            y = rng.integers(0, out_dim, size=batch_size).astype(np.int64)
+        elif loss == "binary_cross_entropy":
+            y = rng.integers(0, 2, size=batch_size).astype(np.float32)
+        else:
+            y = rng.normal(size=batch_size).astype(np.float32)
+        return xs, y
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @abstractmethod
+    def evaluate(self, y_true: np.ndarray, outputs: np.ndarray, params: Mapping[str, Any]) -> dict[str, float]:
+        """Metrics from model outputs (logits or predictions) on the test split."""
+
+    def classic_model(self, params: Mapping[str, Any]) -> Any:
+        """A traditional-ML estimator for the baseline framework: ``fit(X: Batch, y)`` and
+        ``predict(X: Batch) -> outputs`` in the same format as the neural model's output."""
+        return None
+
+    def perturbation(self, params: Mapping[str, Any]) -> PerturbationDomain:
+        return PerturbationDomain()
+
+    def describe(self, params: Mapping[str, Any]) -> str:
+        return self.description
+
+
+def _int_input_range(spec: ModelSpec, input_name: str) -> int:
+    """Upper bound for random ids: the smallest table an Embedding reads this input with."""
+    highs = [n.attrs["input_dim"] for n in spec.nodes if n.op == "Embedding" and n.inputs[0] == input_name]
+    return min(highs) if highs else 2
+
+
+def batch_len(batch: Batch) -> int:
+    return len(next(iter(batch.values())))
