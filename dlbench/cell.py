@@ -25,6 +25,8 @@ class Cell:
     timeout: float = 600.0
     budget: dict[str, Any] = field(default_factory=dict)
     """Scenario budget (max_time, target_ci, min_samples...); not part of the key."""
+    shown: tuple[str, ...] | None = None
+    """Parameters named in the key (those the suite set); None shows every parameter."""
 
     @property
     def key(self) -> str:
@@ -34,6 +36,8 @@ class Cell:
         for k in _KEY_FIRST[1:]:
             if k in p:
                 parts.append(str(p.pop(k)))
+        if self.shown is not None:
+            p = {k: v for k, v in p.items() if k in self.shown}
         for k in sorted(p):
             v = p[k]
             if v is None:
@@ -52,16 +56,20 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "task": self.task, "framework": self.framework,
                 "device": self.device, "params": dict(self.params), "timeout": self.timeout,
-                "budget": dict(self.budget)}
+                "budget": dict(self.budget),
+                "shown": list(self.shown) if self.shown is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
+        shown = d.get("shown")
         return cls(d["scenario"], d["task"], d["framework"], d.get("device", "cpu"),
-                   dict(d.get("params", {})), float(d.get("timeout", 600.0)), dict(d.get("budget", {})))
+                   dict(d.get("params", {})), float(d.get("timeout", 600.0)), dict(d.get("budget", {})),
+                   tuple(shown) if shown is not None else None)
 
     def with_params(self, **kw: Any) -> Cell:
+        shown = None if self.shown is None else tuple(dict.fromkeys((*self.shown, *kw)))
         return Cell(self.scenario, self.task, self.framework, self.device, {**self.params, **kw},
-                    self.timeout, self.budget)
+                    self.timeout, self.budget, shown)
 
 
 def _fmt(v: Any) -> str:

@@ -58,6 +58,13 @@ def dlbench_register_attacks(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def dlbench_register_datasets(register: Callable[[Any], None]) -> None:
+    """Register datasets (:class:`dlbench.data.DatasetInfo`): upstream addresses, SHA-256 per file,
+    licence and citation, so ``dlbench data list|fetch|verify`` can manage them.
+    """
+
+
+@hookspec
 def dlbench_register_reporters(register: Callable[[Reporter], None]) -> None:
     """Register reporters that render a stored run (terminal, json, html, markdown...).
 

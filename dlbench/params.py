@@ -32,7 +32,8 @@ class Param:
 
 
 COMMON_PARAMS: dict[str, Param] = {
-    "variant": Param("eager", "eager, or compiled (torch.compile, jax.jit, XLA)", ("eager", "compiled")),
+    "variant": Param("eager", "eager; graph (tf.function); compiled (torch.compile, jax.jit, XLA)",
+                     ("eager", "graph", "compiled")),
     "precision": Param("fp32", "numeric precision", ("fp32", "bf16")),
     "threads": Param(None, "intra-op threads (None: framework default)", type=int),
     "seed": Param(0, "seed of weights, data order and synthetic data", type=int),

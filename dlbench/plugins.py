@@ -110,6 +110,7 @@ class Plugins:
         self.scenarios: Registry[Any] = Registry("scenario")
         self.attacks: Registry[Any] = Registry("attack")
         self.reporters: Registry[Any] = Registry("reporter")
+        self.datasets: Registry[Any] = Registry("dataset")
         self._load()
         self._collect()
 
@@ -170,6 +171,7 @@ class Plugins:
             ("dlbench_register_scenarios", self.scenarios),
             ("dlbench_register_attacks", self.attacks),
             ("dlbench_register_reporters", self.reporters),
+            ("dlbench_register_datasets", self.datasets),
         ):
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
                 impl.function(register=registry.register_from(impl.plugin_name))

@@ -93,6 +93,12 @@ class ModelSpec:
     def ops(self) -> set[str]:
         return {n.op for n in self.nodes}
 
+    def without_dropout(self) -> ModelSpec:
+        """The same model with every Dropout rate set to 0 (deterministic training, for parity)."""
+        nodes = tuple(Node(n.name, n.op, n.inputs, {**n.attrs, "rate": 0.0}) if n.op == "Dropout" else n
+                      for n in self.nodes)
+        return ModelSpec(self.name, nodes, self.output)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "output": self.output, "nodes": [n.to_dict() for n in self.nodes]}
 

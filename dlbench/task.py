@@ -98,6 +98,14 @@ class Task(ABC):
     def default_epochs(self, params: Mapping[str, Any]) -> int:
         return 5
 
+    def headline(self, params: Mapping[str, Any]) -> str:
+        """The metric leaderboards rank by and time-to-accuracy watches."""
+        return self.metrics[0]
+
+    def is_better(self, metric: str, a: float, b: float) -> bool:
+        """Whether value ``a`` of ``metric`` is at least as good as ``b``."""
+        return a >= b if self.higher_is_better.get(metric, True) else a <= b
+
     def target(self, params: Mapping[str, Any]) -> float | None:
         """Headline-metric value that defines time-to-accuracy (None: not reported)."""
         return None
@@ -129,6 +137,16 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, y_true: np.ndarray, outputs: np.ndarray, params: Mapping[str, Any]) -> dict[str, float]:
         """Metrics from model outputs (logits or predictions) on the test split."""
+
+    def per_example(self, y_true: np.ndarray, outputs: np.ndarray, params: Mapping[str, Any]) -> np.ndarray | None:
+        """Per-example score on the test split (1/0 correctness for classifiers) for paired tests
+        and confidence intervals; None where the task has no natural per-example score."""
+        loss = self.train_config(params).loss
+        if loss == "cross_entropy":
+            return (np.argmax(outputs, axis=-1) == y_true).astype(np.float64)
+        if loss == "binary_cross_entropy":
+            return ((outputs.reshape(-1) > 0) == (y_true.reshape(-1) > 0.5)).astype(np.float64)
+        return None
 
     def classic_model(self, params: Mapping[str, Any]) -> Any:
         """A traditional-ML estimator for the baseline framework: ``fit(X: Batch, y)`` and

@@ -1,0 +1,79 @@
+"""One cell, one process: a fresh interpreter per cell, under a timeout.
+
+Framework thread pools, GPU memory, Keras backends and crashes stay inside the cell's process.
+A non-zero exit without a result is ``crashed`` (segfault, out-of-memory kill), running past the
+timeout is ``timeout`` (the whole process group is killed); both keep the log tail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dlbench.cell import Cell
+from dlbench.launch.base import Launcher, tail
+from dlbench.result import Result
+
+
+class SubprocessLauncher(Launcher):
+    name = "subprocess"
+
+    def run(self, cell: Cell) -> Result:
+        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.config.logs_dir / f"{cell.id}.log"
+        started = time.time()
+        with tempfile.TemporaryDirectory(prefix="dlbench-cell-") as tmp:
+            payload = Path(tmp) / "payload.json"
+            out = Path(tmp) / "result.json"
+            payload.write_text(json.dumps(self.config.payload(cell)))
+            env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
+            threads = cell.params.get("threads")
+            if threads:
+                env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+            with open(log_path, "w") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "dlbench.worker", str(payload), str(out)],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                try:
+                    code = proc.wait(timeout=cell.timeout)
+                    status = None
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    code, status = None, "timeout"
+            log_text = log_path.read_text(errors="replace")
+            if status is None and out.exists():
+                result = Result.from_json(out.read_text())
+            else:
+                result = Result(cell, started_at=started)
+                if status == "timeout":
+                    result.status = "timeout"
+                    result.error = f"cell ran past its timeout of {cell.timeout:g} s (raise 'timeout' in the suite)"
+                else:
+                    result.status = "crashed"
+                    result.error = f"cell process died with {_describe(code)} before reporting a result"
+        result.log_tail = tail(log_text)
+        result.duration = time.time() - started
+        result.details.setdefault("log_file", str(log_path))
+        return result
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _describe(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

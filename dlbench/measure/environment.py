@@ -1,0 +1,101 @@
+"""Environment fingerprint: what a measurement depends on, recorded with every run and cell."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+DISTRIBUTIONS = (
+    "dlbench", "numpy", "scipy", "torch", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "flax",
+    "optax", "keras", "scikit-learn", "adversarial-robustness-toolbox",
+)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS",
+               "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gb() -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@lru_cache(maxsize=1)
+def gpus() -> list[dict[str, str]]:
+    """GPUs as nvidia-smi reports them (empty without an NVIDIA driver)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = []
+    for line in out.strip().splitlines():
+        name, mem, driver = (p.strip() for p in line.split(","))
+        rows.append({"name": name, "memory": mem, "driver": driver})
+    return rows
+
+
+def git_commit(path: str | os.PathLike[str] = ".") -> str | None:
+    """Commit of the working tree at ``path`` (``+dirty`` when it has changes), or None."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for dist in DISTRIBUTIONS:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def fingerprint() -> dict[str, Any]:
+    """Machine, software and thread settings; ``digest`` identifies the combination."""
+    env = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gb": _memory_gb(),
+        "hostname": platform.node(),
+        "gpus": gpus(),
+        "versions": versions(),
+        "env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+    }
+    stable = {k: v for k, v in env.items() if k != "hostname"}
+    env["digest"] = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return env

@@ -1,0 +1,45 @@
+"""Write a stored run's reports to files (reports read only from the store)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from dlbench.plugins import Plugins
+from dlbench.report.base import RunData
+from dlbench.store import Store
+
+
+def load_run_data(store: Store, run_id: int, baseline_id: int | None = None) -> RunData:
+    data = store.load_run(run_id)
+    if baseline_id is not None:
+        data.baseline = store.load_run(baseline_id)
+    keys = [r.cell.key for r in data.results]
+    if keys:
+        for row in store.history():
+            if row["key"] in keys and row["run_id"] <= run_id:
+                data.history.setdefault(row["key"], []).append(row)
+    return data
+
+
+def write_reports(store: Store, run_id: int, plugins: Plugins, output_dir: Path,
+                  names: Sequence[str] = ("html", "json"), baseline_id: int | None = None) -> dict[str, Path]:
+    """Render each named reporter into ``output_dir/run-<id>/report.<ext>``; the HTML is also
+    copied to ``output_dir/<suite>.html`` (the latest report of that suite)."""
+    data = load_run_data(store, run_id, baseline_id)
+    folder = Path(output_dir) / f"run-{run_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name in names:
+        reporter = plugins.reporters.get(name, "--report")
+        if not reporter.extension:
+            continue
+        path = folder / f"report.{reporter.extension}"
+        path.write_text(reporter.render(data), encoding="utf-8")
+        written[name] = path
+    if "html" in written:
+        latest = Path(output_dir) / f"{data.run.suite}.html"
+        shutil.copyfile(written["html"], latest)
+        written["latest"] = latest
+    return written

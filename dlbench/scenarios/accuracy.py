@@ -1,0 +1,143 @@
+"""Accuracy: train from the shared initial weights for a fixed budget, with a seeded data order.
+
+Every framework starts from the same NumPy-initialised weights and sees the same batches in the
+same order (epoch ``e`` uses the permutation drawn from ``(seed, e)``), so what differs is the
+framework. Reports test metrics, a per-epoch learning curve, training time apart from evaluation
+time, and time-to-accuracy for the task's target. Trained weights are stored as an ``.npz``
+artifact; ``reuse: true`` (and the robustness scenario) reload them instead of retraining.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dlbench.measure.memory import peak_host_memory_mb
+from dlbench.measure.stats import proportion_ci
+from dlbench.params import Param
+from dlbench.result import Measurement
+from dlbench.scenarios.base import Scenario
+from dlbench.spec import weights_digest
+
+if TYPE_CHECKING:
+    from dlbench.context import CellContext
+    from dlbench.framework import Model
+    from dlbench.spec import ModelSpec
+    from dlbench.task import Dataset
+
+TRAINING_PARAMS: dict[str, Param] = {
+    "epochs": Param(None, "training epochs (None: the task's default)", type=int),
+    "batch_size": Param(32, "training batch size", type=int),
+    "train_fraction": Param(1.0, "fraction of the training split used (seeded subset)", type=float),
+    "learning_rate": Param(None, "override the task's learning rate", type=float),
+    "reuse": Param(False, "reload trained weights stored by an earlier identical cell", type=bool),
+}
+
+
+@dataclass
+class Trained:
+    """A trained model and how it got there."""
+
+    model: Model
+    spec: ModelSpec | None
+    initial: dict[str, np.ndarray] | None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    train_time: float = 0.0
+    time_to_target: float = math.nan
+    reused: bool = False
+    artifact: str | None = None
+    trained_digest: str | None = None
+
+
+def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool) -> Trained:
+    """Train the cell's model on ``dataset`` (or reload identical trained weights when ``reuse``)."""
+    p = ctx.params
+    classic = ctx.framework.kind == "classic"
+    epochs = 1 if classic else int(p.get("epochs") or ctx.task.default_epochs(p))
+    bs = int(p.get("batch_size") or 32)
+    spec = None if classic else ctx.spec(dataset)
+    initial = spec.init_weights(ctx.seed) if spec is not None else None
+    model = ctx.build(spec, initial)
+    key = ctx.training_key(spec, epochs=epochs, batch_size=bs, fraction=p.get("train_fraction", 1.0),
+                           lr=p.get("learning_rate"), attack=p.get("train_attack"))
+    if reuse and not classic:
+        loaded = ctx.load_weights(key)
+        if loaded is not None:
+            weights, meta = loaded
+            model.set_weights(weights)
+            ctx.log(f"reloaded trained weights {key} (trained in {meta.get('train_time_s', '?')} s)")
+            return Trained(model, spec, initial, list(meta.get("curve", [])), float(meta.get("train_time_s", 0)),
+                           float(meta.get("time_to_target_s", math.nan)), True,
+                           str(ctx.artifact_path(key).relative_to(ctx.artifacts_dir)), weights_digest(weights))
+    out = Trained(model, spec, initial)
+    headline = ctx.task.headline(p)
+    target = ctx.task.target(p)
+    hook = getattr(ctx, "epoch_hook", None)
+    for epoch in range(1, epochs + 1):
+        order = np.random.default_rng([ctx.seed, epoch]).permutation(dataset.n_train)
+        t0 = time.perf_counter()
+        if hook is not None:
+            loss = hook(model, dataset, bs, order)
+        else:
+            loss = model.fit_epoch(dataset.x_train, dataset.y_train, bs, order)
+        dt = time.perf_counter() - t0
+        out.train_time += dt
+        metrics = ctx.task.evaluate(dataset.y_test, model.predict(dataset.x_test), p)
+        point = {"epoch": epoch, "time_s": out.train_time, "epoch_time_s": dt, "train_loss": loss, **metrics}
+        out.curve.append(point)
+        ctx.log(f"epoch {epoch}/{epochs}: loss {loss:.4f} {headline} {metrics.get(headline, math.nan):.4f} ({dt:.2f} s)")
+        if target is not None and math.isnan(out.time_to_target) and headline in metrics \
+                and ctx.task.is_better(headline, metrics[headline], target):
+            out.time_to_target = out.train_time
+    if not classic:
+        weights = model.get_weights()
+        out.trained_digest = weights_digest(weights)
+        out.artifact = ctx.save_weights(key, weights, {"train_time_s": out.train_time, "curve": out.curve,
+                                                       "time_to_target_s": out.time_to_target,
+                                                       "cell": ctx.cell.key})
+    return out
+
+
+class AccuracyScenario(Scenario):
+    name = "accuracy"
+    description = "train from shared initial weights; test metrics, learning curve, time-to-accuracy"
+    params: ClassVar[dict[str, Param]] = dict(TRAINING_PARAMS)
+
+    def run(self, ctx: CellContext) -> None:
+        p = ctx.params
+        dataset = ctx.dataset
+        frac = float(p.get("train_fraction", 1.0))
+        if frac < 1.0:
+            dataset = dataset.subset(frac, ctx.seed)
+        trained = train_or_load(ctx, dataset, bool(p.get("reuse", False)))
+        evaluate_into(ctx, trained.model, dataset)
+        r = ctx.result
+        r.metrics.update({"train_time_s": trained.train_time, "time_to_target_s": trained.time_to_target,
+                          "epochs": float(len(trained.curve)), "n_train": float(dataset.n_train),
+                          "peak_host_memory_mb": peak_host_memory_mb()})
+        if trained.curve:
+            r.metrics["first_epoch_s"] = trained.curve[0]["epoch_time_s"]
+        r.series["learning_curve"] = trained.curve
+        r.details["reused_trained_weights"] = trained.reused
+        r.details["target"] = {"metric": ctx.task.headline(p), "value": ctx.task.target(p)}
+        info = ctx.model_info(trained.spec, trained.initial)
+        info.trained_digest = trained.trained_digest
+        info.artifact = trained.artifact
+        r.model = info
+
+
+def evaluate_into(ctx: CellContext, model: Model, dataset: Dataset) -> dict[str, float]:
+    """Test metrics, per-example scores (raw samples for paired tests) and their 95% CIs."""
+    outputs = model.predict(dataset.x_test)
+    metrics = ctx.task.evaluate(dataset.y_test, outputs, ctx.params)
+    ctx.result.metrics.update(metrics)
+    per = ctx.task.per_example(dataset.y_test, outputs, ctx.params)
+    if per is not None:
+        ctx.result.measurements.append(Measurement("test_correct", "fraction", per.tolist(), higher_is_better=True))
+        lo, hi = proportion_ci(int(per.sum()), len(per))
+        ctx.result.details.setdefault("metric_ci", {})["accuracy"] = [lo, hi]
+    return metrics

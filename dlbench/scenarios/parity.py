@@ -1,0 +1,80 @@
+"""Parity: from identical weights and inputs, a framework agrees with the reference framework.
+
+Outputs, the loss, input gradients and weights after one training step are compared as relative
+errors (fp32 gated at 1e-4; bf16 reported, not gated). The reference framework itself is compared
+with the NumPy float64 forward pass of :mod:`dlbench.spec_numpy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dlbench.params import Param
+from dlbench.scenarios.base import Scenario
+
+if TYPE_CHECKING:
+    from dlbench.cell import Cell
+    from dlbench.context import CellContext
+    from dlbench.framework import Framework
+    from dlbench.task import Task
+
+FP32_TOLERANCE = 1e-4
+
+
+class ParityScenario(Scenario):
+    name = "parity"
+    description = "same weights, same inputs: same outputs, gradients and updated weights"
+    params: ClassVar[dict[str, Param]] = {
+        "reference": Param("torch", "framework every other is compared with", type=str),
+        "batch_size": Param(8, "examples in the parity batch", type=int),
+    }
+    needs_data = False
+
+    def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
+        if framework.kind == "classic":
+            return f"{framework.name} is a classic baseline: it does not run the neural spec"
+        return None
+
+    def run(self, ctx: CellContext) -> None:
+        from dlbench import parity, spec_numpy
+
+        p = ctx.params
+        spec = ctx.spec().without_dropout()
+        weights = spec.init_weights(ctx.seed)
+        xs, y = ctx.task.synthetic_batch(spec, int(p.get("batch_size", 8)), np.random.default_rng(ctx.seed), p)
+        ctx.result.model = ctx.model_info(spec, weights)
+        candidate = ctx.build(spec, weights)
+        ref_name = p.get("reference", "torch")
+        rows: list[dict[str, Any]] = []
+        if ref_name == ctx.framework.name:
+            expected = spec_numpy.forward(spec, weights, xs)
+            got = candidate.predict(xs)
+            err = parity.relative_error(got, expected)
+            tol = FP32_TOLERANCE if p.get("precision", "fp32") == "fp32" else None
+            rows.append({"check": "outputs", "rel_error": err, "tolerance": tol,
+                         "passed": None if tol is None else err <= tol, "reference": "numpy"})
+        else:
+            ref_fw = ctx.plugins.frameworks.get(ref_name, "parity reference")
+            avail = ref_fw.availability()
+            if not avail.installed:
+                from dlbench.errors import UnsupportedError
+
+                raise UnsupportedError(f"parity reference {ref_name!r} is not installed: {avail.reason}")
+            reference = ctx.build(spec, weights, framework=ref_fw, variant="eager", precision="fp32")
+            for row in parity.measure_parity(reference, candidate, xs, y):
+                d = asdict(row)
+                d["reference"] = ref_name
+                rows.append(d)
+        ctx.result.details["parity"] = rows
+        for row in rows:
+            ctx.result.metrics[f"rel_error_{row['check']}"] = float(row["rel_error"])
+        failed = [r["check"] for r in rows if r["passed"] is False]
+        ctx.result.metrics["parity_passed"] = float(not failed)
+        if failed:
+            ctx.result.status = "failed"
+            ctx.result.error = (f"parity failed against {rows[0]['reference']}: " +
+                                ", ".join(f"{r['check']} rel. error {r['rel_error']:.2e} > {r['tolerance']:g}"
+                                          for r in rows if r["passed"] is False))

@@ -1,0 +1,93 @@
+"""Speed: throughput of inference or training steps, latency percentiles at batch 1.
+
+The first call (compilation, tracing) is timed apart; warm-up follows; then adaptive sampling of
+synchronised windows (see :mod:`dlbench.measure.sampler`). Inputs are synthetic, of the task's
+shapes, and live on the device before timing starts, so no download and no host transfer is timed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dlbench.measure.memory import peak_host_memory_mb
+from dlbench.measure.sampler import Budget, Sampling, sample
+from dlbench.params import Param
+from dlbench.result import Measurement
+from dlbench.scenarios.base import Scenario
+
+if TYPE_CHECKING:
+    from dlbench.cell import Cell
+    from dlbench.context import CellContext
+    from dlbench.framework import Framework, Model
+    from dlbench.task import Task
+
+
+class SpeedScenario(Scenario):
+    name = "speed"
+    description = "throughput (samples/s) and latency percentiles of inference or training steps"
+    params: ClassVar[dict[str, Param]] = {
+        "mode": Param("infer", "infer (forward pass) or train (optimizer step)", ("infer", "train")),
+        "batch_size": Param(32, "examples per step; batch 1 also records latency percentiles", type=int),
+    }
+    budget: ClassVar[dict[str, Any]] = {"max_time": 5.0, "target_ci": 0.02, "warmup_time": 1.0}
+    needs_data = False
+
+    def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
+        if framework.kind == "classic" and cell.params.get("mode") == "train":
+            return f"{framework.name} fits in one call and has no train step: see its accuracy cells for fit time"
+        return None
+
+    def run(self, ctx: CellContext) -> None:
+        bs = int(ctx.params.get("batch_size", 32))
+        mode = ctx.params.get("mode", "infer")
+        rng = np.random.default_rng(ctx.seed)
+        spec = None if ctx.framework.kind == "classic" else ctx.spec()
+        weights = spec.init_weights(ctx.seed) if spec is not None else None
+        if spec is None:  # classic baselines: fit on real data when present, else synthetic
+            spec_for_shapes = ctx.spec()
+            xs, y = ctx.task.synthetic_batch(spec_for_shapes, max(bs, 256), rng, ctx.params)
+            model = ctx.build(None, None)
+            model.fit_epoch(xs, y, len(y), np.arange(len(y)))
+            xs = {k: v[:bs] for k, v in xs.items()}
+            y = y[:bs]
+        else:
+            xs, y = ctx.task.synthetic_batch(spec, bs, rng, ctx.params)
+            model = ctx.build(spec, weights)
+        ctx.result.model = ctx.model_info(spec, weights)
+        nx = model.to_device(xs)
+        ny = model.to_device(y)
+        step = (lambda: model.train_step(nx, ny)) if mode == "train" else (lambda: model.forward(nx))
+        budget = Budget.from_dict({**self.budget, **ctx.cell.budget})
+        model.reset_peak_memory()
+        sampling = sample(step, model.synchronize, budget)
+        record(ctx, sampling, bs, model)
+        if bs == 1:
+            lat_budget = Budget.from_dict({**self.budget, **ctx.cell.budget, "window_iterations": 1,
+                                           "warmup_time": 0.2, "min_samples": 100,
+                                           "max_samples": int(ctx.cell.budget.get("latency_samples", 1000))})
+            lat = sample(step, model.synchronize, lat_budget)
+            ctx.result.measurements.append(Measurement(
+                "latency", "ms", [s * 1e3 for s in lat.samples], higher_is_better=False,
+                meta={"converged": lat.converged}))
+
+
+def record(ctx: CellContext, sampling: Sampling, batch_size: int, model: Model) -> None:
+    """Turn a sampling into throughput and first-call measurements plus memory metrics."""
+    r = ctx.result
+    r.measurements.append(Measurement(
+        "throughput", "samples/s", [batch_size / s for s in sampling.samples], higher_is_better=True,
+        meta={"iterations_per_window": sampling.iterations_per_window, "converged": sampling.converged,
+              "warmup_iterations": sampling.warmup_iterations, "batch_size": batch_size}))
+    r.measurements.append(Measurement("first_call", "s", [sampling.first_call], higher_is_better=False))
+    steady = float(np.median(sampling.samples)) if sampling.samples else 0.0
+    r.metrics["first_call_s"] = sampling.first_call
+    r.metrics["compile_time_s"] = max(sampling.first_call - steady, 0.0)
+    r.metrics["peak_host_memory_mb"] = peak_host_memory_mb()
+    dev = model.peak_memory_bytes()
+    if dev is not None:
+        r.metrics["peak_device_memory_mb"] = dev / 2**20
+    r.details["sampling"] = {"converged": sampling.converged, "samples": len(sampling.samples),
+                             "iterations_per_window": sampling.iterations_per_window,
+                             "sampling_time_s": sampling.sampling_time}

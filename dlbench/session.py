@@ -1,0 +1,160 @@
+"""A run of a suite: expand cells, launch each in isolation, store each result as it ends, report."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dlbench.cell import Cell
+from dlbench.errors import DatasetError, PluginError
+from dlbench.launch.base import LaunchConfig, Launcher
+from dlbench.measure.environment import fingerprint, git_commit
+from dlbench.plugins import Plugins
+from dlbench.result import Result
+from dlbench.store import Store
+from dlbench.suite import Suite
+
+LAUNCHERS = ("subprocess", "inline")
+
+
+@dataclass
+class RunOptions:
+    store_url: str
+    output_dir: Path = Path("reports")
+    launcher: str = "subprocess"
+    resume: int | None = None
+    select: str | None = None
+    reporters: tuple[str, ...] = ("html", "json")
+    quiet: bool = False
+
+
+@dataclass
+class Session:
+    """One run: the suite, its cells and the results so far (``dlbench_session_finish`` gets it)."""
+
+    suite: Suite
+    plugins: Plugins
+    options: RunOptions
+    store: Store
+    run_id: int = 0
+    cells: list[Cell] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    reports: dict[str, Path] = field(default_factory=dict)
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _launcher(self) -> Launcher:
+        cfg = LaunchConfig(self.plugins.config, self.store.folder / "artifacts", self.store.folder / "logs")
+        if self.options.launcher == "inline":
+            from dlbench.launch.inline import InlineLauncher
+
+            return InlineLauncher(cfg)
+        from dlbench.launch.subprocess import SubprocessLauncher
+
+        return SubprocessLauncher(cfg)
+
+    def _precheck(self, cell: Cell) -> Result | None:
+        """Parent-side skips, without importing any framework."""
+        fw = self.plugins.frameworks.get(cell.framework)
+        avail = fw.availability()
+        reason = None if avail.installed else f"{fw.name} is not installed: {avail.reason}"
+        if reason is None:
+            reason = self.plugins.scenarios.get(cell.scenario).skip_reason(
+                cell, self.plugins.tasks.get(cell.task), fw)
+        if reason is None and self.plugins.scenarios.get(cell.scenario).needs_data:
+            from dlbench.data import require
+
+            try:
+                for name in self.plugins.tasks.get(cell.task).datasets(cell.params):
+                    require(self.plugins.datasets.get(name, f"task {cell.task!r}"))
+            except (DatasetError, PluginError) as exc:
+                reason = str(exc)
+        if reason is None:
+            return None
+        return Result(cell, status="skipped", error=reason, started_at=time.time(), duration=0.0)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> Session:
+        config: dict[str, Any] = {"suite": self.suite, "store": self.store.url,
+                                  "output_dir": str(self.options.output_dir), "options": self.options}
+        self.plugins.call("dlbench_configure", config=config)
+        self.cells = self.suite.cells(self.plugins)
+        if self.options.select:
+            self.cells = [c for c in self.cells if fnmatch.fnmatchcase(c.key, self.options.select)]
+        done: set[str] = set()
+        if self.options.resume is not None:
+            self.run_id = self.options.resume
+            self.store.run_info(self.run_id)
+            done = self.store.finished_keys(self.run_id)
+        else:
+            self.run_id = self.store.start_run(
+                self.suite.name, fingerprint(), git_commit(),
+                {"suite_path": str(self.suite.path) if self.suite.path else None,
+                 "launcher": self.options.launcher, "plugins": self.plugins.names(),
+                 "cells": len(self.cells), "suite": self.suite.model.model_dump()})
+        todo = [c for c in self.cells if c.key not in done]
+        launcher = self._launcher()
+        status = "finished"
+        try:
+            with self._progress() as progress:
+                task_id = progress.add_task("cells", total=len(todo))
+                for cell in todo:
+                    progress.update(task_id, description=cell.key)
+                    result = self._precheck(cell) or launcher.run(cell)
+                    self._record(result, progress)
+                    progress.advance(task_id)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.store.finish_run(self.run_id, status)
+            self.plugins.call("dlbench_session_finish", session=self)
+        return self
+
+    def _record(self, result: Result, progress: Progress) -> None:
+        self.store.add_result(self.run_id, result)
+        self.results.append(result)
+        try:
+            self.plugins.call("dlbench_cell_result", result=result)
+        except Exception as exc:  # noqa: BLE001 - a listener must not lose the run
+            progress.console.print(f"[yellow]a dlbench_cell_result hook failed: {exc}[/]")
+        if not self.options.quiet:
+            progress.console.print(describe(result))
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=self.console, disable=self.options.quiet,
+                        transient=True)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def write_reports(self) -> dict[str, Path]:
+        from dlbench.report.write import write_reports
+
+        self.reports = write_reports(self.store, self.run_id, self.plugins, self.options.output_dir,
+                                     self.options.reporters)
+        return self.reports
+
+
+_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "crashed": "red", "timeout": "red"}
+
+
+def describe(r: Result) -> str:
+    """One line per finished cell for the live log."""
+    style = _STYLE.get(r.status, "white")
+    head = ""
+    m = r.measurement("throughput")
+    if m and m.stats:
+        head = f"{m.stats.median:,.0f} samples/s ±{m.stats.rel_ci * 100:.1f}%"
+    elif r.metrics:
+        shown = [(k, v) for k, v in r.metrics.items() if k in ("accuracy", "macro_f1", "rmse", "hr@10", "parity_passed")]
+        head = " ".join(f"{k} {v:.4f}" for k, v in shown[:2])
+    err = f" — {r.error}" if r.error and r.status != "ok" else ""
+    dur = f" ({r.duration:.1f} s)" if r.duration else ""
+    return f"[{style}]{r.status:>7}[/] {escape(r.cell.key)} {head}{dur}{escape(err)}"

@@ -1,0 +1,279 @@
+"""The results store: SQLAlchemy schema and queries (SQLite file by default, any URL by --store).
+
+Runs hold the suite, git commit and environment fingerprint; cells hold key, parameters, status,
+error, metrics, curves and details; measurements hold summary statistics and raw samples; models
+hold parameter count, FLOPs, weight digests and the path of the trained-weights artifact. Each
+result is committed as soon as its cell ends.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dlbench.cell import Cell
+from dlbench.errors import StoreError
+from dlbench.report.base import RunData, RunInfo
+from dlbench.result import Measurement, ModelInfo, Result, Stats
+
+DEFAULT_DIR = Path("reports")
+DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
+
+metadata = MetaData()
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("suite", String(200), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("status", String(20), nullable=False, default="running"),
+    Column("git_commit", String(80)),
+    Column("environment", JSON),
+    Column("config", JSON),
+)
+
+cells = Table(
+    "cells", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("key", String(400), index=True, nullable=False),
+    Column("scenario", String(60)),
+    Column("task", String(60)),
+    Column("framework", String(60)),
+    Column("device", String(20)),
+    Column("params", JSON),
+    Column("cell", JSON),
+    Column("status", String(20), nullable=False),
+    Column("error", Text),
+    Column("log_tail", Text),
+    Column("metrics", JSON),
+    Column("series", JSON),
+    Column("details", JSON),
+    Column("environment", JSON),
+    Column("started_at", Float),
+    Column("duration", Float),
+)
+
+measurements = Table(
+    "measurements", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cell_id", Integer, ForeignKey("cells.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("name", String(80), nullable=False),
+    Column("unit", String(40)),
+    Column("higher_is_better", Integer),
+    Column("n", Integer),
+    Column("median", Float),
+    Column("mean", Float),
+    Column("std", Float),
+    Column("min", Float),
+    Column("max", Float),
+    Column("p90", Float),
+    Column("p99", Float),
+    Column("iqr", Float),
+    Column("ci_low", Float),
+    Column("ci_high", Float),
+    Column("samples", JSON),
+    Column("meta", JSON),
+)
+
+models = Table(
+    "models", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cell_id", Integer, ForeignKey("cells.id", ondelete="CASCADE"), index=True, nullable=False),
+    Column("spec_digest", String(40)),
+    Column("parameter_count", Integer),
+    Column("flops_per_example", Integer),
+    Column("initial_digest", String(80)),
+    Column("trained_digest", String(80)),
+    Column("artifact", String(400)),
+)
+
+_STAT_FIELDS = ("n", "median", "mean", "std", "min", "max", "p90", "p99", "iqr", "ci_low", "ci_high")
+
+
+def _clean(v: Any) -> Any:
+    """JSON columns: NaN/inf become None (PostgreSQL's JSON rejects them)."""
+    import math
+
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return _clean(v.item())
+    return v
+
+
+def _nan(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+class Store:
+    """A results database reachable by SQLAlchemy URL."""
+
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, future=True)
+            metadata.create_all(self.engine)
+        except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(f"cannot open results store {_redact(url)!r}: {reason} "
+                             f"(check the --store URL, that the server is up and its driver is installed)") from None
+
+    @property
+    def folder(self) -> Path:
+        """Where artifacts (trained weights, logs) live beside the database."""
+        if self.url.startswith("sqlite:///") and self.url != "sqlite:///:memory:":
+            return Path(self.url.removeprefix("sqlite:///")).expanduser().resolve().parent
+        return DEFAULT_DIR.resolve()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def start_run(self, suite: str, environment: dict[str, Any], git_commit: str | None,
+                  config: dict[str, Any]) -> int:
+        with self.engine.begin() as c:
+            res = c.execute(insert(runs).values(suite=suite, started_at=time.time(), status="running",
+                                                git_commit=git_commit, environment=_clean(environment),
+                                                config=_clean(config)))
+            return int(res.inserted_primary_key[0])
+
+    def finish_run(self, run_id: int, status: str = "finished") -> None:
+        with self.engine.begin() as c:
+            c.execute(update(runs).where(runs.c.id == run_id).values(finished_at=time.time(), status=status))
+
+    def add_result(self, run_id: int, r: Result) -> int:
+        """Store one cell's result in its own transaction (committed when this returns)."""
+        cell = r.cell
+        with self.engine.begin() as c:
+            # a re-measured cell (resume, gate confirmation) replaces the earlier one in this run
+            c.execute(delete(cells).where(cells.c.run_id == run_id, cells.c.key == cell.key))
+            cid = int(c.execute(insert(cells).values(
+                run_id=run_id, key=cell.key, scenario=cell.scenario, task=cell.task,
+                framework=cell.framework, device=cell.device, params=_clean(cell.params),
+                cell=_clean(cell.to_dict()), status=r.status, error=r.error, log_tail=r.log_tail,
+                metrics=_clean(r.metrics), series=_clean(r.series), details=_clean(r.details),
+                environment=_clean(r.environment), started_at=r.started_at, duration=r.duration,
+            )).inserted_primary_key[0])
+            for m in r.measurements:
+                st = m.stats
+                stats = {f: _clean(getattr(st, f)) for f in _STAT_FIELDS} if st else {}
+                c.execute(insert(measurements).values(cell_id=cid, name=m.name, unit=m.unit,
+                                                      higher_is_better=int(m.higher_is_better),
+                                                      samples=_clean(m.samples), meta=_clean(m.meta), **stats))
+            if r.model:
+                c.execute(insert(models).values(cell_id=cid, **vars(r.model)))
+        return cid
+
+    # -- reading ---------------------------------------------------------------------------------
+    def runs(self, suite: str | None = None, limit: int | None = None) -> list[RunInfo]:
+        q = select(runs).order_by(runs.c.id.desc())
+        if suite:
+            q = q.where(runs.c.suite == suite)
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as c:
+            return [_run_info(row) for row in c.execute(q).mappings()]
+
+    def run_info(self, run_id: int) -> RunInfo:
+        with self.engine.connect() as c:
+            row = c.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+        if row is None:
+            known = [r.id for r in self.runs(limit=10)]
+            raise StoreError(f"no run {run_id} in store {_redact(self.url)!r} "
+                             f"(latest runs: {', '.join(map(str, known)) or 'none'}; see dlbench history)")
+        return _run_info(row)
+
+    def latest_run_id(self, suite: str | None = None) -> int:
+        found = self.runs(suite, limit=1)
+        if not found:
+            what = f" of suite {suite!r}" if suite else ""
+            raise StoreError(f"no run{what} in store {_redact(self.url)!r} yet (run: dlbench run <suite>)")
+        return found[0].id
+
+    def results(self, run_id: int) -> list[Result]:
+        with self.engine.connect() as c:
+            cell_rows = list(c.execute(select(cells).where(cells.c.run_id == run_id).order_by(cells.c.id)).mappings())
+            ids = [r["id"] for r in cell_rows]
+            ms: dict[int, list[Measurement]] = {i: [] for i in ids}
+            mi: dict[int, ModelInfo] = {}
+            if ids:
+                for m in c.execute(select(measurements).where(measurements.c.cell_id.in_(ids)).order_by(measurements.c.id)).mappings():
+                    stats = Stats(**{f: (int(m[f]) if f == "n" else _nan(m[f])) for f in _STAT_FIELDS}) if m["n"] is not None else None
+                    ms[m["cell_id"]].append(Measurement(m["name"], m["unit"], [_nan(x) for x in m["samples"] or []],
+                                                        stats, bool(m["higher_is_better"]), m["meta"] or {}))
+                for m in c.execute(select(models).where(models.c.cell_id.in_(ids))).mappings():
+                    mi[m["cell_id"]] = ModelInfo(m["spec_digest"], m["parameter_count"], m["flops_per_example"],
+                                                 m["initial_digest"], m["trained_digest"], m["artifact"])
+        out = []
+        for r in cell_rows:
+            metrics = {k: _nan(v) for k, v in (r["metrics"] or {}).items()}
+            out.append(Result(Cell.from_dict(r["cell"]), r["status"], ms[r["id"]], metrics, r["series"] or {},
+                              r["details"] or {}, mi.get(r["id"]), r["environment"] or {}, r["error"],
+                              r["log_tail"] or "", r["started_at"], r["duration"]))
+        return out
+
+    def load_run(self, run_id: int) -> RunData:
+        return RunData(self.run_info(run_id), self.results(run_id))
+
+    def finished_keys(self, run_id: int) -> set[str]:
+        """Keys of cells that ended ``ok`` or ``skipped`` (``--resume`` does not redo them)."""
+        with self.engine.connect() as c:
+            q = select(cells.c.key).where(cells.c.run_id == run_id, cells.c.status.in_(("ok", "skipped")))
+            return {row[0] for row in c.execute(q)}
+
+    def history(self, key_pattern: str = "%", measurement: str | None = None, limit_runs: int = 50) -> list[dict[str, Any]]:
+        """Per cell and run: the headline median (or metric) with commit and time, oldest first."""
+        q = (select(cells.c.key, cells.c.run_id, cells.c.status, cells.c.metrics, runs.c.git_commit,
+                    runs.c.started_at, runs.c.suite, measurements.c.name, measurements.c.median,
+                    measurements.c.ci_low, measurements.c.ci_high)
+             .join(runs, runs.c.id == cells.c.run_id)
+             .outerjoin(measurements, measurements.c.cell_id == cells.c.id)
+             .where(cells.c.key.like(key_pattern))
+             .order_by(cells.c.run_id))
+        if measurement:
+            q = q.where(measurements.c.name == measurement)
+        with self.engine.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+        return rows
+
+    def count_runs(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(runs)).scalar_one())
+
+
+def _run_info(row: Any) -> RunInfo:
+    return RunInfo(row["id"], row["suite"], row["started_at"], row["finished_at"], row["git_commit"],
+                   row["environment"] or {}, row["status"], row["config"] or {})
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before printing it."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)

@@ -1,0 +1,204 @@
+"""Suites: YAML validated with pydantic, expanded into cells.
+
+A suite is a list of matrix blocks; each block is scenario x tasks x frameworks x devices x
+parameters. Every mistake is reported with the file, the field and the valid choices.
+
+```yaml
+name: quick
+timeout: 300                 # seconds per cell (blocks may override)
+matrix:
+  - scenario: speed
+    tasks: [vision]          # or {vision: {dataset: digits}, nlp: {dataset: spam}}
+    frameworks: installed    # installed | all | [torch, jax]
+    devices: [cpu]
+    params: {batch_size: [1, 64], mode: [infer, train], variant: [eager, compiled]}
+    budget: {max_time: 3}
+    exclude: [{framework: sklearn, mode: train}]
+```
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlbench.cell import Cell
+from dlbench.errors import SuiteError, choices
+from dlbench.params import COMMON_PARAMS, Param
+from dlbench.plugins import Plugins
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+class Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    tasks: list[str] | dict[str, dict[str, Any]]
+    frameworks: str | list[str] = "installed"
+    devices: list[str] = Field(default_factory=lambda: ["cpu"])
+    params: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = None
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if not DEVICE_RE.match(d):
+                raise ValueError(f"unknown device {d!r}: choose cpu, cuda or cuda:N")
+        return v
+
+
+class SuiteModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    timeout: float = 600.0
+    seed: int = 0
+    matrix: list[Block]
+    gate: dict[str, Any] = Field(default_factory=dict)
+
+
+class Suite:
+    """A validated suite and its source path."""
+
+    def __init__(self, model: SuiteModel, path: Path | None) -> None:
+        self.model = model
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else f"suite {self.name!r}"
+
+    def cells(self, plugins: Plugins) -> list[Cell]:
+        """Expand every block into cells (duplicates across blocks are dropped, first wins)."""
+        out: dict[str, Cell] = {}
+        for i, block in enumerate(self.model.matrix):
+            for cell in _expand(block, i, self, plugins):
+                out.setdefault(cell.key, cell)
+        return list(out.values())
+
+
+def resolve(name_or_path: str) -> Path:
+    """``quick`` -> ``suites/quick.yaml``; a path is used as it is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise SuiteError(f"suite file {p} does not exist (give a path to a .yaml file or a suite name: "
+                             f"{choices(available())})")
+        return p
+    candidate = SUITES_DIR / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        raise SuiteError(f"unknown suite {name_or_path!r}: choose one of {choices(available())} "
+                         f"or give a path to a .yaml file")
+    return candidate
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
+
+
+def load(name_or_path: str, plugins: Plugins) -> Suite:
+    path = resolve(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise SuiteError(f"{path}{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    return parse(data, plugins, path)
+
+
+def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
+    where = str(path) if path else "suite"
+    if not isinstance(data, dict):
+        raise SuiteError(f"{where}: a suite is a mapping with 'name' and 'matrix' (got {type(data).__name__})")
+    try:
+        model = SuiteModel.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            owner = SuiteModel if len(err["loc"]) == 1 else Block
+            msg = f"unknown field; choose one of {choices(owner.model_fields)}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        raise SuiteError(f"{where}: field {field}: {msg}") from None
+    suite = Suite(model, path)
+    suite.cells(plugins)  # validates names and parameters
+    return suite
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _listify(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list) else [v]
+
+
+def _frameworks(block: Block, where: str, plugins: Plugins) -> list[str]:
+    fws = block.frameworks
+    if fws == "all":
+        return plugins.frameworks.names()
+    if fws == "installed":
+        return [f.name for f in plugins.frameworks if f.availability().installed]
+    if isinstance(fws, str):
+        fws = [fws]
+    for name in fws:
+        plugins.frameworks.get(name, where)
+    return list(fws)
+
+
+def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Cell]:
+    where = f"{suite.where} matrix[{index}]"
+    scenario = plugins.scenarios.get(block.scenario, f"{where}.scenario")
+    task_items = block.tasks.items() if isinstance(block.tasks, dict) else ((t, {}) for t in block.tasks)
+    frameworks = _frameworks(block, f"{where}.frameworks", plugins)
+    cells: list[Cell] = []
+    for task_name, task_overrides in task_items:
+        task = plugins.tasks.get(task_name, f"{where}.tasks")
+        for fw_name in frameworks:
+            fw = plugins.frameworks.get(fw_name)
+            declared: dict[str, Param] = {**COMMON_PARAMS, **scenario.params, **task.params}
+            fw_params = {k: p for k, p in fw.params.items() if not p.applies_to or fw_name in p.applies_to}
+            declared.update(fw_params)
+            all_fw_params = {k for f in plugins.frameworks for k in f.params}
+            given = {**block.params, **(task_overrides or {})}
+            for k in given:
+                if k not in declared and k not in all_fw_params:
+                    raise SuiteError(f"{where}.params: unknown parameter {k!r} for scenario {scenario.name!r}, "
+                                     f"task {task_name!r}: choose one of {choices(declared)}")
+            # parameters of other frameworks (e.g. keras 'backend') do not expand this framework
+            given = {k: v for k, v in given.items() if k in declared}
+            for k, v in given.items():
+                for value in _listify(v):
+                    err = declared[k].validate(k, value)
+                    if err:
+                        raise SuiteError(f"{where}.params: {err}")
+            keys = list(given)
+            for combo in itertools.product(*(_listify(given[k]) for k in keys)):
+                params = {k: p.default for k, p in declared.items()}
+                params["seed"] = suite.model.seed if "seed" not in given else params["seed"]
+                params.update(dict(zip(keys, combo, strict=True)))
+                for device in block.devices:
+                    row = {"framework": fw_name, "task": task_name, "device": device, **params}
+                    if any(all(row.get(k) == v for k, v in ex.items()) for ex in block.exclude):
+                        continue
+                    cells.append(Cell(block.scenario, task_name, fw_name, device, params,
+                                      float(block.timeout or suite.model.timeout), dict(block.budget),
+                                      tuple(keys)))
+    return cells
