@@ -174,7 +174,14 @@ class Plugins:
             ("dlbench_register_datasets", self.datasets),
         ):
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-                impl.function(register=registry.register_from(impl.plugin_name))
+                try:
+                    impl.function(register=registry.register_from(impl.plugin_name))
+                except PluginError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc} "
+                        f"(fix it, or pass --disable-plugin {impl.plugin_name})") from exc
 
     # -- queries ---------------------------------------------------------------------------------
     def call(self, hook: str, **kwargs: Any) -> list[Any]:

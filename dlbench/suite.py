@@ -19,6 +19,7 @@ matrix:
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from pathlib import Path
@@ -129,12 +130,15 @@ def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
     try:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # a misspelled field shows up as "extra" plus "missing": report the misspelling first
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         field = ".".join(str(x) for x in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             owner = SuiteModel if len(err["loc"]) == 1 else Block
-            msg = f"unknown field; choose one of {choices(owner.model_fields)}"
+            close = difflib.get_close_matches(str(err["loc"][-1]), list(owner.model_fields), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            msg = f"unknown field; choose one of {choices(owner.model_fields)}{hint}"
         elif err["type"] == "missing":
             msg = "required field is missing"
         raise SuiteError(f"{where}: field {field}: {msg}") from None

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+
+from dlbench.measure.sampler import Budget, sample
+from dlbench.measure.stats import median_ci, proportion_ci, summarize
+
+
+def test_median_ci_covers_true_median_about_95_percent():
+    rng = np.random.default_rng(1)
+    hits = 0
+    trials = 400
+    for _ in range(trials):
+        x = rng.lognormal(0.0, 0.5, size=40)  # true median is exp(0) = 1
+        lo, hi = median_ci(x)
+        hits += lo <= 1.0 <= hi
+    assert 0.92 <= hits / trials <= 0.995
+
+
+def test_summary_statistics():
+    s = summarize([1, 2, 3, 4, 100])
+    assert s.median == 3 and s.min == 1 and s.max == 100 and s.n == 5
+    assert np.isnan(s.ci_low)  # too few samples for a distribution-free CI
+    lo, hi = proportion_ci(90, 100)
+    assert lo < 0.9 < hi
+
+
+class FakeDevice:
+    """An asynchronous 'device': steps queue work that sync() completes, counted not timed."""
+
+    def __init__(self):
+        self.queued = 0
+        self.done = 0
+        self.calls = 0
+
+    def step(self):
+        self.calls += 1
+        self.queued += 1
+
+    def sync(self):
+        self.done += self.queued
+        self.queued = 0
+
+
+def test_sampler_syncs_every_window_and_separates_first_call():
+    dev = FakeDevice()
+    b = Budget(max_time=0.2, min_samples=5, max_samples=20, warmup_time=0.0, warmup_iterations=3,
+               window_iterations=4, target_ci=0.0)
+    s = sample(dev.step, dev.sync, b)
+    assert dev.queued == 0  # every timed region ended with a synchronisation
+    assert s.iterations_per_window == 4
+    assert 5 <= len(s.samples) <= 20
+    assert dev.calls == 1 + s.warmup_iterations + 4 * len(s.samples)
+    assert s.first_call >= 0 and not s.converged
+
+
+def test_sampler_stops_when_ci_target_is_met():
+    dev = FakeDevice()
+    b = Budget(max_time=30, min_samples=10, max_samples=10_000, warmup_time=0.0, window_iterations=50,
+               target_ci=0.5)
+    s = sample(dev.step, dev.sync, b)
+    assert s.converged and len(s.samples) < 10_000
