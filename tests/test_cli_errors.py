@@ -1,0 +1,83 @@
+"""Bad input: one clear line naming the problem and the fix, non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli  # noqa: I001
+
+
+def one_line_error(res, pattern: str) -> None:
+    import re
+
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize(("suite_text", "pattern"), [
+    ("name: x\nmatrix:\n  - scenario: speed\n    tasks: [vision]\n    frameworks: [pytorch]\n",
+     r"unknown framework 'pytorch' in .*bad.yaml matrix\[0\].frameworks: choose one of .*torch"),
+    ("name: x\nmatrix:\n  - scenario: speed\n    tasks: [visoin]\n", r"unknown task 'visoin'.*vision"),
+    ("name: x\nmatrix:\n  - scenario: speed\n    tasks: [vision]\n    devices: [tpu]\n",
+     r"unknown device 'tpu': choose cpu, cuda or cuda:N"),
+    ("name: x\nmatrixx: []\n", r"bad.yaml: field matrixx: unknown field.*did you mean 'matrix'"),
+])
+def test_malformed_suites(tmp_path, suite_text, pattern):
+    p = tmp_path / "bad.yaml"
+    p.write_text(suite_text)
+    one_line_error(run_cli("run", str(p), "--store", f"sqlite:///{tmp_path}/r.db"), pattern)
+
+
+def test_unknown_suite_name(tmp_path):
+    one_line_error(run_cli("run", "quik", "--store", f"sqlite:///{tmp_path}/r.db"),
+                   r"unknown suite 'quik': choose one of .*quick")
+
+
+def test_unreachable_store(tmp_path):
+    one_line_error(run_cli("run", "quick", "--store", "postgresql+psycopg://u:pw@127.0.0.1:9/none"),
+                   r"cannot open results store .*\*\*\*.*check the --store URL")
+
+
+def test_plugin_that_fails_to_import(tmp_path):
+    (tmp_path / "broken.py").write_text("raise ImportError('planted')\n")
+    res = run_cli("--plugins-dir", str(tmp_path), "list", "plugins")
+    one_line_error(res, r"plugin file .*broken.py failed to import: ImportError: planted.*--disable-plugin broken")
+    debug = run_cli("--plugins-dir", str(tmp_path), "--debug", "list", "plugins")
+    assert "Traceback" in debug.stderr and debug.returncode != 0
+
+
+def test_unknown_list_and_report_run(tmp_path):
+    one_line_error(run_cli("list", "gadgets"), r"unknown list 'gadgets': choose one of .*frameworks")
+    one_line_error(run_cli("report", "7", "--store", f"sqlite:///{tmp_path}/r.db"), r"no run 7 in store")
+
+
+def test_missing_dataset_skips_only_its_cells_with_the_fix(tmp_path, plugin_dir):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("""
+name: s
+matrix:
+  - scenario: accuracy
+    tasks: {vision: {dataset: mnist, model: mlp}}
+    frameworks: [numpyfw]
+    params: {epochs: 1}
+  - scenario: accuracy
+    tasks: [blobs]
+    frameworks: [numpyfw]
+    params: {epochs: 1}
+""")
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    db = f"sqlite:///{tmp_path}/r.db"
+    res = run_cli("--plugins-dir", str(plugin_dir), "run", str(suite), "--store", db, "--report", "json",
+                  "--output-dir", str(tmp_path / "out"), env={"DLBENCH_DATA_DIR": str(empty)})
+    assert res.returncode == 0, res.stderr
+    from dlbench.store import Store
+
+    st = Store(db)
+    by_task = {r.cell.task: r for r in st.results(st.latest_run_id())}
+    assert by_task["vision"].status == "skipped"
+    assert "dlbench data fetch mnist" in by_task["vision"].error
+    assert by_task["blobs"].status == "ok"
