@@ -60,11 +60,13 @@ def run(
     suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.yaml) or path to a YAML file.")],
     store: StoreOpt = DEFAULT_URL,
     output_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
-    launcher: Annotated[str, typer.Option(help="subprocess (one process per cell) or inline.")] = "subprocess",
+    launcher: Annotated[str, typer.Option(help="subprocess (one process per cell), inline, or ray.")] = "subprocess",
     resume: Annotated[str | None, typer.Option(help="Continue run ID (or 'latest'), skipping finished cells.")] = None,
     select: Annotated[str | None, typer.Option(help="Only cells whose key matches this glob.")] = None,
     report: Annotated[str, typer.Option(help="Comma-separated reporters to write.")] = "html,json",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and exit.")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run cells on (--launcher ray).")] = None,
+    cpus_per_cell: Annotated[float | None, typer.Option(help="Ray CPUs reserved per cell (default: a whole node).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> int:
     """Run a suite; every cell in a fresh process; results stored as each cell ends."""
@@ -86,7 +88,7 @@ def run(
     resume_id = None
     if resume is not None:
         resume_id = st.latest_run_id(s.name) if resume == "latest" else _int(resume, "--resume")
-    opts = RunOptions(store, output_dir, launcher, resume_id, select, reporters, quiet)
+    opts = RunOptions(store, output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell)
     session = Session(s, plugins, opts, st)
     try:
         session.run()

@@ -21,7 +21,7 @@ from dlbench.result import Result
 from dlbench.store import Store
 from dlbench.suite import Suite
 
-LAUNCHERS = ("subprocess", "inline")
+LAUNCHERS = ("subprocess", "inline", "ray")
 
 
 @dataclass
@@ -33,6 +33,8 @@ class RunOptions:
     select: str | None = None
     reporters: tuple[str, ...] = ("html", "json")
     quiet: bool = False
+    ray_address: str | None = None
+    cpus_per_cell: float | None = None
 
 
 @dataclass
@@ -56,6 +58,10 @@ class Session:
             from dlbench.launch.inline import InlineLauncher
 
             return InlineLauncher(cfg)
+        if self.options.launcher == "ray":
+            from dlbench.launch.ray import RayLauncher
+
+            return RayLauncher(cfg, self.options.ray_address, self.options.cpus_per_cell)
         from dlbench.launch.subprocess import SubprocessLauncher
 
         return SubprocessLauncher(cfg)
@@ -105,18 +111,31 @@ class Session:
         try:
             with self._progress() as progress:
                 task_id = progress.add_task("cells", total=len(todo))
+                runnable = []
                 for cell in todo:
-                    progress.update(task_id, description=cell.key)
-                    result = self._precheck(cell) or launcher.run(cell)
+                    skipped = self._precheck(cell)
+                    if skipped is None:
+                        runnable.append(cell)
+                    else:
+                        self._record(skipped, progress)
+                        progress.advance(task_id)
+                for result in launcher.run_many(self._announce(runnable, progress, task_id)):
                     self._record(result, progress)
                     progress.advance(task_id)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
+            launcher.close()
             self.store.finish_run(self.run_id, status)
             self.plugins.call("dlbench_session_finish", session=self)
         return self
+
+    @staticmethod
+    def _announce(cells: list[Cell], progress: Progress, task_id: Any) -> Any:
+        for cell in cells:
+            progress.update(task_id, description=escape(cell.key))
+            yield cell
 
     def _record(self, result: Result, progress: Progress) -> None:
         self.store.add_result(self.run_id, result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ class Launcher(ABC):
     @abstractmethod
     def run(self, cell: Cell) -> Result:
         """Run one cell; every failure becomes the returned Result's status, never an exception."""
+
+    def run_many(self, cells: Iterable[Cell]) -> Iterator[Result]:
+        """Run cells, yielding each result as soon as it ends (one at a time by default)."""
+        for cell in cells:
+            yield self.run(cell)
+
+    def close(self) -> None:
+        """Release resources (clusters, pools)."""
 
 
 def tail(text: str, lines: int = 40) -> str:
