@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats as st
@@ -11,21 +12,26 @@ from scipy import stats as st
 from dlbench.result import Stats
 
 
-def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+@lru_cache(maxsize=4096)
+def _order_statistics(n: int, confidence: float) -> tuple[int, int]:
+    """0-based indices of the order statistics bounding the median's CI for ``n`` samples."""
+    alpha = 1 - confidence
+    lo = int(st.binom.ppf(alpha / 2, n, 0.5))
+    hi = int(st.binom.isf(alpha / 2, n, 0.5))
+    return max(lo - 1, 0), min(hi, n - 1)  # ppf gives a count; order statistics are 0-based
+
+
+def median_ci(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """Distribution-free CI of the median from binomial order statistics (NaN when n < 6)."""
     x = np.sort(np.asarray(samples, dtype=float))
     n = len(x)
     if n < 6:
         return float("nan"), float("nan")
-    alpha = 1 - confidence
-    lo = int(st.binom.ppf(alpha / 2, n, 0.5))
-    hi = int(st.binom.isf(alpha / 2, n, 0.5))
-    lo = max(lo - 1, 0)  # ppf gives the count; order statistics are 0-based
-    hi = min(hi, n - 1)
+    lo, hi = _order_statistics(n, confidence)
     return float(x[lo]), float(x[hi])
 
 
-def summarize(samples: Sequence[float]) -> Stats:
+def summarize(samples: Sequence[float] | np.ndarray) -> Stats:
     """Median, mean, std, min, max, p90, p99, IQR and the 95% CI of the median."""
     x = np.asarray(samples, dtype=float)
     if x.size == 0:
@@ -48,7 +54,7 @@ def summarize(samples: Sequence[float]) -> Stats:
     )
 
 
-def relative_ci_halfwidth(samples: Sequence[float]) -> float:
+def relative_ci_halfwidth(samples: Sequence[float] | np.ndarray) -> float:
     """Half-width of the median's 95% CI relative to the median (inf when not yet defined)."""
     lo, hi = median_ci(samples)
     med = float(np.median(samples)) if len(samples) else 0.0

@@ -135,6 +135,7 @@ def evaluate_into(ctx: CellContext, model: Model, dataset: Dataset) -> dict[str,
     outputs = model.predict(dataset.x_test)
     metrics = ctx.task.evaluate(dataset.y_test, outputs, ctx.params)
     ctx.result.metrics.update(metrics)
+    ctx.result.metrics["n_test"] = float(dataset.n_test)
     per = ctx.task.per_example(dataset.y_test, outputs, ctx.params)
     if per is not None:
         ctx.result.measurements.append(Measurement("test_correct", "fraction", per.tolist(), higher_is_better=True))

@@ -1,0 +1,198 @@
+"""Two-sample tests and effect sizes with confidence intervals (pure NumPy/SciPy).
+
+* :func:`ratio_effect` - unpaired samples of a positive quantity (throughput windows, latencies):
+  Mann-Whitney U two-sided p-value and the Hodges-Lehmann estimate of the head/base **ratio** with
+  its distribution-free (Moses) confidence interval, computed on log samples. The HL ratio is the
+  median of all pairwise ratios ``head_j / base_i``; its CI is the pair of order statistics of
+  those ratios that the U distribution gives (exact null distribution when both samples are small
+  and tie-free, normal approximation otherwise). The CI therefore excludes 1 exactly when the
+  U test rejects at the same level, so test and interval never disagree. Deterministic: no
+  bootstrap, no seed.
+* :func:`paired_proportion_effect` - per-example 0/1 correctness of two models on the same test
+  set: exact McNemar test (binomial on the discordant pairs) and the CI of the accuracy difference
+  conditional on the number of discordant pairs (Clopper-Pearson on the discordant split).
+* :func:`two_proportion_effect` - accuracies on different (or unmatched) test sets: Fisher's exact
+  test and Newcombe's hybrid-score CI of the difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import stats as st
+
+_MAX_PAIRS = 1_000_000  # above this, samples are thinned to evenly spaced quantiles for the CI
+_EXACT_MAX_PAIRS = 2_500  # exact U distribution below this (n*m), normal approximation above
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An effect estimate with its CI and a two-sided p-value (NaN when no test was possible)."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_base: int
+    n_head: int
+    method: str
+
+
+@lru_cache(maxsize=256)
+def _u_null_cdf(n: int, m: int) -> np.ndarray:
+    """Exact CDF of the Mann-Whitney U statistic under H0 (no ties): coefficients of the
+    Gaussian binomial [n+m choose n]_q, normalised."""
+    size = n * m + 1
+    c = np.zeros(size)
+    c[0] = 1.0
+    for i in range(1, n + 1):
+        s = m + i
+        if s < size:  # multiply by (1 - q^(m+i))
+            c[s:] = c[s:] - c[: size - s].copy()
+        for r in range(i):  # divide by (1 - q^i): cumulative sums with stride i
+            c[r::i] = np.cumsum(c[r::i])
+    c = np.clip(c, 0.0, None)
+    return np.cumsum(c) / c.sum()
+
+
+def _u_crit(n: int, m: int, alpha: float, ties: bool) -> int:
+    """Largest u with P(U <= u) <= alpha/2, or -1 when no such u exists (CI unbounded)."""
+    if n * m <= _EXACT_MAX_PAIRS and not ties:
+        cdf = _u_null_cdf(min(n, m), max(n, m))
+        below = np.nonzero(cdf <= alpha / 2 + 1e-12)[0]
+        return int(below[-1]) if below.size else -1
+    sd = math.sqrt(n * m * (n + m + 1) / 12.0)
+    return int(math.floor(n * m / 2 - 0.5 - st.norm.isf(alpha / 2) * sd))
+
+
+def _avg_ranks(a: np.ndarray) -> tuple[np.ndarray, float]:
+    """1-based average ranks and the tie term sum(t^3 - t)."""
+    order = np.argsort(a, kind="mergesort")
+    sa = a[order]
+    group = np.r_[True, sa[1:] != sa[:-1]].cumsum()
+    counts = np.bincount(group)
+    ends = np.cumsum(counts)
+    ranks = np.empty(a.size)
+    ranks[order] = ends[group] - (counts[group] - 1) / 2
+    return ranks, float(np.sum(counts.astype(float) ** 3 - counts))
+
+
+def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value without SciPy's per-call overhead: exact null
+    distribution when there are no ties and ``n*m <= 2500`` (as ``method="exact"``), else the
+    normal approximation with tie and continuity corrections (as ``method="asymptotic"``)."""
+    n, m = x.size, y.size
+    ranks, tie = _avg_ranks(np.concatenate([x, y]))
+    u = float(ranks[:n].sum() - n * (n + 1) / 2)
+    if tie == 0 and n * m <= _EXACT_MAX_PAIRS:
+        cdf = _u_null_cdf(min(n, m), max(n, m))
+        return float(min(1.0, 2 * cdf[int(round(min(u, n * m - u)))]))
+    mu = n * m / 2
+    var = n * m / 12 * ((n + m + 1) - tie / ((n + m) * (n + m - 1)))
+    if var <= 0:
+        return 1.0
+    z = (max(u, n * m - u) - mu - 0.5) / math.sqrt(var)
+    return float(min(1.0, 2 * st.norm.sf(z)))
+
+
+def _thin(x: np.ndarray, k: int) -> np.ndarray:
+    if x.size <= k:
+        return x
+    return np.quantile(x, (np.arange(k) + 0.5) / k)
+
+
+def hodges_lehmann(base: np.ndarray, head: np.ndarray, alpha: float = 0.05,
+                   ) -> tuple[float, float, float]:
+    """HL shift ``head - base`` with its Moses CI: (estimate, low, high); low/high are -inf/inf when
+    the samples are too small for a CI at this level."""
+    n, m = base.size, head.size
+    ties = np.unique(np.concatenate([base, head])).size < n + m
+    if n * m > _MAX_PAIRS:
+        k = int(math.sqrt(_MAX_PAIRS))
+        base, head = _thin(np.sort(base), k), _thin(np.sort(head), k)
+    d = np.sort((head[None, :] - base[:, None]).ravel())
+    est = float(np.median(d))
+    u = _u_crit(n, m, alpha, ties)
+    if u < 0:
+        return est, -math.inf, math.inf
+    # index scaled in case the samples were thinned
+    scale = d.size / (n * m)
+    lo_i = min(int(math.floor(u * scale)), d.size - 1)
+    hi_i = max(d.size - 1 - lo_i, 0)
+    return est, float(d[lo_i]), float(d[hi_i])
+
+
+def ratio_effect(base: Sequence[float] | np.ndarray, head: Sequence[float] | np.ndarray,
+                 alpha: float = 0.05) -> Effect:
+    """Ratio head/base of two positive samples: HL estimate, Moses CI and Mann-Whitney p-value."""
+    x = np.asarray(base, dtype=float)
+    y = np.asarray(head, dtype=float)
+    x, y = x[np.isfinite(x) & (x > 0)], y[np.isfinite(y) & (y > 0)]
+    n, m = int(x.size), int(y.size)
+    if n < 2 or m < 2:
+        r = float(np.median(y) / np.median(x)) if n and m else math.nan
+        return Effect(r, 0.0, math.inf, math.nan, n, m, "too few samples")
+    lx, ly = np.log(x), np.log(y)
+    if np.ptp(np.concatenate([lx, ly])) == 0:
+        return Effect(1.0, 1.0, 1.0, 1.0, n, m, "identical constant samples")
+    p = mann_whitney_p(x, y)
+    est, lo, hi = hodges_lehmann(lx, ly, alpha)
+    return Effect(math.exp(est), math.exp(lo), math.exp(hi), p, n, m,
+                  "Mann-Whitney U; Hodges-Lehmann ratio with Moses CI")
+
+
+def paired_proportion_effect(base: Sequence[float] | np.ndarray, head: Sequence[float] | np.ndarray,
+                             alpha: float = 0.05) -> Effect:
+    """Accuracy difference head - base from per-example 0/1 correctness on the same examples."""
+    x = np.asarray(base, dtype=float) > 0.5
+    y = np.asarray(head, dtype=float) > 0.5
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.size} vs {y.size}")
+    n = int(x.size)
+    b = int(np.sum(x & ~y))  # base right, head wrong
+    c = int(np.sum(~x & y))  # base wrong, head right
+    k = b + c
+    if n == 0:
+        return Effect(math.nan, math.nan, math.nan, math.nan, 0, 0, "no examples")
+    if k == 0:
+        return Effect(0.0, 0.0, 0.0, 1.0, n, n, "exact McNemar: no discordant pairs")
+    res = st.binomtest(c, k, 0.5)
+    ci = res.proportion_ci(1 - alpha, method="exact")
+    scale = k / n
+    return Effect(scale * (2 * c / k - 1), scale * (2 * ci.low - 1), scale * (2 * ci.high - 1),
+                  float(res.pvalue), n, n, f"exact McNemar ({b} lost, {c} gained of {n})")
+
+
+def _wilson(k: int, n: int, alpha: float) -> tuple[float, float]:
+    ci = st.binomtest(k, n).proportion_ci(1 - alpha, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def two_proportion_effect(k_base: int, n_base: int, k_head: int, n_head: int,
+                          alpha: float = 0.05) -> Effect:
+    """Difference of two independent proportions: Fisher exact p, Newcombe hybrid-score CI."""
+    if n_base <= 0 or n_head <= 0:
+        return Effect(math.nan, math.nan, math.nan, math.nan, n_base, n_head, "no examples")
+    p1, p2 = k_base / n_base, k_head / n_head
+    l1, u1 = _wilson(k_base, n_base, alpha)
+    l2, u2 = _wilson(k_head, n_head, alpha)
+    d = p2 - p1
+    lo = d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2)
+    hi = d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
+    table = [[k_base, n_base - k_base], [k_head, n_head - k_head]]
+    p = float(st.fisher_exact(table).pvalue)
+    return Effect(d, lo, hi, p, n_base, n_head, "Fisher exact; Newcombe CI")
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """BH-adjusted q-values; NaN p-values stay NaN and are not counted in the family."""
+    p = np.asarray(p_values, dtype=float)
+    q = np.full(p.shape, math.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        q[ok] = st.false_discovery_control(np.clip(p[ok], 0.0, 1.0), method="bh")
+    return [float(v) for v in q]

@@ -1,0 +1,168 @@
+"""Gate decisions: exit codes, confirmation re-runs, GateConfig, Markdown and JUnit output."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from dlbench.cell import Cell
+from dlbench.compare import compare_runs
+from dlbench.gate import GateConfig, decide, to_junit, to_markdown
+from dlbench.result import Measurement, Result
+
+
+def speed(rng: np.random.Generator, task: str, scale: float = 1.0, n: int = 30) -> Result:
+    cell = Cell("speed", task, "torch", "cpu", {"batch_size": 32, "mode": "infer"})
+    s = 1000 * scale * np.exp(rng.normal(0, 0.03, n))
+    return Result(cell, measurements=[Measurement("throughput", "samples/s", s.tolist())])
+
+
+def canary(rng: np.random.Generator, scale: float = 1.0) -> Result:
+    g = 50 * scale * np.exp(rng.normal(0, 0.02, 30))
+    return Result(Cell("canary", "matmul", "numpy"),
+                  measurements=[Measurement("gflops", "GFLOP/s", g.tolist())])
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(42)
+
+
+def test_pass_exit_0(rng):
+    cmp = compare_runs([speed(rng, "a"), speed(rng, "b")], [speed(rng, "a"), speed(rng, "b")])
+    d = decide(cmp)
+    assert d.exit_code == 0 and d.outcome == "pass"
+
+
+def test_regression_exit_1_without_confirm(rng):
+    cmp = compare_runs([speed(rng, "a"), speed(rng, "b")],
+                       [speed(rng, "a", 0.8), speed(rng, "b")])
+    d = decide(cmp)
+    assert d.exit_code == 1 and d.outcome == "regression"
+    assert "1 cells regressed" in d.message
+
+
+def test_infrastructure_failures_exit_2(rng):
+    a, b = speed(rng, "a"), speed(rng, "b")
+    crashed = Result(b.cell, status="timeout", error="exceeded 600 s")
+    d = decide(compare_runs([a, b], [speed(rng, "a"), crashed]))
+    assert d.exit_code == 2 and "1 failed" in d.message
+    d = decide(compare_runs([a, b], [speed(rng, "a")]))  # b missing in head
+    assert d.exit_code == 2 and "missing" in d.message
+    assert decide(compare_runs([a, b], [speed(rng, "a")]), config=GateConfig(
+        allow_missing=True)).exit_code == 0
+    d = decide(compare_runs([], [a]))  # no baseline at all
+    assert d.exit_code == 2 and "no baseline" in d.message
+    d = decide(compare_runs([a], [speed(rng, "c")]))  # disjoint cells: nothing compared
+    assert d.exit_code == 2
+
+
+def test_inconclusive_exit_2_unless_allowed(rng):
+    cmp = compare_runs([speed(rng, "a", n=3)], [speed(rng, "a", 0.8, n=3)])
+    assert decide(cmp).exit_code == 2
+    assert decide(cmp, config=GateConfig(allow_inconclusive=True)).exit_code == 0
+
+
+def test_regression_wins_over_infrastructure_failure(rng):
+    a, b = speed(rng, "a"), speed(rng, "b")
+    d = decide(compare_runs([a, b], [speed(rng, "a", 0.7), Result(b.cell, status="crashed")]))
+    assert d.exit_code == 1
+
+
+def test_confirm_drops_an_unconfirmed_regression(rng):
+    base = [speed(rng, "a"), speed(rng, "b")]
+    cmp = compare_runs(base, [speed(rng, "a", 0.8), speed(rng, "b")])
+    asked: list[list[str]] = []
+
+    def rerun(keys: list[str]) -> list[Result]:  # the slowdown was a fluke: re-run is normal
+        asked.append(keys)
+        return [speed(rng, k.split("/")[1]) for k in keys]
+
+    d = decide(cmp, confirm=rerun)
+    assert asked == [[base[0].cell.key]]
+    assert d.exit_code == 0 and d.dropped == [base[0].cell.key] and not d.confirmed
+    row = next(r for r in d.rows if r.key == base[0].cell.key)
+    assert row.verdict == "unchanged" and "not confirmed" in row.reason
+    assert cmp.rows[0].verdict == "regression"  # the original comparison is untouched
+    assert "not confirmed" in d.message
+
+
+def test_confirm_keeps_a_real_regression_and_re_measures_the_canary(rng):
+    base = [speed(rng, "a"), canary(rng)]
+    cmp = compare_runs(base, [speed(rng, "a", 0.8), canary(rng)])
+    asked: list[list[str]] = []
+
+    def rerun(keys: list[str]) -> list[Result]:
+        asked.append(keys)
+        return [speed(rng, "a", 0.8) if k.startswith("speed") else canary(rng) for k in keys]
+
+    d = decide(cmp, confirm=rerun)
+    assert asked == [[base[0].cell.key, base[1].cell.key]]
+    assert d.exit_code == 1 and d.confirmed == [base[0].cell.key]
+    assert d.confirmation is not None and d.confirmation.drift is not None
+
+
+def test_confirmation_failure_is_an_infrastructure_failure(rng):
+    cmp = compare_runs([speed(rng, "a")], [speed(rng, "a", 0.8)])
+
+    def broken(keys: list[str]) -> list[Result]:
+        raise RuntimeError("runner died")
+
+    d = decide(cmp, confirm=broken)
+    assert d.exit_code == 2 and "runner died" in d.rows[0].reason
+    d = decide(cmp, confirm=lambda keys: [Result(Cell("speed", "a", "torch", "cpu", {
+        "batch_size": 32, "mode": "infer"}), status="crashed", error="OOM")])
+    assert d.exit_code == 2
+    assert decide(cmp, confirm=broken, config=GateConfig(confirm=False)).exit_code == 1
+
+
+def test_gate_config_thresholds(rng):
+    cfg = GateConfig.model_validate({"thresholds": {"speed": 0.05, "accuracy": 0.01},
+                                     "cells": {"speed/a/*": {"speed": 0.3}}})
+    th = cfg.to_thresholds()
+    assert th.min_effect == 0.05 and th.accuracy_drop == 0.01
+    assert th.for_key("speed/a/torch[cpu,bs=32,infer]").min_effect == 0.3
+    assert th.for_key("speed/b/torch[cpu,bs=32,infer]").min_effect == 0.05
+    cmp = compare_runs([speed(rng, "a")], [speed(rng, "a", 0.8)], th)
+    assert decide(cmp, config=cfg).exit_code != 1
+    with pytest.raises(ValidationError):
+        GateConfig.model_validate({"thresholds": {"sped": 0.1}})
+    with pytest.raises(ValidationError):
+        GateConfig.model_validate({"thresholds": {"speed": -1}})
+
+
+def test_markdown_summary(rng):
+    a, b = speed(rng, "a"), speed(rng, "b")
+    c = speed(rng, "c")
+    cmp = compare_runs([a, b, c], [speed(rng, "a", 0.8), speed(rng, "b"),
+                                   Result(c.cell, status="crashed", error="segfault | core")])
+    md = to_markdown(decide(cmp))
+    assert md.startswith("## dlbench gate: ❌ regression (exit 1)")
+    assert "`speed/a/torch[cpu,bs=32,infer]`" in md
+    assert "segfault \\| core" in md  # pipes escaped inside the table
+    assert "<details><summary>1 unchanged rows</summary>" in md
+    lines = md.splitlines()
+    assert lines.index(next(x for x in lines if "regression |" in x)) < lines.index(
+        next(x for x in lines if "failed |" in x))
+
+
+def test_junit_one_testcase_per_cell(rng):
+    a, b, c = (speed(rng, t) for t in "abc")
+    d = speed(rng, "d", n=3)
+    cmp = compare_runs([a, b, c, d], [speed(rng, "a", 0.8), speed(rng, "b"),
+                                      Result(c.cell, status="crashed", error="boom <&>"),
+                                      speed(rng, "d", 0.8, n=3)])
+    xml = to_junit(decide(cmp))
+    root = ET.fromstring(xml)
+    suite = root.find("testsuite")
+    cases = {tc.get("name"): tc for tc in suite.iter("testcase")}
+    assert set(cases) == {r.cell.key for r in (a, b, c, d)}
+    assert cases[a.cell.key].find("failure") is not None
+    assert cases[b.cell.key].find("failure") is None and cases[b.cell.key].find("skipped") is None
+    assert "boom <&>" in cases[c.cell.key].find("error").get("message")
+    assert cases[d.cell.key].find("skipped").get("message").startswith("inconclusive")
+    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+    assert suite.get("errors") == "1" and suite.get("skipped") == "1"
