@@ -45,8 +45,8 @@ StoreOpt = Annotated[str, typer.Option("--store", envvar="DLBENCH_STORE",
 
 @app.callback()
 def _global(
-    plugins_dir: Annotated[list[str] | None, typer.Option("--plugins-dir", help="Load *.py plugin files from DIR.")] = None,
-    disable_plugin: Annotated[list[str] | None, typer.Option("--disable-plugin", help="Do not load plugin NAME.")] = None,
+    plugins_dir: Annotated[list[str] | None, typer.Option("--plugins-dir", metavar="DIR", help="Load *.py plugin files from DIR.")] = None,
+    disable_plugin: Annotated[list[str] | None, typer.Option("--disable-plugin", metavar="NAME", help="Do not load plugin NAME.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     State.plugins_dirs = tuple(plugins_dir or ())
@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     return 0
 
+
+import dlbench.cli_ci  # noqa: E402,F401  (registers compare, gate, history, export, import)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,6 +35,10 @@ class RunOptions:
     quiet: bool = False
     ray_address: str | None = None
     cpus_per_cell: float | None = None
+    canary: bool = True
+    """Measure the machine-drift canary at the start of the run (see dlbench.measure.canary)."""
+    label: str | None = None
+    """Store the run under this name instead of the suite's (e.g. gate confirmations)."""
 
 
 @dataclass
@@ -49,6 +53,8 @@ class Session:
     cells: list[Cell] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     reports: dict[str, Path] = field(default_factory=dict)
+    only: list[Cell] | None = None
+    """Run exactly these cells (gate confirmation re-runs) instead of the suite's expansion."""
     console: Console = field(default_factory=lambda: Console(stderr=True))
 
     # -- setup -----------------------------------------------------------------------------------
@@ -91,7 +97,7 @@ class Session:
         config: dict[str, Any] = {"suite": self.suite, "store": self.store.url,
                                   "output_dir": str(self.options.output_dir), "options": self.options}
         self.plugins.call("dlbench_configure", config=config)
-        self.cells = self.suite.cells(self.plugins)
+        self.cells = list(self.only) if self.only is not None else self.suite.cells(self.plugins)
         if self.options.select:
             self.cells = [c for c in self.cells if fnmatch.fnmatchcase(c.key, self.options.select)]
         done: set[str] = set()
@@ -101,7 +107,7 @@ class Session:
             done = self.store.finished_keys(self.run_id)
         else:
             self.run_id = self.store.start_run(
-                self.suite.name, fingerprint(), git_commit(),
+                self.options.label or self.suite.name, fingerprint(), git_commit(),
                 {"suite_path": str(self.suite.path) if self.suite.path else None,
                  "launcher": self.options.launcher, "plugins": self.plugins.names(),
                  "cells": len(self.cells), "suite": self.suite.model.model_dump()})
@@ -111,6 +117,9 @@ class Session:
         try:
             with self._progress() as progress:
                 task_id = progress.add_task("cells", total=len(todo))
+                if self.options.canary and CANARY_KEY not in done:
+                    progress.update(task_id, description="canary (machine drift)")
+                    self._record(canary_result(), progress)
                 runnable = []
                 for cell in todo:
                     skipped = self._precheck(cell)
@@ -161,6 +170,19 @@ class Session:
         return self.reports
 
 
+CANARY_CELL = Cell("canary", "matmul", "numpy", "cpu", {})
+CANARY_KEY = CANARY_CELL.key
+
+
+def canary_result() -> Result:
+    """The fixed NumPy workload, measured in the parent process at the start of every run."""
+    from dlbench.measure.canary import canary_workload
+
+    t0 = time.time()
+    m = canary_workload()
+    return Result(CANARY_CELL, "ok", [m], environment=fingerprint(), started_at=t0, duration=time.time() - t0)
+
+
 _STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "crashed": "red", "timeout": "red"}
 
 
@@ -168,9 +190,9 @@ def describe(r: Result) -> str:
     """One line per finished cell for the live log."""
     style = _STYLE.get(r.status, "white")
     head = ""
-    m = r.measurement("throughput")
+    m = r.measurement("throughput") or r.measurement("gflops")
     if m and m.stats:
-        head = f"{m.stats.median:,.0f} samples/s ±{m.stats.rel_ci * 100:.1f}%"
+        head = f"{m.stats.median:,.1f} {m.unit} ±{m.stats.rel_ci * 100:.1f}%"
     elif r.metrics:
         shown = [(k, v) for k, v in r.metrics.items() if k in ("accuracy", "macro_f1", "rmse", "hr@10", "parity_passed")]
         head = " ".join(f"{k} {v:.4f}" for k, v in shown[:2])

@@ -1,0 +1,220 @@
+"""CLI commands for CI and history: compare, gate, history, export, import."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dlbench.cli import StoreOpt, State, _int, app, err, out
+from dlbench.errors import DlbenchError
+from dlbench.report.base import RunInfo
+from dlbench.result import Result
+from dlbench.store import DEFAULT_URL, Store
+
+
+def load_results(ref: str, store: Store) -> tuple[RunInfo | None, list[Result]]:
+    """A run id (or 'latest') from the store, or an exported JSON file (dlbench or pytest-benchmark)."""
+    from dlbench.exchange import import_any
+
+    path = Path(ref)
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
+            raise DlbenchError(f"results file {ref} does not exist (export one with: dlbench export RUN -o {ref})")
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DlbenchError(f"{ref} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                               f"re-export it with dlbench export") from None
+        return import_any(doc)
+    rid = store.latest_run_id() if ref == "latest" else _int(ref, "run")
+    data = store.load_run(rid)
+    return data.run, data.results
+
+
+def _fmt(v: float, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{(v - 1) * 100:+.1f}%" if pct else f"{v:.4g}"
+
+
+def comparison_table(rows: list[Any], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("verdict", "cell", "measure", "base", "head", "change [95% CI]", "q", "reason"):
+        t.add_column(col, overflow="fold")
+    style = {"regression": "red", "failed": "red", "improvement": "green", "unchanged": "dim",
+             "inconclusive": "yellow", "missing": "yellow"}
+    for r in rows:
+        if r.scale == "ratio":
+            change = f"{_fmt(r.ratio, True)} [{_fmt(r.ci_low, True)}, {_fmt(r.ci_high, True)}]"
+        elif r.scale == "points":
+            change = f"{r.delta * 100:+.2f} pt" if math.isfinite(r.delta) else "-"
+        else:
+            change = "-"
+        t.add_row(f"[{style.get(r.verdict, 'white')}]{r.verdict}[/]", escape(r.key), r.name,
+                  _fmt(r.base_median), _fmt(r.head_median), change, _fmt(r.q_value), escape(r.reason))
+    return t
+
+
+@app.command()
+def compare(
+    base: Annotated[str, typer.Argument(help="Baseline: run id, 'latest', or exported JSON file.")],
+    head: Annotated[str, typer.Argument(help="Head: run id, 'latest', or exported JSON file.")],
+    store: StoreOpt = DEFAULT_URL,
+    markdown: Annotated[Path | None, typer.Option(help="Also write a Markdown summary here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+) -> None:
+    """Compare two runs cell by cell: ratio of medians with 95% CI, Mann-Whitney U, BH-controlled verdicts."""
+    from dlbench.compare import compare_runs
+
+    st = Store(store)
+    (_, b), (_, h) = load_results(base, st), load_results(head, st)
+    cmp = compare_runs(b, h)
+    for line in cmp.environment:
+        err.print(f"[yellow]environment differs: {escape(line)}[/]")
+    out.print(comparison_table(cmp.rows, f"{base} -> {head}"))
+    out.print(cmp.summary(), highlight=False)
+    if markdown:
+        from dlbench.gate import decide, to_markdown
+
+        markdown.write_text(to_markdown(decide(cmp)))
+    if json_out:
+        json_out.write_text(json.dumps(cmp.to_dict(), indent=1, default=str))
+
+
+@app.command()
+def gate(
+    suite: Annotated[str, typer.Argument(help="Suite to run (its 'gate:' section sets thresholds).")] = "ci",
+    baseline: Annotated[str, typer.Option(help="Baseline: exported JSON file or run id.")] = "reports/baselines/ci.json",
+    head: Annotated[str | None, typer.Option(help="Read this run id instead of running the suite.")] = None,
+    store: StoreOpt = DEFAULT_URL,
+    output_dir: Annotated[Path, typer.Option(help="Where gate.md and gate.xml are written.")] = Path("reports"),
+    confirm: Annotated[bool, typer.Option(help="Re-run flagged regressions once to confirm.")] = True,
+) -> None:
+    """Run (or read) the head run, compare with the baseline, confirm regressions by re-running them.
+
+    Exit codes: 0 pass, 1 confirmed regression, 2 inconclusive or infrastructure failure.
+    """
+    from dlbench import suite as suites
+    from dlbench.compare import compare_runs
+    from dlbench.gate import GateConfig, decide, to_junit, to_markdown
+    from dlbench.session import RunOptions, Session
+
+    plugins = State.plugins()
+    s = suites.load(suite, plugins)
+    try:
+        cfg = GateConfig.model_validate(s.model.gate or {})
+    except Exception as exc:  # pydantic ValidationError: one line naming the field
+        raise DlbenchError(f"{s.where}: field gate: {str(exc).splitlines()[-1].strip()}") from None
+    st = Store(store)
+    _, base_results = load_results(baseline, st)
+    if head is None:
+        session = Session(s, plugins, RunOptions(store, output_dir, reporters=()), st).run()
+        head_id = session.run_id
+    else:
+        head_id = _int(head, "--head")
+    head_results = st.results(head_id)
+    cmp = compare_runs(base_results, head_results, cfg.to_thresholds())
+
+    def rerun(keys: list[str]) -> list[Result]:
+        """Measure the flagged cells (and the canary) again, in fresh processes, as a new run."""
+        from dlbench.session import CANARY_KEY
+
+        wanted = set(keys)
+        cells = [c for c in s.cells(plugins) if c.key in wanted]
+        opts = RunOptions(store, output_dir, reporters=(), quiet=True, canary=CANARY_KEY in wanted,
+                          label=f"{s.name}:confirm")
+        return Session(s, plugins, opts, st, only=cells).run().results
+
+    decision = decide(cmp, confirm=rerun if confirm else None, config=cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(decision)
+    (output_dir / "gate.md").write_text(md)
+    (output_dir / "gate.xml").write_text(to_junit(decision))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
+            fh.write(md)
+    out.print(comparison_table([r for r in decision.rows if r.gated], f"gate: run {head_id} vs {baseline}"))
+    out.print(f"gate: {decision.outcome} — {decision.message} (exit {decision.exit_code}); "
+              f"{output_dir / 'gate.md'}, {output_dir / 'gate.xml'}", highlight=False)
+    raise typer.Exit(decision.exit_code)
+
+
+@app.command()
+def history(
+    select: Annotated[str, typer.Option(help="Cells whose key matches this glob.")] = "*",
+    measurement: Annotated[str, typer.Option(help="Measurement to follow.")] = "throughput",
+    store: StoreOpt = DEFAULT_URL,
+) -> None:
+    """Each cell's trend across runs and commits, with the step where a change entered."""
+    from dlbench.history import trend
+
+    st = Store(store)
+    rows = st.history(select.replace("*", "%").replace("?", "_"), measurement)
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    hib: dict[str, bool] = {}
+    for r in rows:
+        by_key.setdefault(r["key"], []).append(r)
+    t = Table(title=f"history of {measurement}")
+    for col in ("cell", "runs", "first", "last", "change", "trend", "steps (run, commit, change)"):
+        t.add_column(col, overflow="fold")
+    for key, points in sorted(by_key.items()):
+        tr = trend(points, hib.get(key, measurement != "latency"))
+        steps = "; ".join(f"run {s.get('run_id')} {str(s.get('git_commit') or '')[:8]} {s['change'] * 100:+.1f}%"
+                          for s in tr["steps"])
+        t.add_row(escape(key), str(tr["n"]), _fmt(tr["first"]), _fmt(tr["last"]),
+                  "-" if tr["change"] is None else f"{tr['change'] * 100:+.1f}%",
+                  str(tr.get("assessment") or tr["direction"]), steps or "-")
+    out.print(t)
+    if not by_key:
+        err.print(f"no stored cells match {select!r} with measurement {measurement!r}")
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="Run id or 'latest'.")] = "latest",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (default: stdout).")] = None,
+    format: Annotated[str, typer.Option("--format", help="dlbench or pytest-benchmark.")] = "dlbench",
+    store: StoreOpt = DEFAULT_URL,
+) -> None:
+    """Export a run (raw samples and environment) as JSON: dlbench's format or pytest-benchmark's."""
+    from dlbench.exchange import export_run
+    from dlbench.pytest_benchmark_io import export_pytest_benchmark
+
+    formats = {"dlbench": export_run, "pytest-benchmark": export_pytest_benchmark}
+    if format not in formats:
+        raise DlbenchError(f"unknown export format {format!r}: choose one of {', '.join(formats)}")
+    st = Store(store)
+    rid = st.latest_run_id() if run_id == "latest" else _int(run_id, "RUN_ID")
+    data = st.load_run(rid)
+    text = json.dumps(formats[format](data.run, data.results), indent=1, allow_nan=False)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        out.print(f"run {rid} exported to {output}", highlight=False)
+    else:
+        print(text)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="dlbench run export or pytest-benchmark JSON.")],
+    suite: Annotated[str | None, typer.Option(help="Suite name to file it under.")] = None,
+    store: StoreOpt = DEFAULT_URL,
+) -> None:
+    """Import an exported run or a pytest-benchmark JSON file into the store as a new run."""
+    st = Store(store)
+    info, results = load_results(str(path), st)
+    name = suite or (info.suite if info and info.suite else path.stem)
+    rid = st.start_run(name, info.environment if info else {}, info.git_commit if info else None,
+                       {"imported_from": str(path), **(info.config if info else {})})
+    for r in results:
+        st.add_result(rid, r)
+    st.finish_run(rid, "imported")
+    out.print(f"imported {len(results)} cells from {path} as run {rid} ({name})", highlight=False)

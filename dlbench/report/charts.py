@@ -1,0 +1,316 @@
+"""Plotly figures for the HTML report, built from results alone (no plotly.js, no network).
+
+Every chart is a :class:`Chart` with a stable ``id`` and a ``kind`` (``throughput``,
+``latency``, ``learning_curve``, ``robustness``, ``scaling``, ``history``, ``baseline``)
+that the template writes as ``id`` and ``data-chart`` of its ``div.chart``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from dlbench.report.common import (
+    as_float,
+    config_labels,
+    fmt_ci,
+    fmt_num,
+    group_by,
+    group_by_task,
+    is_nan,
+    measurement_headline,
+)
+from dlbench.result import Result
+
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b",
+           "#9d755d", "#ff9da6", "#bab0ac")
+CURVE_KEYS = ("epoch", "time_s", "train_loss")
+
+
+@dataclass
+class Chart:
+    id: str
+    kind: str
+    title: str
+    figure: Any  # plotly.graph_objects.Figure
+    group: str = ""  # task (or other heading) the chart belongs to
+    wide: bool = False  # spans the whole row of the chart grid
+
+    def to_json(self) -> str:
+        import plotly.io as pio
+
+        return pio.to_json(self.figure, validate=False)
+
+
+def slug(*parts: Any) -> str:
+    words = (re.sub(r"[^a-z0-9]+", "-", str(p).lower()).strip("-")[:40] for p in parts if p != "")
+    return "-".join(w for w in words if w) or "chart"
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig: Any, title: str, x: str, y: str, *, log_y: bool = False, height: int = 380) -> Any:
+    if len(title) > 70:  # keep clear of the mode bar; the full title is the div's aria-label
+        title = title[:69] + "…"
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "font": {"size": 15}}, template="plotly_white",
+        height=height, margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+        xaxis_title=x, yaxis_title=y, hovermode="closest", colorway=list(PALETTE))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _new_figure() -> Any:
+    import plotly.graph_objects as go
+
+    return go.Figure()
+
+
+def _mix(hex_color: str, other: tuple[int, int, int], t: float) -> str:
+    rgb = [int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(rgb, other, strict=True))
+
+
+class _Colors:
+    """One hue per framework across all the charts of a report; a framework's configurations
+    (``torch[eager]``, ``torch[compiled]``) get shades of that hue."""
+
+    SHADES = ((None, 0.0), ((255, 255, 255), 0.45), ((0, 0, 0), 0.3), ((255, 255, 255), 0.7),
+              ((0, 0, 0), 0.5))
+
+    def __init__(self) -> None:
+        self._hue: dict[str, str] = {}
+        self._variants: dict[str, list[str]] = defaultdict(list)
+        self._map: dict[str, str] = {}
+
+    def __call__(self, label: str) -> str:
+        if label not in self._map:
+            fw = label.split("[", 1)[0]
+            if fw not in self._hue:
+                self._hue[fw] = PALETTE[len(self._hue) % len(PALETTE)]
+            variants = self._variants[fw]
+            variants.append(label)
+            other, t = self.SHADES[(len(variants) - 1) % len(self.SHADES)]
+            self._map[label] = self._hue[fw] if other is None else _mix(self._hue[fw], other, t)
+        return self._map[label]
+
+
+def _ok(results: list[Result], scenario: str) -> list[Result]:
+    return [r for r in results if r.cell.scenario == scenario and r.status == "ok"]
+
+
+def _labels(results: list[Result], exclude: tuple[str, ...] = ()) -> dict[int, str]:
+    return dict(zip(map(id, results), config_labels([r.cell for r in results], exclude),
+                    strict=True))
+
+
+def throughput_charts(results: list[Result], color: _Colors) -> list[Chart]:
+    """Per task and mode: one panel per batch size (own y axis), one bar per framework
+    configuration with its 95% CI as error bar."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    charts = []
+    for task, rs in group_by_task(_ok(results, "speed")).items():
+        rs = [r for r in rs if measurement_headline(r, "throughput")]
+        for (mode,), group in group_by(rs, "mode").items():
+            labels = _labels(group, ("mode", "batch_size"))
+            panels = group_by(group, "batch_size")
+            fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08,
+                                subplot_titles=[f"batch size {fmt_num(bs)}" for (bs,) in panels])
+            for col, panel in enumerate(panels.values(), 1):
+                panel = sorted(panel, key=lambda r: labels[id(r)])
+                hs = [measurement_headline(r, "throughput") for r in panel]
+                names = [labels[id(r)] for r in panel]
+                fig.add_trace(go.Bar(
+                    x=names, y=[h.value for h in hs if h], marker_color=[color(n) for n in names],
+                    error_y={"type": "data", "symmetric": False,
+                             "array": [0 if is_nan(h.ci_high) else h.ci_high - h.value
+                                       for h in hs if h],
+                             "arrayminus": [0 if is_nan(h.ci_low) else h.value - h.ci_low
+                                            for h in hs if h]},
+                    customdata=[[fmt_ci(h.ci_low, h.ci_high)] for h in hs if h],
+                    hovertemplate="%{x}<br>%{y:.4g} samples/s %{customdata[0]}<extra></extra>",
+                    showlegend=False), row=1, col=col)
+            title = f"Throughput — {task}" + (f" ({mode})" if mode else "")
+            _layout(fig, title, "", "samples/s (median, 95% CI)", height=420)
+            fig.update_layout(xaxis_title=None)
+            fig.update_xaxes(tickangle=-35, automargin=True)
+            charts.append(Chart(f"chart-throughput-{slug(task, mode or '')}", "throughput", title,
+                                fig, task, wide=len(panels) > 2))
+    return charts
+
+
+def latency_charts(results: list[Result], color: _Colors) -> list[Chart]:
+    import plotly.graph_objects as go
+
+    charts = []
+    for task, rs in group_by_task(_ok(results, "speed")).items():
+        rs = [r for r in rs if (m := r.measurement("latency")) is not None and m.samples]
+        for (mode,), group in group_by(rs, "mode").items():
+            labels = _labels(group, ("mode",))
+            fig = _new_figure()
+            for r in sorted(group, key=lambda r: labels[id(r)]):
+                m = r.measurement("latency")
+                assert m is not None
+                fig.add_trace(go.Box(y=m.samples, name=labels[id(r)], boxpoints="outliers",
+                                     marker_color=color(labels[id(r)]), boxmean=True))
+            unit = next((r.measurement("latency").unit for r in group  # type: ignore[union-attr]
+                         if r.measurement("latency") is not None), "ms")
+            title = f"Latency — {task}" + (f" ({mode})" if mode else "")
+            _layout(fig, title, "", f"latency ({unit})")
+            fig.update_layout(showlegend=False)
+            charts.append(Chart(f"chart-latency-{slug(task, mode or '')}", "latency", title, fig,
+                                task))
+    return charts
+
+
+def _curve_metric(rows: list[dict[str, Any]]) -> str | None:
+    for row in rows:
+        for k in row:
+            if k not in CURVE_KEYS and isinstance(row[k], (int, float)):
+                return k
+    return "train_loss" if any("train_loss" in r for r in rows) else None
+
+
+def learning_curve_charts(results: list[Result], color: _Colors) -> list[Chart]:
+    import plotly.graph_objects as go
+
+    charts = []
+    for task, rs in group_by_task(_ok(results, "accuracy")).items():
+        rs = [r for r in rs if r.series.get("learning_curve")]
+        if not rs:
+            continue
+        labels = _labels(rs)
+        metric = _curve_metric([row for r in rs for row in r.series["learning_curve"]])
+        plots = [("epoch", metric, "epoch"), ("time_s", metric, "time")]
+        if metric != "train_loss" and any("train_loss" in row for r in rs
+                                          for row in r.series["learning_curve"]):
+            plots.append(("epoch", "train_loss", "loss"))
+        for x_key, y_key, tag in plots:
+            if y_key is None:
+                continue
+            fig = _new_figure()
+            for r in rs:
+                rows = [row for row in r.series["learning_curve"]
+                        if not is_nan(as_float(row.get(x_key))) and y_key in row]
+                fig.add_trace(go.Scatter(x=[row[x_key] for row in rows],
+                                         y=[as_float(row[y_key]) for row in rows],
+                                         mode="lines+markers", name=labels[id(r)],
+                                         line={"color": color(labels[id(r)])}))
+            x_title = "epoch" if x_key == "epoch" else "training time (s)"
+            title = f"{y_key} vs {x_title} — {task}"
+            charts.append(Chart(f"chart-learning-{slug(task, tag)}", "learning_curve", title,
+                                _layout(fig, title, x_title, y_key), task))
+    return charts
+
+
+def robustness_charts(results: list[Result], color: _Colors) -> list[Chart]:
+    import plotly.graph_objects as go
+
+    charts = []
+    for task, rs in group_by_task(_ok(results, "robustness")).items():
+        rs = [r for r in rs if r.series.get("robustness_curve")]
+        if not rs:
+            continue
+        labels = _labels(rs)
+        attacks = sorted({str(p.get("attack", "")) for r in rs
+                          for p in r.series["robustness_curve"]})
+        for attack in attacks:
+            fig = _new_figure()
+            for r in rs:
+                pts = sorted((p for p in r.series["robustness_curve"]
+                              if str(p.get("attack", "")) == attack),
+                             key=lambda p: as_float(p.get("epsilon")))
+                if not pts:
+                    continue
+                label, c = labels[id(r)], color(labels[id(r)])
+                xs = [as_float(p.get("epsilon")) for p in pts]
+                lo = [as_float(p.get("ci_low")) for p in pts]
+                hi = [as_float(p.get("ci_high")) for p in pts]
+                if not all(math.isnan(v) for v in lo + hi):
+                    fig.add_trace(go.Scatter(x=xs, y=hi, mode="lines", line={"width": 0},
+                                             showlegend=False, hoverinfo="skip", legendgroup=label))
+                    fig.add_trace(go.Scatter(x=xs, y=lo, mode="lines", line={"width": 0},
+                                             fill="tonexty", fillcolor=_rgba(c, 0.18),
+                                             showlegend=False, hoverinfo="skip", legendgroup=label))
+                fig.add_trace(go.Scatter(x=xs, y=[as_float(p.get("metric")) for p in pts],
+                                         mode="lines+markers", name=label, line={"color": c},
+                                         legendgroup=label))
+            title = f"Robustness — {task}" + (f" ({attack})" if attack else "")
+            charts.append(Chart(f"chart-robustness-{slug(task, attack)}", "robustness", title,
+                                _layout(fig, title, "epsilon", "accuracy (95% CI band)"), task))
+    return charts
+
+
+def scaling_charts(results: list[Result], color: _Colors) -> list[Chart]:
+    import plotly.graph_objects as go
+
+    charts = []
+    for task, rs in group_by_task(_ok(results, "scalability")).items():
+        rs = [r for r in rs if r.series.get("scaling")]
+        if not rs:
+            continue
+        labels = _labels(rs)
+        axes = sorted({str(p.get("axis", "")) for r in rs for p in r.series["scaling"]})
+        for axis in axes:
+            pts_of = {id(r): sorted((p for p in r.series["scaling"]
+                                     if str(p.get("axis", "")) == axis),
+                                    key=lambda p: as_float(p.get("value"))) for r in rs}
+            has_tput = any(not is_nan(as_float(p.get("throughput")))
+                           for pts in pts_of.values() for p in pts)
+            y_key = "throughput" if has_tput else "metric"
+            views = [(y_key, "samples/s" if has_tput else "metric")]
+            if any(not is_nan(as_float(p.get("efficiency")))
+                   for pts in pts_of.values() for p in pts):
+                views.append(("efficiency", "scaling efficiency"))
+            for key, y_title in views:
+                fig = _new_figure()
+                for r in rs:
+                    pts = [p for p in pts_of[id(r)] if not is_nan(as_float(p.get(key)))]
+                    if pts:
+                        fig.add_trace(go.Scatter(
+                            x=[as_float(p.get("value")) for p in pts],
+                            y=[as_float(p.get(key)) for p in pts], mode="lines+markers",
+                            name=labels[id(r)], line={"color": color(labels[id(r)])}))
+                title = f"Scaling — {task}: {key} vs {axis}"
+                charts.append(Chart(f"chart-scaling-{slug(task, axis, key)}", "scaling", title,
+                                    _layout(fig, title, axis, y_title), task))
+    return charts
+
+
+def build_charts(data: Any) -> dict[str, list[Chart]]:
+    """All charts of a RunData by section (throughput, latency, learning, robustness, scaling,
+    history, baseline); chart ids are made unique."""
+    from dlbench.report.trends import baseline_chart, history_charts
+
+    color = _Colors()
+    res = data.results
+    sections = {
+        "throughput": throughput_charts(res, color),
+        "latency": latency_charts(res, color),
+        "learning": learning_curve_charts(res, color),
+        "robustness": robustness_charts(res, color),
+        "scaling": scaling_charts(res, color),
+        "history": history_charts(res, data.history, data.run.id) if data.history else [],
+        "baseline": [],
+    }
+    if data.baseline is not None:
+        bc = baseline_chart(res, data.baseline.results)
+        sections["baseline"] = [bc] if bc else []
+    seen: set[str] = set()
+    for charts in sections.values():
+        for c in charts:
+            base, i = c.id, 2
+            while c.id in seen:
+                c.id, i = f"{base}-{i}", i + 1
+            seen.add(c.id)
+    return sections

@@ -1,0 +1,286 @@
+"""Helpers shared by the reporters: metric direction, number formatting with CIs, grouping by
+task, readable configuration labels and the headline figure of a result."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dlbench.cell import Cell
+from dlbench.result import STATUSES, Result
+
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "error", "err", "perplexity", "latency",
+                             "time", "duration", "memory", "mb", "s", "ms", "seconds"})
+"""Words of a metric name (split at non-alphanumerics) that mean "lower is better"."""
+
+NON_TASK_METRICS = ("train_time_s", "time_to_target_s", "compile_time_s", "peak_host_memory_mb",
+                    "peak_device_memory_mb", "clean_accuracy", "auc")
+"""Metrics a scenario adds next to the task's own metrics."""
+
+BARE_PARAMS = ("device", "variant", "precision", "mode")
+PARAM_ABBREV = {"batch_size": "bs"}
+DASH = "–"
+
+
+def metric_direction(name: str) -> bool:
+    """True when a higher value of metric ``name`` is better (accuracy, f1, hr@10, auc,
+    throughput); False for errors, losses, times and memory (rmse, mae, loss, train_time_s)."""
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    return not (words & LOWER_IS_BETTER)
+
+
+def is_nan(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def as_float(x: Any) -> float:
+    """``x`` as a float; NaN for None, strings and other non-numbers."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def fmt_num(x: Any, sig: int = 3) -> str:
+    """A readable number: ``12,345``, ``123.4``, ``1.23``, ``0.0123``, ``1.2e-05``; a dash for
+    missing or NaN values."""
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    v = as_float(x)
+    if math.isnan(v):
+        return DASH
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1e9 or a < 1e-3:
+        return f"{v:.{max(sig - 1, 0)}e}"
+    if a >= 1000:
+        return f"{v:,.0f}"
+    digits = max(sig - 1 - int(math.floor(math.log10(a))), 0)
+    return f"{v:.{digits}f}"
+
+
+def fmt_ci(lo: Any, hi: Any, sig: int = 3) -> str:
+    """``[lo – hi]``; empty when either end is missing."""
+    if is_nan(as_float(lo)) or is_nan(as_float(hi)):
+        return ""
+    return f"[{fmt_num(lo, sig)} – {fmt_num(hi, sig)}]"
+
+
+def fmt_value_ci(value: Any, lo: Any = None, hi: Any = None, unit: str = "", sig: int = 3) -> str:
+    """``1,234 samples/s [1,200 – 1,260]``."""
+    text = fmt_num(value, sig)
+    if unit and text != DASH:
+        text += f" {unit}"
+    ci = fmt_ci(lo, hi, sig)
+    return f"{text} {ci}" if ci else text
+
+
+def fmt_pct(x: Any, digits: int = 1) -> str:
+    v = as_float(x)
+    return DASH if math.isnan(v) else f"{100 * v:.{digits}f}%"
+
+
+def fmt_duration(seconds: Any) -> str:
+    v = as_float(seconds)
+    if math.isnan(v):
+        return DASH
+    if v < 60:
+        return f"{fmt_num(v)} s"
+    m, s = divmod(int(round(v)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def first_line(text: str | None, limit: int = 160) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# -- grouping and labels ---------------------------------------------------------------------------
+def group_by_task(results: Iterable[Result],
+                  scenario: str | None = None) -> dict[str, list[Result]]:
+    """Results per task name (sorted), optionally only those of one scenario."""
+    groups: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        if scenario is None or r.cell.scenario == scenario:
+            groups[r.cell.task].append(r)
+    return {k: groups[k] for k in sorted(groups)}
+
+
+def group_by(results: Iterable[Result], *params: str) -> dict[tuple[Any, ...], list[Result]]:
+    """Results per tuple of parameter values (``mode``, ``batch_size``...), keys sorted."""
+    groups: dict[tuple[Any, ...], list[Result]] = defaultdict(list)
+    for r in results:
+        groups[tuple(r.cell.params.get(p) for p in params)].append(r)
+    return {k: groups[k] for k in sorted(groups, key=lambda t: tuple(_sort_key(v) for v in t))}
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    if v is None:
+        return (2, "")
+    if isinstance(v, (int, float)):
+        return (0, v)
+    return (1, str(v))
+
+
+def status_counts(results: Iterable[Result]) -> dict[str, int]:
+    """Number of results per status, in the canonical status order (zero counts left out)."""
+    c = Counter(r.status for r in results)
+    ordered = {s: c[s] for s in STATUSES if c.get(s)}
+    ordered.update({s: n for s, n in c.items() if s not in ordered})
+    return ordered
+
+
+def _param_text(k: str, v: Any) -> str:
+    if k in BARE_PARAMS:
+        return str(v)
+    if isinstance(v, float):
+        v = f"{v:g}"
+    return f"{PARAM_ABBREV.get(k, k)}={v}"
+
+
+def config_labels(cells: Sequence[Cell], exclude: Iterable[str] = ()) -> list[str]:
+    """A short label per cell: the framework plus only the settings that differ between the
+    cells, e.g. ``torch[compiled]`` vs ``torch[eager]`` vs ``jax[compiled]``."""
+    excl = set(exclude)
+    keys: list[str] = ["device"]
+    for c in cells:
+        for k in c.params:
+            if k not in keys and k not in excl:
+                keys.append(k)
+    keys = [k for k in keys if k not in excl]
+
+    def value(c: Cell, k: str) -> Any:
+        return c.device if k == "device" else c.params.get(k)
+
+    varying = [k for k in keys if len({repr(value(c, k)) for c in cells}) > 1]
+    labels = []
+    for c in cells:
+        parts = [_param_text(k, value(c, k)) for k in varying if value(c, k) is not None]
+        labels.append(f"{c.framework}[{','.join(parts)}]" if parts else c.framework)
+    return labels
+
+
+# -- headline figures ------------------------------------------------------------------------------
+@dataclass
+class Headline:
+    """The one figure that sums a cell up, with its 95% CI and spread."""
+
+    name: str
+    value: float
+    unit: str = ""
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    spread: float = float("nan")  # relative: IQR / |median| (or std / |mean|)
+    n: int | None = None
+    higher_is_better: bool = True
+    passed: bool | None = None
+
+    @property
+    def text(self) -> str:
+        return fmt_value_ci(self.value, unit=self.unit)
+
+    @property
+    def ci_text(self) -> str:
+        return fmt_ci(self.ci_low, self.ci_high)
+
+    @property
+    def spread_text(self) -> str:
+        return "" if math.isnan(self.spread) else f"±{fmt_pct(self.spread / 2)} IQR"
+
+
+def task_metrics(result: Result) -> list[str]:
+    """The task's own metrics of an accuracy result (accuracy, macro_f1, rmse...), in order."""
+    return [k for k in result.metrics if k not in NON_TASK_METRICS and not k.endswith("_time_s")]
+
+
+def metric_ci(result: Result, name: str) -> tuple[float, float]:
+    """95% CI of a metric from ``details["metric_ci"]``, or from per-example ``test_correct``
+    samples for accuracy (Wilson interval); NaNs when neither exists."""
+    ci = (result.details.get("metric_ci") or {}).get(name)
+    if ci and len(ci) == 2:
+        return as_float(ci[0]), as_float(ci[1])
+    if name == "accuracy":
+        m = result.measurement("test_correct")
+        if m is not None and m.samples:
+            from dlbench.measure.stats import proportion_ci
+
+            return proportion_ci(int(round(sum(m.samples))), len(m.samples))
+    return float("nan"), float("nan")
+
+
+def measurement_headline(result: Result, name: str) -> Headline | None:
+    m = result.measurement(name)
+    if m is None or m.stats is None or m.stats.n == 0:
+        return None
+    s = m.stats
+    if not is_nan(s.iqr) and s.median:
+        spread = s.iqr / abs(s.median)
+    elif s.mean:
+        spread = 2 * s.std / abs(s.mean) if not is_nan(s.std) else float("nan")
+    else:
+        spread = float("nan")
+    return Headline(name, s.median, m.unit, s.ci_low, s.ci_high, spread, s.n, m.higher_is_better)
+
+
+def metric_headline(result: Result, name: str) -> Headline | None:
+    if name not in result.metrics:
+        return None
+    lo, hi = metric_ci(result, name)
+    m = result.measurement("test_correct")
+    n = len(m.samples) if m is not None and m.samples else None
+    return Headline(name, as_float(result.metrics[name]), "", lo, hi, n=n,
+                    higher_is_better=metric_direction(name))
+
+
+def parity_rows(result: Result) -> list[dict[str, Any]]:
+    rows = result.details.get("parity") or []
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def headline(result: Result) -> Headline | None:
+    """The headline figure of a result: throughput for speed, the first task metric for
+    accuracy, the worst relative error for parity, clean accuracy for robustness, the best
+    throughput for scalability; otherwise the first measurement or metric."""
+    sc = result.cell.scenario
+    if sc == "speed":
+        return measurement_headline(result, "throughput") or measurement_headline(result, "latency")
+    if sc == "accuracy":
+        names = task_metrics(result)
+        if names:
+            return metric_headline(result, names[0])
+    if sc == "parity":
+        rows = parity_rows(result)
+        errs = [as_float(r.get("rel_error")) for r in rows]
+        errs = [e for e in errs if not math.isnan(e)]
+        if errs:
+            flags = [r.get("passed") for r in rows if r.get("passed") is not None]
+            return Headline("max rel_error", max(errs), "", higher_is_better=False, n=len(rows),
+                            passed=all(flags) if flags else None)
+    if sc == "robustness":
+        for name in ("clean_accuracy", "auc"):
+            if name in result.metrics:
+                return metric_headline(result, name)
+    if sc == "scalability":
+        pts = [p for p in result.series.get("scaling", [])
+               if not is_nan(as_float(p.get("throughput")))]
+        if pts:
+            return Headline("max throughput", max(as_float(p["throughput"]) for p in pts),
+                            "samples/s", n=len(pts))
+    for m in result.measurements:
+        h = measurement_headline(result, m.name)
+        if h is not None:
+            return h
+    for name in result.metrics:
+        return metric_headline(result, name)
+    return None

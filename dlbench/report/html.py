@@ -1,0 +1,215 @@
+"""HTML reporter: ONE self-contained file (plotly.js inlined, no network) rendered with Jinja2
+(autoescape on) from ``templates/report.html.j2``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from markupsafe import Markup
+
+from dlbench.report.base import Reporter, RunData
+from dlbench.report.charts import build_charts
+from dlbench.report.common import (
+    DASH,
+    as_float,
+    config_labels,
+    first_line,
+    fmt_duration,
+    fmt_num,
+    group_by_task,
+    headline,
+    status_counts,
+)
+from dlbench.report.tables import (
+    Table,
+    TCell,
+    baseline_table,
+    leaderboards,
+    parity_table,
+    status_cell,
+)
+from dlbench.result import Result
+
+TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE = "report.html.j2"
+
+SECTION_TITLES = {
+    "summary": "Summary", "leaderboard": "Leaderboards", "throughput": "Throughput",
+    "latency": "Latency", "learning": "Learning curves", "parity": "Parity",
+    "robustness": "Robustness", "scaling": "Scaling", "history": "History",
+    "baseline": "Baseline", "cells": "All cells", "environment": "Environment",
+}
+
+
+def script_json(text: str) -> Markup:
+    """JSON text safe inside ``<script type="application/json">`` (no ``</script>``, no
+    ``<!--``, no line separators that break older parsers)."""
+    safe = (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return Markup(safe)  # noqa: S704 - escaped above for a JSON script block
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> Markup:
+    """plotly.js, once, for inlining (the offline bundle of the installed plotly package)."""
+    from plotly.offline import get_plotlyjs
+
+    js = get_plotlyjs()
+    if "</script" in js.lower():  # never expected; keeps the inline <script> well-formed
+        js = js.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
+    return Markup(js)  # noqa: S704 - trusted library code
+
+
+def flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested dicts as ``(dotted.key, text)`` pairs."""
+    out: list[tuple[str, str]] = []
+    if isinstance(d, dict):
+        for k in d:
+            out += flatten(d[k], f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in d):
+            out.append((prefix, ", ".join(map(str, d))))
+        else:
+            for i, v in enumerate(d):
+                out += flatten(v, f"{prefix}.{i}" if prefix else str(i))
+    else:
+        out.append((prefix, "" if d is None else str(d)))
+    return out
+
+
+def environment_tables(data: RunData) -> list[Table]:
+    run_env = dict(flatten(data.run.environment))
+    tables = []
+    if run_env:
+        tables.append(Table("Run", ["Setting", "Value"],
+                            [[TCell(k, "label"), TCell(v)] for k, v in run_env.items()]))
+    per_fw: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in data.results:
+        for k, v in flatten(r.environment):
+            if run_env.get(k) != v and v not in per_fw[r.cell.framework][k]:
+                per_fw[r.cell.framework][k].append(v)
+    rows = [[TCell(fw, "label"), TCell(k), TCell(" / ".join(vs))]
+            for fw in sorted(per_fw) for k, vs in sorted(per_fw[fw].items())]
+    if rows:
+        tables.append(Table("Per framework (where it differs from the run)",
+                            ["Framework", "Setting", "Value"], rows))
+    return tables
+
+
+def corruption_tables(results: list[Result]) -> list[Table]:
+    tables = []
+    for task, rs in group_by_task(results, "robustness").items():
+        rs = [r for r in rs if r.details.get("corruptions")]
+        if not rs:
+            continue
+        labels = dict(zip(map(id, rs), config_labels([r.cell for r in rs]), strict=True))
+        sevs = sorted({as_float(c.get("severity")) for r in rs for c in r.details["corruptions"]})
+        sevs = [s for s in sevs if not math.isnan(s)]
+        names = [fmt_num(int(s) if s.is_integer() else s) for s in sevs]
+        rows = []
+        for r in rs:
+            grid: dict[str, dict[float, Any]] = defaultdict(dict)
+            for c in r.details["corruptions"]:
+                grid[str(c.get("corruption", ""))][as_float(c.get("severity"))] = c.get("metric")
+            for name in sorted(grid):
+                rows.append([TCell(labels[id(r)], "label"), TCell(name)] +
+                            [TCell(fmt_num(grid[name].get(s), 4), "num") for s in sevs])
+        tables.append(Table(f"Corruptions — {task}",
+                            ["Framework", "Corruption", *[f"severity {n}" for n in names]],
+                            rows))
+    return tables
+
+
+def audit_table(results: list[Result]) -> Table | None:
+    rows = []
+    for r in sorted(results, key=lambda r: r.cell.key):
+        for a in r.details.get("audit") or []:
+            if not isinstance(a, dict):
+                continue
+            p = a.get("passed")
+            rows.append([TCell(r.cell.task), TCell(r.cell.framework, "label"),
+                         TCell(str(a.get("check", ""))),
+                         TCell(DASH if p is None else ("pass" if p else "FAIL"),
+                               "" if p is None else ("pass" if p else "fail")),
+                         TCell(str(a.get("evidence", "")))])
+    return Table("Gradient-masking audit", ["Task", "Framework", "Check", "Result", "Evidence"],
+                 rows) if rows else None
+
+
+def cells_table(results: list[Result]) -> Table:
+    rows = []
+    for r in sorted(results, key=lambda r: r.cell.key):
+        h = headline(r) if r.status == "ok" else None
+        rows.append([TCell(r.cell.key, "label"), status_cell(r),
+                     TCell(f"{h.name}: {h.text}" if h else first_line(r.error, 120)),
+                     TCell(h.ci_text if h else "", "num"), TCell(h.spread_text if h else "", "num"),
+                     TCell("" if h is None or h.n is None else str(h.n), "num"),
+                     TCell(fmt_duration(r.duration) if r.duration is not None else "", "num")])
+    return Table("All cells", ["Cell", "Status", "Headline", "95% CI", "Spread", "n", "Duration"],
+                 rows)
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return DASH
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def build_context(data: RunData) -> dict[str, Any]:
+    run, results = data.run, data.results
+    charts = build_charts(data)
+    failures = sorted((r for r in results if r.status not in ("ok", "skipped")),
+                      key=lambda r: r.cell.key)
+    skipped = sorted((r for r in results if r.status == "skipped"), key=lambda r: r.cell.key)
+    ctx: dict[str, Any] = {
+        "run": run, "started": _when(run.started_at), "finished": _when(run.finished_at),
+        "wall": fmt_duration(run.finished_at - run.started_at)
+        if run.finished_at and run.started_at else DASH,
+        "counts": status_counts(results), "total": len(results),
+        "failures": failures, "skipped": skipped,
+        "leaderboards": leaderboards(results), "charts": charts,
+        "parity": parity_table(results), "corruptions": corruption_tables(results),
+        "audit": audit_table(results), "environment": environment_tables(data),
+        "cells": cells_table(results) if results else None,
+        "baseline_run": data.baseline.run if data.baseline is not None else None,
+        "baseline_table": baseline_table(results, data.baseline.results)
+        if data.baseline is not None else None,
+        "generated": _when(dt.datetime.now(tz=dt.timezone.utc).timestamp()),
+        "plotly_js": plotly_js(), "script_json": script_json,
+        "all_charts": [c for cs in charts.values() for c in cs],
+    }
+    shown = {
+        "summary": True, "leaderboard": bool(ctx["leaderboards"]),
+        "throughput": bool(charts["throughput"]), "latency": bool(charts["latency"]),
+        "learning": bool(charts["learning"]), "parity": ctx["parity"] is not None,
+        "robustness": bool(charts["robustness"] or ctx["corruptions"] or ctx["audit"]),
+        "scaling": bool(charts["scaling"]), "history": bool(charts["history"]),
+        "baseline": bool(ctx["baseline_table"] or charts["baseline"]),
+        "cells": ctx["cells"] is not None, "environment": bool(ctx["environment"]),
+    }
+    ctx["sections"] = [(k, SECTION_TITLES[k]) for k, v in shown.items() if v]
+    ctx["shown"] = shown
+    return ctx
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True)
+
+
+class HtmlReporter(Reporter):
+    name: ClassVar[str] = "html"
+    extension: ClassVar[str] = "html"
+    description: ClassVar[str] = "one self-contained HTML file: leaderboards, charts, environment"
+
+    def render(self, data: RunData) -> str:
+        return _environment().get_template(TEMPLATE).render(**build_context(data))

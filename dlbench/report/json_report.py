@@ -1,0 +1,77 @@
+"""JSON reporter: the whole RunData (raw samples included) as strict JSON (NaN/inf become null),
+and the way back (``run_data_from_json``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any, ClassVar
+
+from dlbench.report.base import Reporter, RunData, RunInfo
+from dlbench.result import Result, Stats
+
+SCHEMA = "dlbench.run/1"
+
+
+def _clean(o: Any) -> Any:
+    """Plain JSON values: NaN/inf to None, numpy scalars and arrays to Python, tuples to lists."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if o is None or isinstance(o, (str, int, bool)):
+        return o
+    if hasattr(o, "tolist"):  # numpy scalars and arrays
+        return _clean(o.tolist())
+    return str(o)
+
+
+def run_data_to_dict(data: RunData) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "run": _clean(asdict(data.run)),
+        "results": [_clean(r.to_dict()) for r in data.results],
+        "baseline": run_data_to_dict(data.baseline) if data.baseline is not None else None,
+        "history": _clean(data.history),
+    }
+
+
+def _nan(x: Any) -> Any:
+    return float("nan") if x is None else x
+
+
+def run_data_from_dict(d: dict[str, Any]) -> RunData:
+    """Inverse of :func:`run_data_to_dict` (nulls in statistics and metrics become NaN)."""
+    results = []
+    for rd in d.get("results", []):
+        rd = dict(rd)
+        rd["metrics"] = {k: _nan(v) for k, v in rd.get("metrics", {}).items()}
+        ms = []
+        for m in rd.get("measurements", []):
+            m = dict(m)
+            if m.get("stats"):
+                m["stats"] = {k: (_nan(v) if k != "n" else v) for k, v in m["stats"].items()}
+                m["stats"] = asdict(Stats(**m["stats"]))
+            m["samples"] = [_nan(v) for v in m.get("samples", [])]
+            ms.append(m)
+        rd["measurements"] = ms
+        results.append(Result.from_dict(rd))
+    base = d.get("baseline")
+    return RunData(RunInfo(**d["run"]), results,
+                   run_data_from_dict(base) if base else None, dict(d.get("history") or {}))
+
+
+def run_data_from_json(text: str) -> RunData:
+    return run_data_from_dict(json.loads(text))
+
+
+class JsonReporter(Reporter):
+    name: ClassVar[str] = "json"
+    extension: ClassVar[str] = "json"
+    description: ClassVar[str] = "the run and every result as JSON, raw samples kept"
+
+    def render(self, data: RunData) -> str:
+        return json.dumps(run_data_to_dict(data), indent=1, allow_nan=False) + "\n"

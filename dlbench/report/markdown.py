@@ -1,0 +1,83 @@
+"""Markdown reporter: a GitHub-flavoured summary with a leaderboard per task (for PR comments
+and job summaries)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar
+
+from dlbench.report.base import Reporter, RunData
+from dlbench.report.common import first_line, status_counts
+from dlbench.report.tables import Table, baseline_table, leaderboards, parity_table
+
+
+def md_escape(text: str) -> str:
+    """Text safe inside a GFM table cell: pipes, HTML and Markdown emphasis characters escaped."""
+    out = (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+           .replace(">", "&gt;").replace("\n", " ").replace("\r", " "))
+    for ch in "*_`[]":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def md_table(table: Table) -> str:
+    right = [bool(table.rows) and all("num" in r[i].cls for r in table.rows)
+             for i in range(len(table.columns))]
+    lines = ["| " + " | ".join(md_escape(c) for c in table.columns) + " |",
+             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    for row in table.rows:
+        cells = []
+        for c in row:
+            t = md_escape(c.text)
+            if t and ("best" in c.cls or "fail" in c.cls):
+                t = f"**{t}**"
+            cells.append(t)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "–"
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class MarkdownReporter(Reporter):
+    name: ClassVar[str] = "markdown"
+    extension: ClassVar[str] = "md"
+    description: ClassVar[str] = "GitHub-flavoured Markdown: leaderboard per task"
+
+    def render(self, data: RunData) -> str:
+        run = data.run
+        out = [f"# dlbench run {run.id}: {md_escape(run.suite)}", ""]
+        counts = status_counts(data.results)
+        meta = [f"started {_when(run.started_at)}"]
+        if run.git_commit:
+            meta.append(f"commit `{run.git_commit[:12].replace('`', '')}`")
+        meta.append(", ".join(f"{n} {s}" for s, n in counts.items()) or "no results")
+        out += [" · ".join(meta), ""]
+        for task, tables in leaderboards(data.results).items():
+            out += [f"## {md_escape(task)}", ""]
+            for t in tables:
+                out += [f"### {md_escape(t.title)}", "", md_table(t), ""]
+        parity = parity_table(data.results)
+        if parity:
+            out += ["## Parity", "", md_table(parity), ""]
+        if data.baseline is not None:
+            bt = baseline_table(data.results, data.baseline.results)
+            if bt:
+                out += [f"## Compared with run {data.baseline.run.id}", "", md_table(bt), ""]
+        failures = sorted((r for r in data.results if r.status not in ("ok", "skipped")),
+                          key=lambda r: r.cell.key)
+        if failures:
+            out += ["## Failures", ""]
+            out += [f"- **{r.status}** `{r.cell.key.replace('`', '')}`: "
+                    f"{md_escape(first_line(r.error, 300) or '(no error text)')}" for r in failures]
+            out.append("")
+        skipped = [r for r in data.results if r.status == "skipped"]
+        if skipped:
+            out += [f"<details><summary>{len(skipped)} skipped</summary>", ""]
+            out += [f"- `{r.cell.key.replace('`', '')}`: {md_escape(first_line(r.error, 300))}"
+                    for r in sorted(skipped, key=lambda r: r.cell.key)]
+            out += ["", "</details>", ""]
+        return "\n".join(out).rstrip() + "\n"

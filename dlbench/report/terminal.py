@@ -1,0 +1,82 @@
+"""Terminal reporter: a rich table with one row per cell (key, status, headline figure, its 95%
+CI and spread), followed by the failures."""
+
+from __future__ import annotations
+
+import io
+from typing import ClassVar
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dlbench.report.base import Reporter, RunData
+from dlbench.report.common import first_line, fmt_duration, headline, status_counts
+from dlbench.result import Result
+
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "timeout": "yellow", "crashed": "bold magenta",
+                "skipped": "dim"}
+
+
+def result_row(result: Result) -> list[Text]:
+    """The cells of one result's row: key, status, headline, 95% CI, spread, n."""
+    style = STATUS_STYLE.get(result.status, "")
+    key = Text(result.cell.key)
+    status = Text(result.status, style=style)
+    h = headline(result) if result.status == "ok" else None
+    if h is None:
+        msg = first_line(result.error, 100) if result.status != "ok" else ""
+        return [key, status, Text(msg, style="dim"), Text(""), Text(""), Text("")]
+    name = Text(f"{h.name} ", style="dim")
+    value = Text(h.text, style="bold")
+    if h.passed is not None:
+        value.append(" pass" if h.passed else " FAIL", style="green" if h.passed else "bold red")
+    return [key, status, name + value, Text(h.ci_text), Text(h.spread_text),
+            Text("" if h.n is None else str(h.n))]
+
+
+def build_table(data: RunData) -> Table:
+    run = data.run
+    commit = f" @ {run.git_commit[:10]}" if run.git_commit else ""
+    table = Table(title=Text(f"dlbench run {run.id}: {run.suite}{commit}", style="bold"),
+                  title_justify="left",
+                  show_lines=False, header_style="bold", expand=False)
+    table.add_column("Cell", overflow="fold")
+    table.add_column("Status")
+    table.add_column("Headline", overflow="fold")
+    table.add_column("95% CI", justify="right")
+    table.add_column("Spread", justify="right")
+    table.add_column("n", justify="right")
+    for r in sorted(data.results, key=lambda r: r.cell.key):
+        table.add_row(*result_row(r))
+    return table
+
+
+def print_report(data: RunData, console: Console | None = None) -> None:
+    """Print the report to a live console (stdout by default)."""
+    console = console or Console()
+    console.print(build_table(data))
+    counts = status_counts(data.results)
+    summary = Text("  ".join(f"{s}: {n}" for s, n in counts.items()) or "no results")
+    if data.run.finished_at and data.run.started_at:
+        summary.append(f"   wall time {fmt_duration(data.run.finished_at - data.run.started_at)}")
+    console.print(summary)
+    failures = [r for r in data.results if r.status not in ("ok", "skipped")]
+    for r in sorted(failures, key=lambda r: r.cell.key):
+        console.print(Text(f"{r.status}: ", style=STATUS_STYLE.get(r.status, "")) +
+                      Text(f"{r.cell.key}: {first_line(r.error, 300) or '(no error text)'}"))
+
+
+class TerminalReporter(Reporter):
+    name: ClassVar[str] = "terminal"
+    extension: ClassVar[str] = ""
+    description: ClassVar[str] = "rich table: one row per cell, headline figure with CI and spread"
+
+    def __init__(self, width: int = 160) -> None:
+        self.width = width
+
+    def render(self, data: RunData) -> str:
+        console = Console(record=True, width=self.width, file=io.StringIO(), color_system=None,
+                          force_terminal=False)
+        print_report(data, console)
+        return console.export_text()

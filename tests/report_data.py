@@ -1,0 +1,157 @@
+"""Synthetic RunData with every kind of result, for reporter tests (no framework, no store)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlbench.cell import Cell
+from dlbench.report.base import RunData, RunInfo
+from dlbench.result import Measurement, Result
+
+HOSTILE = ("<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
+           "{{ 7*7 }} \u2028 \" ' &amp; </textarea>")
+
+
+def _m(name: str, unit: str, samples: np.ndarray, higher: bool = True) -> Measurement:
+    return Measurement(name, unit, [float(x) for x in samples], higher_is_better=higher)
+
+
+def speed(fw: str, mode: str, bs: int, variant: str, tput: float, rng: np.random.Generator,
+          task: str = "vision", status: str = "ok", error: str | None = None) -> Result:
+    cell = Cell("speed", task, fw, "cpu", {"mode": mode, "batch_size": bs, "variant": variant,
+                                         "precision": "fp32"})
+    if status != "ok":
+        return Result(cell, status, error=error, log_tail="line 1\nline 2\n" + (error or ""))
+    ms = [_m("throughput", "samples/s", rng.normal(tput, tput * 0.03, 15)),
+          _m("first_call", "s", np.array([rng.uniform(0.1, 3.0)]), higher=False)]
+    if bs == 1:
+        ms.append(_m("latency", "ms", rng.lognormal(np.log(1000 / tput), 0.1, 60), higher=False))
+    metrics = {"peak_host_memory_mb": float(rng.uniform(200, 900)), "compile_time_s": 1.5}
+    if fw != "jax":  # device memory may be missing
+        metrics["peak_device_memory_mb"] = float(rng.uniform(10, 100))
+    return Result(cell, "ok", ms, metrics, environment={"framework_version": f"{fw}-1.0",
+                                                          "python": "3.11.7"}, duration=4.2)
+
+
+def accuracy(fw: str, task: str, metrics: dict[str, float], rng: np.random.Generator) -> Result:
+    cell = Cell("accuracy", task, fw, "cpu", {"epochs": 3})
+    primary = next(iter(metrics))
+    curve = []
+    for epoch in range(1, 4):
+        curve.append({"epoch": epoch, "time_s": 2.0 * epoch + rng.uniform(0, 1),
+                      "train_loss": 1.0 / epoch, primary: metrics[primary] * (0.7 + 0.1 * epoch)})
+    n = 200
+    result = Result(cell, "ok", metrics={**metrics, "train_time_s": 6.3,
+                                         "time_to_target_s": float("nan") if fw == "jax" else 4.1},
+                    series={"learning_curve": curve}, environment={"framework_version": "1.0"})
+    if primary == "accuracy":
+        correct = (rng.uniform(size=n) < metrics["accuracy"]).astype(float)
+        result.measurements.append(_m("test_correct", "", correct))
+        if fw == "torch":
+            result.details["metric_ci"] = {"accuracy": [metrics["accuracy"] - 0.03,
+                                                        metrics["accuracy"] + 0.03]}
+    return result
+
+
+def parity(fw: str, errs: dict[str, float]) -> Result:
+    rows = [{"check": c, "rel_error": e, "tolerance": 1e-4 if c != "loss" else None,
+             "passed": (e < 1e-4) if c != "loss" else None, "reference": "torch"}
+            for c, e in errs.items()]
+    return Result(Cell("parity", "vision", fw, "cpu", {}), "ok", details={"parity": rows})
+
+
+def robustness(fw: str, clean: float, rng: np.random.Generator) -> Result:
+    curve = []
+    for attack in ("fgsm", "pgd"):
+        for eps in (0.0, 0.01, 0.03, 0.1):
+            acc = clean * float(np.exp(-eps * (20 if attack == "pgd" else 10)))
+            curve.append({"attack": attack, "epsilon": eps, "metric": acc,
+                          "ci_low": acc - 0.04, "ci_high": acc + 0.04})
+    corruptions = [{"corruption": c, "severity": s, "metric": clean - 0.05 * s}
+                   for c in ("gaussian_noise", "blur") for s in (1, 2, 3)]
+    audit = [{"check": "eps_monotone", "passed": True, "evidence": "accuracy falls with epsilon"},
+             {"check": "unbounded_attack_succeeds", "passed": fw != "jax",
+              "evidence": "accuracy at eps=inf: 0.00" if fw != "jax" else "accuracy 0.31 > 0"}]
+    return Result(Cell("robustness", "vision", fw, "cpu", {"attacks": "fgsm,pgd"}), "ok",
+                  metrics={"clean_accuracy": clean, "auc": clean * 0.4},
+                  series={"robustness_curve": curve},
+                  details={"corruptions": corruptions, "audit": audit})
+
+
+def scalability(fw: str, rng: np.random.Generator) -> Result:
+    pts = []
+    for t in (1, 2, 4):
+        tput = 100 * t ** 0.8 * rng.uniform(0.9, 1.1)
+        pts.append({"axis": "threads", "value": t, "throughput": tput,
+                    "efficiency": tput / 100 / t})
+    for f in (0.1, 0.5, 1.0):
+        pts.append({"axis": "train_fraction", "value": f, "metric": 0.6 + 0.3 * f})
+    return Result(Cell("scalability", "vision", fw, "cpu", {}), "ok", series={"scaling": pts})
+
+
+def make_run_data(seed: int = 0, hostile: bool = False, with_baseline: bool = True) -> RunData:
+    """A run with speed (infer/train, bs 1 and 32, eager/compiled), accuracy (vision + recsys),
+    parity, robustness, scalability and failed/timeout/crashed/skipped cells, plus a baseline
+    run and history."""
+    rng = np.random.default_rng(seed)
+    results: list[Result] = []
+    for fw, base in (("torch", 900.0), ("jax", 1200.0), ("tensorflow", 700.0)):
+        for mode in ("infer", "train"):
+            for bs in (1, 32):
+                for variant in ("eager", "compiled"):
+                    t = base * (bs ** 0.6) * (1.3 if variant == "compiled" else 1.0)
+                    t = t / (3 if mode == "train" else 1)
+                    results.append(speed(fw, mode, bs, variant, t, rng))
+    error = (f"RuntimeError: {HOSTILE}" if hostile else "RuntimeError: CUDA out of memory")
+    results.append(speed("keras", "infer", 32, "eager", 1, rng, status="failed", error=error))
+    results.append(speed("keras", "train", 32, "eager", 1, rng, status="timeout",
+                         error="cell exceeded its 600 s timeout"))
+    results.append(speed("keras", "infer", 1, "compiled", 1, rng, status="crashed",
+                         error="process died with signal 11 (SIGSEGV)"))
+    results.append(speed("sklearn", "infer", 1, "eager", 1, rng, status="skipped",
+                         error="framework 'sklearn' has no speed scenario"))
+    for fw, acc in (("torch", 0.91), ("jax", 0.9), ("sklearn", 0.84)):
+        results.append(accuracy(fw, "vision", {"accuracy": acc, "macro_f1": acc - 0.02}, rng))
+    for fw, rmse in (("torch", 0.93), ("tensorflow", 0.95)):
+        results.append(accuracy(fw, "recsys", {"rmse": rmse, "mae": rmse * 0.8,
+                                               "hr@10": 0.6, "ndcg@10": 0.35}, rng))
+    results.append(parity("jax", {"outputs": 2e-7, "input_gradient": 5e-6,
+                                  "weights_after_step": 3e-7, "loss": 1e-7}))
+    results.append(parity("tensorflow", {"outputs": 3e-7, "input_gradient": 2e-3}))
+    for fw, clean in (("torch", 0.91), ("jax", 0.9)):
+        results.append(robustness(fw, clean, rng))
+    for fw in ("torch", "jax"):
+        results.append(scalability(fw, rng))
+    if hostile:
+        rob = next(r for r in results if r.cell.scenario == "robustness")
+        for p in rob.series["robustness_curve"]:
+            if p["attack"] == "pgd":
+                p["attack"] = "pgd " + HOSTILE
+        results[0].error = HOSTILE
+        results[0].log_tail = HOSTILE
+        results[0].environment["note"] = HOSTILE
+        results[0].details["metric_ci"] = {}
+    env = {"python": "3.11.7", "platform": "Linux-x86_64", "cpu": "Xeon", "cpu_count": 2,
+           "gpus": [{"name": "NVIDIA H100", "memory": "81559 MiB", "driver": "550.1"}],
+           "versions": {"torch": "2.13.0", "jax": "0.10.2", "numpy": "2.1"},
+           "env": {"OMP_NUM_THREADS": "1"}}
+    if hostile:
+        env["hostname"] = HOSTILE
+    run = RunInfo(7, HOSTILE if hostile else "quick", 1_700_000_000.0, 1_700_000_600.0,
+                  "0123456789abcdef0123", env, "finished", {"device": "cpu"})
+    history: dict[str, list[dict]] = {}
+    for r in results[:3]:  # one point per run
+        history[r.cell.key] = [{"run_id": i, "commit": f"c{i:07d}", "median": 900.0 + 10 * i}
+                               for i in (3, 4, 5)]
+    # as the store gives it: one row per run and measurement (first_call must be ignored)
+    history[results[3].cell.key] = [
+        {"key": results[3].cell.key, "run_id": i, "status": "ok", "metrics": {},
+         "git_commit": f"c{i:07d}", "started_at": 0.0, "suite": "quick", "name": name,
+         "median": median, "ci_low": median * 0.98, "ci_high": median * 1.02}
+        for i in (4, 5) for name, median in (("throughput", 7000.0 + i), ("first_call", 2.0))]
+    baseline = None
+    if with_baseline:
+        base = make_run_data(seed + 1, hostile=False, with_baseline=False)
+        base.run.id = 5
+        baseline = base
+    return RunData(run, results, baseline, history)

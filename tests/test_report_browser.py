@@ -1,0 +1,115 @@
+"""The HTML report in a real headless Chromium: every chart draws, nothing errors, nothing loads
+from the network, and hostile strings stay text. Also proves the checks can fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlbench.report.html import HtmlReporter
+
+try:
+    from tests.browser import Chromium, PageResult, find_chromium
+    from tests.report_data import make_run_data
+except ImportError:  # tests/ itself on sys.path (pytest's default "prepend" import mode)
+    from browser import Chromium, PageResult, find_chromium
+    from report_data import make_run_data
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(find_chromium() is None,
+                       reason="needs headless chromium (apt-get install chromium; or set "
+                              "CHROMIUM=/path/to/chrome)"),
+]
+
+CHART_STATE = """(() => {
+  const charts = [...document.querySelectorAll("div.chart")];
+  return {
+    charts: charts.length,
+    drawn: charts.filter(c => c.querySelector(".plotly svg.main-svg")).map(c => c.id),
+    missing: charts.filter(c => !c.querySelector(".plotly svg.main-svg")).map(c => c.id),
+    failed: charts.filter(c => c.classList.contains("chart-error")).map(c => c.id),
+    kinds: [...new Set(charts.map(c => c.dataset.chart))].sort(),
+    state: document.body.dataset.chartsRendered,
+    pwned: typeof window.__pwned,
+    injected: document.querySelectorAll("img[src='x'], textarea").length,
+    failureText: [...document.querySelectorAll("details.failure summary")].map(s => s.textContent),
+  };
+})()"""
+
+READY = "document.body.dataset.chartsRendered"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Chromium(timeout=120) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def report_page(browser: Chromium, tmp_path_factory: pytest.TempPathFactory) -> PageResult:
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    path.write_text(HtmlReporter().render(make_run_data(hostile=True)), encoding="utf-8")
+    return browser.load(path.as_uri(), wait_for=READY, evaluate=CHART_STATE, timeout=120)
+
+
+def test_every_chart_renders(report_page: PageResult) -> None:
+    v = report_page.value
+    assert report_page.ready and v["state"] == "true"
+    assert v["charts"] >= 10
+    assert v["missing"] == [] and v["failed"] == []
+    assert v["kinds"] == ["baseline", "history", "latency", "learning_curve", "robustness",
+                          "scaling", "throughput"]
+
+
+def test_no_console_errors(report_page: PageResult) -> None:
+    assert report_page.errors == [], "\n".join(map(str, report_page.errors))
+
+
+def test_nothing_loads_from_the_network(report_page: PageResult) -> None:
+    assert report_page.requests, "request logging is not working"
+    assert report_page.external_requests == []
+    assert all(u.startswith("file:") for u in report_page.requests), report_page.requests
+
+
+def test_hostile_strings_stay_text(report_page: PageResult) -> None:
+    v = report_page.value
+    assert v["pwned"] == "undefined" and v["injected"] == 0
+    assert any("<script>window.__pwned = 1</script>" in t for t in v["failureText"])
+
+
+# -- the checks above can fail ------------------------------------------------------------------
+def test_detects_uncaught_exceptions_and_console_errors(browser: Chromium, tmp_path: Path) -> None:
+    page = tmp_path / "broken.html"
+    page.write_text("<!DOCTYPE html><html><body><div id='x'></div><script>"
+                    "console.error('deliberate console error');"
+                    "undefinedFunction();"
+                    "</script></body></html>")
+    result = browser.load(page.as_uri(), timeout=60)
+    texts = [e.text for e in result.errors]
+    assert any("deliberate console error" in t for t in texts), texts
+    assert any("undefinedFunction" in t for t in texts), texts
+
+
+def test_detects_a_chart_that_did_not_draw(browser: Chromium, tmp_path: Path) -> None:
+    html = HtmlReporter().render(make_run_data(with_baseline=False))
+    broken = html.replace('<script type="application/json" id="fig-chart-latency-vision-infer">',
+                          '<script type="application/json" id="fig-chart-latency-vision-infer">{',
+                          1)
+    assert broken != html
+    page = tmp_path / "broken-chart.html"
+    page.write_text(broken, encoding="utf-8")
+    result = browser.load(page.as_uri(), wait_for=READY, evaluate=CHART_STATE, timeout=120)
+    assert result.value["missing"] == ["chart-latency-vision-infer"]
+    assert result.value["failed"] == ["chart-latency-vision-infer"]
+    assert any("chart-latency-vision-infer" in e.text for e in result.errors)
+
+
+def test_detects_network_requests(browser: Chromium, tmp_path: Path) -> None:
+    # port 9 (discard) on loopback: fails fast and never leaves the host
+    page = tmp_path / "remote.html"
+    page.write_text("<!DOCTYPE html><html><body><img src='http://127.0.0.1:9/pixel.png'>"
+                    "</body></html>")
+    result = browser.load(page.as_uri(), timeout=60)
+    assert result.external_requests == ["http://127.0.0.1:9/pixel.png"]

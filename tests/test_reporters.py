@@ -1,0 +1,344 @@
+"""Reporters (terminal, json, markdown, html) render a synthetic RunData with every kind of
+result."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from dlbench.cell import Cell
+from dlbench.plugins import Registry
+from dlbench.report.base import RunData, RunInfo
+from dlbench.report.common import config_labels, fmt_num, headline, metric_direction
+from dlbench.report.html import HtmlReporter
+from dlbench.report.json_report import JsonReporter, run_data_from_json
+from dlbench.report.markdown import MarkdownReporter, md_escape
+from dlbench.report.tables import accuracy_table, baseline_table, speed_table
+from dlbench.report.terminal import TerminalReporter, print_report
+from dlbench.result import Measurement, Result
+
+try:
+    from tests.report_data import HOSTILE, make_run_data
+except ImportError:  # tests/ itself on sys.path (pytest's default "prepend" import mode)
+    from report_data import HOSTILE, make_run_data
+
+
+@pytest.fixture(scope="module")
+def data() -> RunData:
+    return make_run_data()
+
+
+@pytest.fixture(scope="module")
+def hostile() -> RunData:
+    return make_run_data(hostile=True)
+
+
+@pytest.fixture(scope="module")
+def html(data: RunData) -> str:
+    return HtmlReporter().render(data)
+
+
+# -- registration ---------------------------------------------------------------------------------
+def test_plugin_registers_the_four_reporters() -> None:
+    from plugins import reporters
+
+    registry: Registry[object] = Registry("reporter")
+    reporters.dlbench_register_reporters(register=registry.register_from("reporters"))
+    assert registry.names() == ["html", "json", "markdown", "terminal"]
+    exts = {r.name: r.extension for r in registry}  # type: ignore[attr-defined]
+    assert exts == {"html": "html", "json": "json", "markdown": "md", "terminal": ""}
+
+
+# -- common helpers -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,higher", [
+    ("accuracy", True), ("macro_f1", True), ("hr@10", True), ("ndcg@10", True), ("auc", True),
+    ("rmse", False), ("mae", False), ("train_loss", False), ("loss", False),
+    ("time_to_target_s", False), ("peak_host_memory_mb", False), ("precision_score", True)])
+def test_metric_direction(name: str, higher: bool) -> None:
+    assert metric_direction(name) is higher
+
+
+def test_fmt_num_is_readable() -> None:
+    assert fmt_num(12345.6) == "12,346"
+    assert fmt_num(32) == "32"
+    assert fmt_num(1.2345) == "1.23"
+    assert fmt_num(0.012345) == "0.0123"
+    assert fmt_num(float("nan")) == fmt_num(None) == "–"
+    assert "e" in fmt_num(1.5e-6)
+
+
+def test_config_labels_show_only_what_differs() -> None:
+    cells = [Cell("speed", "t", "torch", "cpu", {"variant": "eager", "precision": "fp32"}),
+             Cell("speed", "t", "torch", "cpu", {"variant": "compiled", "precision": "fp32"}),
+             Cell("speed", "t", "jax", "cpu", {"variant": "compiled", "precision": "fp32"})]
+    assert config_labels(cells) == ["torch[eager]", "torch[compiled]", "jax[compiled]"]
+    assert config_labels(cells[1:], exclude=["variant"]) == ["torch", "jax"]
+
+
+def test_headline_per_scenario(data: RunData) -> None:
+    by_scenario = {}
+    for r in data.results:
+        if r.status == "ok":
+            by_scenario.setdefault(r.cell.scenario, headline(r))
+    assert by_scenario["speed"].name == "throughput"
+    assert by_scenario["speed"].ci_low <= by_scenario["speed"].value <= by_scenario["speed"].ci_high
+    assert by_scenario["accuracy"].name == "accuracy"
+    assert by_scenario["parity"].name == "max rel_error"
+    assert by_scenario["robustness"].name == "clean_accuracy"
+    assert by_scenario["scalability"].name == "max throughput"
+
+
+def test_speed_leaderboard_ranks_fastest_first_within_mode_and_batch(data: RunData) -> None:
+    table = speed_table("vision", [r for r in data.results if r.cell.task == "vision"])
+    assert table is not None
+    tput = table.columns.index("Throughput (samples/s) [95% CI]")
+    groups: dict[tuple[str, str], list[float]] = {}
+    for row in table.rows:
+        if row[table.columns.index("Status")].text == "ok":
+            value = float(row[tput].text.split(" ")[0].replace(",", ""))
+            groups.setdefault((row[0].text, row[1].text), []).append(value)
+    assert set(groups) == {("infer", "1"), ("infer", "32"), ("train", "1"), ("train", "32")}
+    for values in groups.values():
+        assert values == sorted(values, reverse=True)
+    statuses = {c.text for c in table.column("Status")}
+    assert {"failed", "timeout", "crashed", "skipped"} <= statuses
+    assert "Latency p50 / p90 / p99 (ms)" in table.columns
+
+
+def test_accuracy_leaderboard_orders_lower_is_better_metrics_ascending(data: RunData) -> None:
+    table = accuracy_table("recsys", [r for r in data.results if r.cell.task == "recsys"])
+    assert table is not None
+    assert table.columns[2] == "rmse ↓"
+    assert [c.text for c in table.column("Framework")] == ["torch", "tensorflow"]
+    assert "best" in table.rows[0][2].cls
+
+
+def test_baseline_flags_changes_only_outside_the_ci() -> None:
+    def run(tput: float, spread: float) -> list[Result]:
+        cell = Cell("speed", "t", "torch", "cpu", {"mode": "infer", "batch_size": 8})
+        samples = [tput + spread * (i - 10) / 10 for i in range(21)]
+        return [Result(cell, "ok", [Measurement("throughput", "samples/s", samples)])]
+
+    def change(cur: list[Result], base: list[Result]) -> str:
+        t = baseline_table(cur, base)
+        assert t is not None
+        return t.rows[0][-1].text
+
+    assert change(run(80, 1), run(100, 1)) == "worse"
+    assert change(run(120, 1), run(100, 1)) == "better"
+    assert change(run(101, 10), run(100, 10)) == "within noise"
+
+
+# -- terminal -------------------------------------------------------------------------------------
+def test_terminal_has_one_row_per_cell_with_ci_and_spread(data: RunData) -> None:
+    text = TerminalReporter(width=250).render(data)
+    assert "\x1b[" not in text
+    for r in data.results:
+        assert r.cell.key in text, r.cell.key
+    assert "samples/s [" not in text  # the CI has its own column
+    row = r"throughput [\d,]+ samples/s\s+│\s+\[[\d,]+ – [\d,]+\]\s+│\s+±[\d.]+% IQR"
+    assert re.search(row, text)
+    for status in ("failed", "timeout", "crashed", "skipped"):
+        assert status in text
+    assert "CUDA out of memory" in text
+
+
+def test_terminal_prints_to_a_live_console(data: RunData) -> None:
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    print_report(data, Console(file=buf, width=200, force_terminal=True))
+    out = buf.getvalue()
+    assert "\x1b[" in out  # styled for a terminal
+    assert "speed/vision/torch" in out
+
+
+def test_terminal_does_not_interpret_markup_in_names(hostile: RunData) -> None:
+    text = TerminalReporter(width=250).render(hostile)
+    assert HOSTILE.split("<img")[0] in text
+
+
+# -- json -----------------------------------------------------------------------------------------
+def _strict_loads(text: str) -> dict:
+    def reject(token: str) -> None:
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_json_is_strict_and_keeps_raw_samples(data: RunData) -> None:
+    d = _strict_loads(JsonReporter().render(data))
+    assert d["schema"] == "dlbench.run/1"
+    assert d["run"]["id"] == data.run.id
+    assert len(d["results"]) == len(data.results)
+    first = data.results[0]
+    assert d["results"][0]["key"] == first.cell.key
+    assert d["results"][0]["measurements"][0]["samples"] == first.measurements[0].samples
+    assert d["baseline"]["run"]["id"] == data.baseline.run.id  # type: ignore[union-attr]
+    assert d["history"]
+    jax_acc = next(r for r in d["results"] if r["key"].startswith("accuracy/vision/jax"))
+    assert jax_acc["metrics"]["time_to_target_s"] is None  # NaN: never reached
+
+
+def test_json_round_trip(data: RunData) -> None:
+    back = run_data_from_json(JsonReporter().render(data))
+    assert [r.cell.key for r in back.results] == [r.cell.key for r in data.results]
+    for a, b in zip(back.results, data.results, strict=True):
+        assert a.status == b.status
+        assert [m.samples for m in a.measurements] == [m.samples for m in b.measurements]
+    jax_acc = next(r for r in back.results if r.cell.key.startswith("accuracy/vision/jax"))
+    assert math.isnan(jax_acc.metrics["time_to_target_s"])
+    assert back.baseline is not None and back.baseline.run.id == data.baseline.run.id  # type: ignore[union-attr]
+
+
+# -- markdown -------------------------------------------------------------------------------------
+def test_markdown_has_a_leaderboard_per_task(data: RunData) -> None:
+    md = MarkdownReporter().render(data)
+    assert "## vision" in md and "## recsys" in md
+    assert "### Speed — vision" in md and "### Accuracy — recsys" in md
+    assert "## Parity" in md and "## Failures" in md
+    assert "## Compared with run 5" in md
+    speed_rows = [ln for ln in md.splitlines() if ln.startswith("| infer |")
+                  or ln.startswith("| train |")]
+    assert len(speed_rows) == sum(1 for r in data.results if r.cell.scenario == "speed")
+    # every table row has as many cells as its header
+    lines = md.splitlines()
+    for i, ln in enumerate(lines):
+        if ln.startswith("|---") or ln.startswith("|--"):
+            width = len(re.split(r"(?<!\\)\|", lines[i - 1])) - 2
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                assert len(re.split(r"(?<!\\)\|", lines[j])) - 2 == width, lines[j]
+                j += 1
+
+
+def test_markdown_escapes_hostile_text(hostile: RunData) -> None:
+    md = MarkdownReporter().render(hostile)
+    assert "<script>" not in md and "<img" not in md
+    assert "&lt;script&gt;" in md
+    assert md_escape("a|b") == "a\\|b"
+
+
+# -- html -----------------------------------------------------------------------------------------
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.styles: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.styles.append(data)
+
+
+def _parse(html: str) -> _Tags:
+    p = _Tags()
+    p.feed(html)
+    return p
+
+
+def test_html_has_every_section_and_chart(data: RunData, html: str) -> None:
+    for section in ("summary", "leaderboard", "throughput", "latency", "learning", "parity",
+                    "robustness", "scaling", "history", "baseline", "cells", "environment"):
+        assert f'<section id="{section}">' in html, section
+    charts = [a for t, a in _parse(html).tags
+              if t == "div" and "chart" in (a.get("class") or "").split()]
+    kinds = {a["data-chart"] for a in charts}
+    assert kinds == {"throughput", "latency", "learning_curve", "robustness", "scaling", "history",
+                     "baseline"}
+    ids = [a["id"] for a in charts]
+    assert len(ids) == len(set(ids))
+    for a in charts:  # every chart has its figure as parseable JSON
+        m = re.search(rf'<script type="application/json" id="{a["data-figure"]}">(.*?)</script>',
+                      html, re.S)
+        assert m, a["id"]
+        fig = json.loads(m.group(1))
+        assert fig["data"], a["id"]
+    assert "Corruptions — vision" in html and "Gradient-masking audit" in html
+    assert "0123456789abcdef0123" in html  # commit
+    assert "2.13.0" in html  # environment: framework versions
+
+
+def test_html_chart_ids_are_stable(data: RunData, html: str) -> None:
+    again = HtmlReporter().render(data)
+    ids = re.findall(r'<div class="chart" id="([^"]+)"', html)
+    assert ids and ids == re.findall(r'<div class="chart" id="([^"]+)"', again)
+    assert "chart-throughput-vision-infer" in ids
+
+
+def test_html_inlines_plotly_once_and_loads_nothing_from_the_network(html: str) -> None:
+    assert html.count("plotly.js v") == 1 or html.count("Plotly") > 0
+    parsed = _parse(html)
+    scripts = [a for t, a in parsed.tags if t == "script"]
+    assert all("src" not in a for a in scripts)
+    remote = re.compile(r"^\s*(https?:)?//", re.I)
+    for tag, attrs in parsed.tags:
+        assert tag not in ("iframe", "object", "embed", "base")
+        if tag == "link":
+            assert (attrs.get("rel") or "") != "stylesheet"
+        for name in ("src", "href", "srcset", "poster", "data", "action", "formaction"):
+            value = attrs.get(name)
+            assert not (value and remote.match(value)), (tag, name, value)
+    css = "\n".join(parsed.styles)
+    assert "@import" not in css and not re.search(r"url\(\s*['\"]?(https?:)?//", css)
+
+
+def test_html_escapes_hostile_strings(hostile: RunData) -> None:
+    html = HtmlReporter().render(hostile)
+    assert "window.__pwned" in html  # the text is shown...
+    assert "<script>window.__pwned" not in html  # ...never as markup
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    assert "</textarea>" not in html
+    # the only script elements are ours: figure data, plotly.js, the renderer
+    parsed = _parse(html)
+    scripts = [a for t, a in parsed.tags if t == "script"]
+    n_charts = sum(1 for t, a in parsed.tags if t == "div" and a.get("data-chart"))
+    assert len(scripts) == n_charts + 2
+    assert all(a.get("type") in (None, "application/json") for a in scripts)
+
+
+def test_html_shows_only_sections_with_data() -> None:
+    cell = Cell("speed", "tiny", "torch", "cpu", {"mode": "infer", "batch_size": 4})
+    r = Result(cell, "ok", [Measurement("throughput", "samples/s", [10.0 + i for i in range(9)])])
+    html = HtmlReporter().render(RunData(RunInfo(1, "quick", 0.0), [r]))
+    assert '<section id="throughput">' in html and '<section id="leaderboard">' in html
+    for absent in ("latency", "learning", "parity", "robustness", "scaling", "history",
+                   "baseline", "environment"):
+        assert f'<section id="{absent}">' not in html, absent
+
+
+def test_html_renders_an_empty_run_without_plotly() -> None:
+    html = HtmlReporter().render(RunData(RunInfo(3, "empty", 0.0), []))
+    assert '<section id="summary">' in html
+    assert 'class="chart"' not in html
+    assert len(html) < 100_000  # plotly.js is only inlined when there is a chart
+
+
+def test_history_points_keep_only_the_headline_figure() -> None:
+    from dlbench.report.trends import history_points
+
+    rows = [{"run_id": 1, "name": "throughput", "median": 10.0, "git_commit": "a", "status": "ok"},
+            {"run_id": 1, "name": "first_call", "median": 2.0, "git_commit": "a", "status": "ok"},
+            {"run_id": 2, "name": "throughput", "median": 12.0, "git_commit": "b",
+             "status": "failed"},
+            {"run_id": 3, "name": None, "median": None, "git_commit": "c", "status": "ok",
+             "metrics": {"throughput": 11.0}}]
+    pts = history_points(rows, "throughput")
+    assert [(p["run_id"], p["value"], p["commit"]) for p in pts] == [(1, 10.0, "a"), (3, 11.0, "c")]
+    simple = history_points([{"run_id": 4, "commit": "d", "median": 0.9}], "accuracy")
+    assert [(p["run_id"], p["value"]) for p in simple] == [(4, 0.9)]
