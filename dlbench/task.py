@@ -62,6 +62,9 @@ class PerturbationDomain:
     clip_max: float | None = 1.0
     unit: str = "pixel/255"
     embedding_nodes: tuple[str, ...] = ()
+    scale: float = 1.0
+    """Input units per epsilon unit: 1/255 for pixel/255 on [0, 1] images, 1/80 for dB on speech
+    features scaled from an 80 dB range; 1 for relative-norm budgets."""
 
 
 class Task(ABC):
@@ -97,6 +100,10 @@ class Task(ABC):
 
     def default_epochs(self, params: Mapping[str, Any]) -> int:
         return 5
+
+    def default_batch_size(self, params: Mapping[str, Any]) -> int:
+        """Training batch size when the suite sets none (large datasets want larger batches)."""
+        return 32
 
     def headline(self, params: Mapping[str, Any]) -> str:
         """The metric leaderboards rank by and time-to-accuracy watches."""
@@ -155,6 +162,21 @@ class Task(ABC):
 
     def perturbation(self, params: Mapping[str, Any]) -> PerturbationDomain:
         return PerturbationDomain()
+
+    def corrupt(self, x: Batch, y: np.ndarray, kind: str, severity: float, rng: np.random.Generator,
+                dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Apply corruption ``kind`` at ``severity`` to examples of this task (optional).
+
+        The kinds and graded severities of each domain, and which split they apply to (test
+        inputs for images, audio and text; training interactions for recommendation, which
+        the robustness scenario then retrains on), are listed in
+        :data:`dlbench.robustness.corruptions.CATALOGUE`, whose functions do the work; a task
+        implements this by calling them with what only it knows (input names, feature scale,
+        vocabulary). ``dataset`` is the loaded dataset (its ``meta``). Returns new ``(x, y)``.
+        """
+        from dlbench.errors import UnsupportedError
+
+        raise UnsupportedError(f"task {self.name!r} implements no corruptions (Task.corrupt)")
 
     def describe(self, params: Mapping[str, Any]) -> str:
         return self.description

@@ -31,10 +31,14 @@ if TYPE_CHECKING:
 
 TRAINING_PARAMS: dict[str, Param] = {
     "epochs": Param(None, "training epochs (None: the task's default)", type=int),
-    "batch_size": Param(32, "training batch size", type=int),
+    "batch_size": Param(None, "training batch size (None: the task's default)", type=int),
     "train_fraction": Param(1.0, "fraction of the training split used (seeded subset)", type=float),
     "learning_rate": Param(None, "override the task's learning rate", type=float),
     "reuse": Param(False, "reload trained weights stored by an earlier identical cell", type=bool),
+    "train_attack": Param("none", "adversarial training: none, fgsm (fast FGSM) or pgd (see "
+                          "dlbench.robustness.training)", ("none", "fgsm", "pgd")),
+    "train_epsilon": Param(None, "adversarial-training budget in the task's perturbation unit "
+                           "(None: the domain's default)", type=float),
 }
 
 
@@ -53,17 +57,38 @@ class Trained:
     trained_digest: str | None = None
 
 
-def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool) -> Trained:
-    """Train the cell's model on ``dataset`` (or reload identical trained weights when ``reuse``)."""
+def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
+                  key_extra: dict[str, Any] | None = None) -> Trained:
+    """Train the cell's model on ``dataset`` (or reload identical trained weights when ``reuse``).
+
+    ``train_attack`` other than ``none`` trains on adversarial batches (see
+    :mod:`dlbench.robustness.training`). ``key_extra`` joins the training key when the data
+    differs from the task's own (e.g. corrupted training interactions), so it never collides
+    with the clean model's artifact.
+    """
     p = ctx.params
     classic = ctx.framework.kind == "classic"
     epochs = 1 if classic else int(p.get("epochs") or ctx.task.default_epochs(p))
-    bs = int(p.get("batch_size") or 32)
+    bs = int(p.get("batch_size") or ctx.task.default_batch_size(p))
     spec = None if classic else ctx.spec(dataset)
     initial = spec.init_weights(ctx.seed) if spec is not None else None
     model = ctx.build(spec, initial)
+    attack = p.get("train_attack") or "none"
+    epoch_fn = None
+    train_eps = None
+    if attack != "none":
+        if classic:
+            from dlbench.errors import UnsupportedError
+
+            raise UnsupportedError(f"{ctx.framework.name} has no input gradients for adversarial "
+                                   f"training: use train_attack=none")
+        from dlbench.robustness.training import adversarial_epoch_fn
+
+        epoch_fn, train_eps = adversarial_epoch_fn(ctx.task, p, dataset, attack, p.get("train_epsilon"),
+                                                   ctx.seed)
     key = ctx.training_key(spec, epochs=epochs, batch_size=bs, fraction=p.get("train_fraction", 1.0),
-                           lr=p.get("learning_rate"), attack=p.get("train_attack"))
+                           lr=p.get("learning_rate"), attack=None if attack == "none" else attack,
+                           train_epsilon=train_eps, **(key_extra or {}))
     if reuse and not classic:
         loaded = ctx.load_weights(key)
         if loaded is not None:
@@ -76,12 +101,11 @@ def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool) -> Trained:
     out = Trained(model, spec, initial)
     headline = ctx.task.headline(p)
     target = ctx.task.target(p)
-    hook = getattr(ctx, "epoch_hook", None)
     for epoch in range(1, epochs + 1):
         order = np.random.default_rng([ctx.seed, epoch]).permutation(dataset.n_train)
         t0 = time.perf_counter()
-        if hook is not None:
-            loss = hook(model, dataset, bs, order)
+        if epoch_fn is not None:
+            loss = epoch_fn(model, bs, order)
         else:
             loss = model.fit_epoch(dataset.x_train, dataset.y_train, bs, order)
         dt = time.perf_counter() - t0
