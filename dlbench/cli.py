@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 data_app = typer.Typer(no_args_is_help=True, help="Manage datasets: list, fetch, verify.")
 app.add_typer(data_app, name="data")
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 

@@ -9,7 +9,7 @@ timeout: 300                 # seconds per cell (blocks may override)
 matrix:
   - scenario: speed
     tasks: [vision]          # or {vision: {dataset: digits}, nlp: {dataset: spam}}
-    frameworks: installed    # installed | all | [torch, jax]
+    frameworks: installed    # installed | all | [torch, jax] | {torch: {}, jax: {variant: compiled}}
     devices: [cpu]
     params: {batch_size: [1, 64], mode: [infer, train], variant: [eager, compiled]}
     budget: {max_time: 3}
@@ -42,7 +42,7 @@ class Block(BaseModel):
 
     scenario: str
     tasks: list[str] | dict[str, dict[str, Any]]
-    frameworks: str | list[str] = "installed"
+    frameworks: str | list[str] | dict[str, dict[str, Any] | None] = "installed"
     devices: list[str] = Field(default_factory=lambda: ["cpu"])
     params: dict[str, Any] = Field(default_factory=dict)
     budget: dict[str, Any] = Field(default_factory=dict)
@@ -154,17 +154,21 @@ def _listify(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list) else [v]
 
 
-def _frameworks(block: Block, where: str, plugins: Plugins) -> list[str]:
+def _frameworks(block: Block, where: str, plugins: Plugins) -> dict[str, dict[str, Any]]:
+    """Framework names with their parameter overrides (``{jax: {variant: compiled}}``)."""
     fws = block.frameworks
     if fws == "all":
-        return plugins.frameworks.names()
+        return {n: {} for n in plugins.frameworks.names()}
     if fws == "installed":
-        return [f.name for f in plugins.frameworks if f.availability().installed]
+        return {f.name: {} for f in plugins.frameworks if f.availability().installed}
     if isinstance(fws, str):
         fws = [fws]
-    for name in fws:
+    items = fws.items() if isinstance(fws, dict) else ((n, {}) for n in fws)
+    out = {}
+    for name, overrides in items:
         plugins.frameworks.get(name, where)
-    return list(fws)
+        out[name] = dict(overrides or {})
+    return out
 
 
 def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Cell]:
@@ -175,13 +179,13 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
     cells: list[Cell] = []
     for task_name, task_overrides in task_items:
         task = plugins.tasks.get(task_name, f"{where}.tasks")
-        for fw_name in frameworks:
+        for fw_name, fw_overrides in frameworks.items():
             fw = plugins.frameworks.get(fw_name)
             declared: dict[str, Param] = {**COMMON_PARAMS, **scenario.params, **task.params}
             fw_params = {k: p for k, p in fw.params.items() if not p.applies_to or fw_name in p.applies_to}
             declared.update(fw_params)
             all_fw_params = {k for f in plugins.frameworks for k in f.params}
-            given = {**block.params, **(task_overrides or {})}
+            given = {**block.params, **(task_overrides or {}), **fw_overrides}
             for k in given:
                 if k not in declared and k not in all_fw_params:
                     raise SuiteError(f"{where}.params: unknown parameter {k!r} for scenario {scenario.name!r}, "

@@ -81,3 +81,18 @@ def test_every_shipped_suite_is_valid(plugins):
     for name in suites.available():
         s = suites.load(name, plugins)
         assert s.cells(plugins), name
+
+
+def test_per_framework_overrides(tmp_path, plugins):
+    text = """
+name: t
+matrix:
+  - scenario: speed
+    tasks: [vision]
+    frameworks: {torch: {}, jax: {variant: compiled}}
+    params: {batch_size: 8}
+"""
+    cells = suites.load(str(write(tmp_path, text)), plugins).cells(plugins)
+    by_fw = {c.framework: c for c in cells}
+    assert by_fw["torch"].params["variant"] == "eager" and by_fw["jax"].params["variant"] == "compiled"
+    assert by_fw["jax"].key == "speed/vision/jax[cpu,compiled,fp32,bs=8]"

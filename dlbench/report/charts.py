@@ -27,7 +27,7 @@ from dlbench.result import Result
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b",
            "#9d755d", "#ff9da6", "#bab0ac")
-CURVE_KEYS = ("epoch", "time_s", "train_loss")
+CURVE_KEYS = ("epoch", "time_s", "epoch_time_s", "train_loss")
 
 
 @dataclass
@@ -173,7 +173,9 @@ def latency_charts(results: list[Result], color: _Colors) -> list[Chart]:
     return charts
 
 
-def _curve_metric(rows: list[dict[str, Any]]) -> str | None:
+def _curve_metric(rows: list[dict[str, Any]], headline: str | None = None) -> str | None:
+    if headline and any(headline in r for r in rows):
+        return headline
     for row in rows:
         for k in row:
             if k not in CURVE_KEYS and isinstance(row[k], (int, float)):
@@ -190,7 +192,8 @@ def learning_curve_charts(results: list[Result], color: _Colors) -> list[Chart]:
         if not rs:
             continue
         labels = _labels(rs)
-        metric = _curve_metric([row for r in rs for row in r.series["learning_curve"]])
+        metric = _curve_metric([row for r in rs for row in r.series["learning_curve"]],
+                               rs[0].details.get("headline"))
         plots = [("epoch", metric, "epoch"), ("time_s", metric, "time")]
         if metric != "train_loss" and any("train_loss" in row for r in rs
                                           for row in r.series["learning_curve"]):

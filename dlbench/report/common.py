@@ -18,7 +18,8 @@ LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "error", "err", "perp
 """Words of a metric name (split at non-alphanumerics) that mean "lower is better"."""
 
 NON_TASK_METRICS = ("train_time_s", "time_to_target_s", "compile_time_s", "peak_host_memory_mb",
-                    "peak_device_memory_mb", "clean_accuracy", "auc")
+                    "peak_device_memory_mb", "clean_accuracy", "auc", "n_test", "n_train", "epochs",
+                    "first_epoch_s", "first_call_s")
 """Metrics a scenario adds next to the task's own metrics."""
 
 BARE_PARAMS = ("device", "variant", "precision", "mode")
@@ -201,6 +202,9 @@ class Headline:
 
 def task_metrics(result: Result) -> list[str]:
     """The task's own metrics of an accuracy result (accuracy, macro_f1, rmse...), in order."""
+    named = result.details.get("task_metrics")
+    if named:
+        return [k for k in named if k in result.metrics]
     return [k for k in result.metrics if k not in NON_TASK_METRICS and not k.endswith("_time_s")]
 
 

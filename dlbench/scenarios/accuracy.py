@@ -159,6 +159,9 @@ def evaluate_into(ctx: CellContext, model: Model, dataset: Dataset) -> dict[str,
     outputs = model.predict(dataset.x_test)
     metrics = ctx.task.evaluate(dataset.y_test, outputs, ctx.params)
     ctx.result.metrics.update(metrics)
+    headline = ctx.task.headline(ctx.params)
+    ctx.result.details["task_metrics"] = [headline, *[m for m in metrics if m != headline]]
+    ctx.result.details["headline"] = headline
     ctx.result.metrics["n_test"] = float(dataset.n_test)
     per = ctx.task.per_example(dataset.y_test, outputs, ctx.params)
     if per is not None:
