@@ -26,7 +26,7 @@ def test_fixture_times_and_exports(pytester):
     """)
     out = pytester.path / "bench.json"
     db = pytester.path / "r.db"
-    res = pytester.runpytest(f"--dlbench-json={out}",
+    res = pytester.runpytest_subprocess(f"--dlbench-json={out}",
                              f"--dlbench-store=sqlite:///{db}")
     res.assert_outcomes(passed=1)
     doc = json.loads(out.read_text())
