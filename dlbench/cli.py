@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlbench.errors import DlbenchError, choices
-from dlbench.plugins import PluginConfig, Plugins, get_plugins
+from dlbench.plugins import PluginConfig, Plugins, Registry, get_plugins
 from dlbench.store import DEFAULT_URL, Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -178,7 +178,7 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
     return 0
 
 
-def _registries(plugins: Plugins) -> list[tuple[str, object]]:
+def _registries(plugins: Plugins) -> list[tuple[str, Registry[Any]]]:
     return [("framework", plugins.frameworks), ("task", plugins.tasks), ("scenario", plugins.scenarios),
             ("attack", plugins.attacks), ("reporter", plugins.reporters), ("dataset", plugins.datasets)]
 
@@ -228,7 +228,7 @@ def data_verify(names: Annotated[list[str] | None, typer.Argument(help="Datasets
     return 0
 
 
-def _datasets(plugins: Plugins, names: list[str] | None) -> list[object]:
+def _datasets(plugins: Plugins, names: list[str] | None) -> list[Any]:
     return [plugins.datasets.get(n, "dlbench data") for n in names] if names else list(plugins.datasets)
 
 

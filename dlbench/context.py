@@ -113,7 +113,8 @@ class CellContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-        np.savez(tmp, **arrays, __meta__=np.frombuffer(json.dumps(dict(meta), default=str).encode(), np.uint8))
+        arrays["__meta__"] = np.frombuffer(json.dumps(dict(meta), default=str).encode(), np.uint8)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
         return str(path.relative_to(self.artifacts_dir))
 

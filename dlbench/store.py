@@ -110,7 +110,7 @@ models = Table(
     Column("artifact", String(400)),
 )
 
-_STAT_FIELDS = ("n", "median", "mean", "std", "min", "max", "p90", "p99", "iqr", "ci_low", "ci_high")
+_STAT_FIELDS = ("n", "median", "mean", "std", "min", "max", "p90", "p99", "ci_low", "ci_high", "iqr")  # Stats order
 
 
 def _clean(v: Any) -> Any:
@@ -161,7 +161,7 @@ class Store:
             res = c.execute(insert(runs).values(suite=suite, started_at=time.time(), status="running",
                                                 git_commit=git_commit, environment=_clean(environment),
                                                 config=_clean(config)))
-            return int(res.inserted_primary_key[0])
+            return _new_id(res)
 
     def finish_run(self, run_id: int, status: str = "finished") -> None:
         with self.engine.begin() as c:
@@ -173,13 +173,13 @@ class Store:
         with self.engine.begin() as c:
             # a re-measured cell (resume, gate confirmation) replaces the earlier one in this run
             c.execute(delete(cells).where(cells.c.run_id == run_id, cells.c.key == cell.key))
-            cid = int(c.execute(insert(cells).values(
+            cid = _new_id(c.execute(insert(cells).values(
                 run_id=run_id, key=cell.key, scenario=cell.scenario, task=cell.task,
                 framework=cell.framework, device=cell.device, params=_clean(cell.params),
                 cell=_clean(cell.to_dict()), status=r.status, error=r.error, log_tail=r.log_tail,
                 metrics=_clean(r.metrics), series=_clean(r.series), details=_clean(r.details),
                 environment=_clean(r.environment), started_at=r.started_at, duration=r.duration,
-            )).inserted_primary_key[0])
+            )))
             for m in r.measurements:
                 st = m.stats
                 stats = {f: _clean(getattr(st, f)) for f in _STAT_FIELDS} if st else {}
@@ -224,7 +224,7 @@ class Store:
             mi: dict[int, ModelInfo] = {}
             if ids:
                 for m in c.execute(select(measurements).where(measurements.c.cell_id.in_(ids)).order_by(measurements.c.id)).mappings():
-                    stats = Stats(**{f: (int(m[f]) if f == "n" else _nan(m[f])) for f in _STAT_FIELDS}) if m["n"] is not None else None
+                    stats = Stats(int(m["n"]), *(_nan(m[f]) for f in _STAT_FIELDS[1:])) if m["n"] is not None else None
                     ms[m["cell_id"]].append(Measurement(m["name"], m["unit"], [_nan(x) for x in m["samples"] or []],
                                                         stats, bool(m["higher_is_better"]), m["meta"] or {}))
                 for m in c.execute(select(models).where(models.c.cell_id.in_(ids))).mappings():
@@ -265,6 +265,12 @@ class Store:
     def count_runs(self) -> int:
         with self.engine.connect() as c:
             return int(c.execute(select(func.count()).select_from(runs)).scalar_one())
+
+
+def _new_id(res: Any) -> int:
+    key = res.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _run_info(row: Any) -> RunInfo:

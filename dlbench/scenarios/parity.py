@@ -69,10 +69,8 @@ class ParityScenario(Scenario):
 
                 raise UnsupportedError(f"parity reference {ref_name!r} is not installed: {avail.reason}")
             reference = ctx.build(spec, weights, framework=ref_fw, variant="eager", precision="fp32", train=train)
-            for row in parity.measure_parity(reference, candidate, xs, y):
-                d = asdict(row)
-                d["reference"] = ref_name
-                rows.append(d)
+            rows.extend({**asdict(row), "reference": ref_name}
+                        for row in parity.measure_parity(reference, candidate, xs, y))
         ctx.result.details["parity"] = rows
         for row in rows:
             ctx.result.metrics[f"rel_error_{row['check']}"] = float(row["rel_error"])
