@@ -61,6 +61,25 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
+class DataParallelRun:
+    """One data-parallel throughput measurement (see :meth:`Framework.data_parallel_throughput`).
+
+    ``inputs``/``targets`` hold the global batch, ``workers x batch_size`` examples: replica ``i``
+    takes examples ``[i * batch_size, (i + 1) * batch_size)`` every step (weak scaling: the
+    per-worker batch stays fixed as workers are added). ``budget`` is a sampler budget
+    (:class:`dlbench.measure.sampler.Budget` fields). ``threads_per_worker`` is each replica's
+    intra-op thread count on CPU (None: 1, as ``torchrun`` does, so N workers use N cores).
+    """
+
+    workers: int
+    batch_size: int
+    inputs: Mapping[str, np.ndarray]
+    targets: np.ndarray
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    threads_per_worker: int | None = None
+
+
+@dataclass(frozen=True)
 class Availability:
     installed: bool
     version: str | None
@@ -105,9 +124,34 @@ class Model(ABC):
     def loss_and_input_gradient(self, inputs: Batch, targets: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean loss and its gradient with respect to each float input (inference mode)."""
 
+    def class_gradient(self, inputs: Batch, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-example gradient of ``log_softmax(outputs)[i, labels[i]]`` w.r.t. each float input
+        (optional; used by attacks that need class gradients, see :mod:`dlbench.robustness`).
+
+        The default serves every ``cross_entropy`` model from :meth:`loss_and_input_gradient`:
+        with ``labels`` as targets the mean loss is ``-(1/N) sum_i log_softmax(z_i)[labels[i]]``
+        and example ``i``'s loss depends on example ``i`` only (inference mode), so
+        ``-N * gradient`` is exactly each example's log-probability gradient. It differs from the
+        gradient of the raw logit ``z_c`` by ``sum_j p_j grad z_j``, a term shared by every class,
+        so differences of class gradients are those of the logits. Frameworks may override it.
+        """
+        if self.options.train.loss != "cross_entropy":
+            raise UnsupportedError(f"class gradients need a cross_entropy model, not "
+                                   f"{self.options.train.loss!r}")
+        n = len(next(iter(inputs.values())))
+        _, grads = self.loss_and_input_gradient(inputs, np.asarray(labels))
+        return {k: -float(n) * np.asarray(g) for k, g in grads.items()}
+
     def embed(self, inputs: Batch) -> dict[str, np.ndarray]:  # pragma: no cover - optional
         """Outputs of the model's Embedding nodes, for attacks in embedding space (optional)."""
         raise UnsupportedError(f"{type(self).__name__} does not expose embeddings")
+
+    def native_step(self, native_inputs: Any, native_targets: Any, mode: str) -> tuple[Any, Any]:
+        """The framework's own callable for one step and its sync, bypassing this wrapper, for the
+        harness-fidelity check (``mode`` is infer or train). Default: the wrapper's methods."""
+        if mode == "train":
+            return (lambda: self.train_step(native_inputs, native_targets)), self.synchronize
+        return (lambda: self.forward(native_inputs)), self.synchronize
 
     def peak_memory_bytes(self) -> int | None:
         """Peak device memory since the last reset, or None where the device does not tell."""
@@ -193,3 +237,17 @@ class Framework(ABC):
             raise UnsupportedError(f"{self.name} has no variant {options.variant!r}: choose one of {', '.join(self.variants)}")
         if options.precision not in self.precisions:
             raise UnsupportedError(f"{self.name} has no precision {options.precision!r}: choose one of {', '.join(self.precisions)}")
+
+    def data_parallel_throughput(self, spec: ModelSpec, weights: Mapping[str, np.ndarray],
+                                 options: BuildOptions, run: DataParallelRun) -> list[float]:
+        """Optional: training throughput of ``run.workers`` data-parallel replicas.
+
+        Uses the framework's native mechanism (PyTorch DDP, JAX sharding over devices,
+        TensorFlow MirroredStrategy...): every replica starts from ``weights``, steps on its
+        shard of ``run.inputs`` and gradients are averaged across replicas every step. Returns
+        global throughput (samples/s, all replicas together), one value per timed window.
+        Implementations isolate what must be set before the framework starts (device counts,
+        process groups) in processes of their own. Raise UnsupportedError where not offered.
+        """
+        raise UnsupportedError(f"{self.name} does not implement data-parallel training "
+                               "(Framework.data_parallel_throughput): choose another framework")

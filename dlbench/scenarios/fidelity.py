@@ -1,0 +1,82 @@
+"""Harness fidelity: does dlbench report the throughput a hand-written loop would see?
+
+In one process, on one model and one batch, the throughput from dlbench's sampler (first call
+apart, warm-up, synchronised adaptive windows through the :class:`~dlbench.framework.Model`
+wrapper) is divided by the throughput of a plain loop over the framework's own native callable
+(``Model.native_step``: the nn.Module call, the jitted function, the tf.function), timed as a
+developer would by hand: ``t0; for _ in range(n): step(); sync(); t1``. The two are interleaved
+in rounds so machine drift hits both alike. A ratio near 1 means the harness adds no overhead and
+hides no asynchronous work.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dlbench.measure.sampler import Budget, sample
+from dlbench.params import Param
+from dlbench.result import Measurement
+from dlbench.scenarios.base import Scenario
+
+if TYPE_CHECKING:
+    from dlbench.cell import Cell
+    from dlbench.context import CellContext
+    from dlbench.framework import Framework
+    from dlbench.task import Task
+
+
+class FidelityScenario(Scenario):
+    name = "fidelity"
+    description = "dlbench's reported throughput / a hand-written timing loop's, same model and process"
+    params: ClassVar[dict[str, Param]] = {
+        "mode": Param("infer", "infer or train", ("infer", "train")),
+        "batch_size": Param(64, "examples per step", type=int),
+        "rounds": Param(5, "interleaved rounds of (dlbench sampling, plain loop)", type=int),
+    }
+    budget: ClassVar[dict[str, Any]] = {"max_time": 1.0, "target_ci": 0.01, "warmup_time": 0.5}
+    needs_data = False
+
+    def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
+        if framework.kind == "classic":
+            return f"{framework.name} is a classic baseline: fidelity is measured on neural frameworks"
+        return None
+
+    def run(self, ctx: CellContext) -> None:
+        p = ctx.params
+        bs, mode = int(p.get("batch_size", 64)), p.get("mode", "infer")
+        spec = ctx.spec()
+        weights = spec.init_weights(ctx.seed)
+        model = ctx.build(spec, weights)
+        xs, y = ctx.task.synthetic_batch(spec, bs, np.random.default_rng(ctx.seed), p)
+        nx, ny = model.to_device(xs), model.to_device(y)
+        harness_step = (lambda: model.train_step(nx, ny)) if mode == "train" else (lambda: model.forward(nx))
+        native_step, native_sync = model.native_step(nx, ny, mode)
+        budget = Budget.from_dict({**self.budget, **ctx.cell.budget})
+        harness: list[float] = []
+        plain: list[float] = []
+        for _ in range(int(p.get("rounds", 5))):
+            s = sample(harness_step, model.synchronize, budget)
+            harness.append(bs / float(np.median(s.samples)))
+            n = max(1, int(round(s.sampling_time / float(np.median(s.samples)))))
+            plain.append(bs / plain_loop(native_step, native_sync, n))
+        ratio = [h / q for h, q in zip(harness, plain, strict=True)]
+        r = ctx.result
+        r.measurements += [Measurement("throughput", "samples/s", harness),
+                           Measurement("plain_throughput", "samples/s", plain),
+                           Measurement("fidelity_ratio", "ratio", ratio)]
+        r.metrics["fidelity_ratio"] = float(np.median(ratio))
+        r.details["native_step"] = getattr(native_step, "__qualname__", str(native_step))
+
+
+def plain_loop(step: Any, sync: Any, iterations: int) -> float:
+    """Seconds per iteration of the simplest correct hand-written timing loop (after one warm call)."""
+    step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    sync()
+    return (time.perf_counter() - t0) / iterations
