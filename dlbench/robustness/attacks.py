@@ -1,0 +1,155 @@
+"""The attacks of the robustness scenario, through the Adversarial Robustness Toolbox.
+
+Each attack is an object with a ``name`` (what suites write), a ``kind`` (``white-box``,
+``black-box`` or ``baseline``) and :meth:`Attack.generate`, which turns clean examples of a
+:class:`~dlbench.robustness.target.Target` into adversarial ones within a budget ``eps`` (attack
+units, see :mod:`dlbench.robustness.budgets`). ``plugins/attacks.py`` registers them through
+``dlbench_register_attacks``; third-party plugins may register more of the same shape.
+
+* ``fgsm``: ART ``FastGradientMethod``, one step of size ``eps`` (sign of the gradient in L-inf,
+  the normalised gradient in L2);
+* ``pgd``: ART ``ProjectedGradientDescent``, ``steps`` steps of ``2.5 eps / steps`` (Madry et
+  al.) from ``restarts`` random starts, keeping the successful one (classifiers; regressors
+  start at the clean point, as ART allows);
+* ``apgd``: ART ``AutoProjectedGradientDescent`` on the cross-entropy (APGD-CE, Croce & Hein
+  2020): adaptive step from ``2 eps``, ``steps`` iterations, ``restarts`` restarts;
+* ``square``: ART ``SquareAttack`` (Andriushchenko et al. 2020), score-based black-box, on the
+  first ``blackbox_size`` examples, ``square_queries`` iterations;
+* ``noise``: random noise of the same budget (see :func:`dlbench.robustness.budgets.random_noise`).
+
+ART's random draws use NumPy's global generator: it is seeded before every attack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dlbench.robustness.budgets import random_noise
+
+if TYPE_CHECKING:
+    from dlbench.robustness.target import Target
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    steps: int = 20
+    restarts: int = 1
+    batch_size: int = 128
+    square_queries: int = 200
+    seed: int = 0
+    step_steps: int | None = None
+    """PGD's step is ``2.5 eps / step_steps`` (default: ``steps``); the audit doubles ``steps``
+    with the step size kept, so the longer attack continues the shorter one."""
+
+
+class Attack:
+    """An attack the robustness scenario can run."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = "white-box"
+    description: ClassVar[str] = ""
+    needs_gradients: ClassVar[bool] = True
+    needs_classifier: ClassVar[bool] = False
+    subset: ClassVar[bool] = False
+    """Black-box attacks run on the first ``blackbox_size`` evaluation examples only."""
+
+    def skip_reason(self, target: Target) -> str | None:
+        if self.needs_gradients and not target.gradients:
+            return f"{self.name} needs input gradients: {target.no_gradient_reason}"
+        if self.needs_classifier and not target.classifier:
+            return f"{self.name} attacks classifiers; this task's model is scored by {target.headline}"
+        return None
+
+    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
+                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _norm(self, target: Target) -> Any:
+        return np.inf if np.isinf(target.budget.norm) else int(target.budget.norm)
+
+
+class FGSM(Attack):
+    name = "fgsm"
+    description = "fast gradient sign method (one step; L2: normalised gradient), ART FastGradientMethod"
+
+    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
+                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+        from art.attacks.evasion import FastGradientMethod
+
+        np.random.seed(settings.seed)
+        attack = FastGradientMethod(target.estimator, norm=self._norm(target), eps=eps, eps_step=eps,
+                                    batch_size=settings.batch_size)
+        return attack.generate(x, y, mask=mask)
+
+
+class PGD(Attack):
+    name = "pgd"
+    description = "projected gradient descent, steps x 2.5 eps/steps, random restarts (ART)"
+
+    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
+                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+        from art.attacks.evasion import ProjectedGradientDescent
+
+        np.random.seed(settings.seed)
+        steps = max(1, int(settings.steps))
+        step = 2.5 * eps / max(1, int(settings.step_steps or steps))
+        attack = ProjectedGradientDescent(
+            target.estimator, norm=self._norm(target), eps=eps, eps_step=step,
+            max_iter=steps, num_random_init=int(settings.restarts) if target.classifier else 0,
+            batch_size=settings.batch_size, verbose=False)
+        return attack.generate(x, y, mask=mask)
+
+
+class APGD(Attack):
+    name = "apgd"
+    description = "auto-PGD on the cross-entropy (APGD-CE), ART AutoProjectedGradientDescent"
+    needs_classifier = True
+
+    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
+                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+        from art.attacks.evasion import AutoProjectedGradientDescent
+
+        np.random.seed(settings.seed)
+        attack = AutoProjectedGradientDescent(
+            target.estimator, norm=self._norm(target), eps=eps, eps_step=2 * eps,
+            max_iter=max(1, int(settings.steps)), nb_random_init=max(1, int(settings.restarts)),
+            batch_size=settings.batch_size, loss_type=None, verbose=False)
+        return attack.generate(x, y, mask=target.common_mask)
+
+
+class Square(Attack):
+    name = "square"
+    kind = "black-box"
+    description = "Square attack, score-based black-box (ART SquareAttack), on a small subset"
+    needs_gradients = False
+    needs_classifier = True
+    subset = True
+
+    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
+                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+        from art.attacks.evasion import SquareAttack
+
+        np.random.seed(settings.seed)
+        attack = SquareAttack(target.estimator, norm=self._norm(target), eps=eps,
+                              max_iter=max(1, int(settings.square_queries)), nb_restarts=1,
+                              batch_size=settings.batch_size, verbose=False)
+        with np.errstate(divide="ignore", invalid="ignore"):  # ART's L2 windows over zero cells
+            return attack.generate(x, y)
+
+
+class Noise(Attack):
+    name = "noise"
+    kind = "baseline"
+    description = "random noise at the same budget (random signs in L-inf, random direction in L2)"
+    needs_gradients = False
+
+    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
+                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+        rng = np.random.default_rng([settings.seed, 7])
+        return random_noise(x, eps, target.budget.norm, rng, mask, target.budget.clip)
+
+
+BUILTIN: tuple[Attack, ...] = (FGSM(), PGD(), APGD(), Square(), Noise())

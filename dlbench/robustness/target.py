@@ -1,0 +1,182 @@
+"""What a robustness cell attacks: the ART estimator over the trained model, the evaluation
+subset in attack space, the budget, and the task metric of any outputs with its 95% CI.
+
+The evaluation subset is the same for every framework (a permutation of the test split drawn
+from the cell's seed). Tasks whose test split comes in groups of rows scored together
+(``Dataset.meta["candidates"]``, e.g. 100 candidate items per user for top-10 ranking) are
+subset by whole groups, and ``eval_size`` counts groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlbench.errors import UnsupportedError
+from dlbench.measure.stats import proportion_ci
+from dlbench.robustness.budgets import Budget, budget_for
+from dlbench.robustness.estimator import InputCodec, is_classifier, make_estimator
+
+if TYPE_CHECKING:
+    from dlbench.context import CellContext
+    from dlbench.framework import Model
+    from dlbench.spec import ModelSpec
+    from dlbench.task import Dataset, Task
+
+BOOTSTRAP = 200
+DEFENCES = ("none", "feature_squeezing", "spatial_smoothing")
+
+
+@dataclass
+class EvalSet:
+    """The evaluation examples: original model inputs, targets and their test-split rows."""
+
+    inputs: dict[str, np.ndarray]
+    y: np.ndarray
+    rows: np.ndarray
+    group: int = 1
+    """Rows per scored unit (1, or the candidates per user of a ranking task)."""
+
+    @property
+    def units(self) -> int:
+        return len(self.y) // self.group
+
+    def unit_rows(self, units: np.ndarray) -> np.ndarray:
+        """Row positions (within this set) of the given units."""
+        return (np.asarray(units)[:, None] * self.group + np.arange(self.group)[None, :]).reshape(-1)
+
+
+def eval_subset(dataset: Dataset, size: int, seed: int) -> EvalSet:
+    group = int(dataset.meta.get("candidates", 1) or 1)
+    n_units = dataset.n_test // group
+    units = np.sort(np.random.default_rng([seed, 11]).permutation(n_units)[: max(1, int(size))])
+    rows = (units[:, None] * group + np.arange(group)[None, :]).reshape(-1)
+    return EvalSet({k: np.asarray(v)[rows] for k, v in dataset.x_test.items()},
+                   np.asarray(dataset.y_test)[rows], rows, group)
+
+
+@dataclass
+class Score:
+    """A metric on a set of examples with its 95% CI and per-unit scores (when the task has
+    them: 1/0 correct for classifiers, hit@10 per user for ranking)."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    per_unit: np.ndarray | None
+    n: int
+
+
+def score(task: Task, params: Mapping[str, Any], metric: str, y: np.ndarray, outputs: np.ndarray,
+          group: int = 1, seed: int = 0) -> Score:
+    """``metric`` of ``outputs``; Wilson CI when it is the mean of the per-unit 0/1 scores, else a
+    seeded percentile bootstrap over units."""
+    value = float(task.evaluate(y, outputs, params)[metric])
+    per = task.per_example(y, outputs, params)
+    n = len(y) // group
+    if per is not None and len(per) == n and abs(float(np.mean(per)) - value) < 1e-9 \
+            and np.all((per == 0) | (per == 1)):
+        lo, hi = proportion_ci(int(per.sum()), n)
+        return Score(value, lo, hi, per.astype(np.float64), n)
+    rng = np.random.default_rng([seed, 13])
+    draws = []
+    for _ in range(BOOTSTRAP):
+        units = rng.integers(0, n, size=n)
+        rows = (units[:, None] * group + np.arange(group)[None, :]).reshape(-1)
+        draws.append(task.evaluate(y[rows], outputs[rows], params)[metric])
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return Score(value, float(lo), float(hi), None if per is None else per.astype(np.float64), n)
+
+
+@dataclass
+class Target:
+    """An attackable model: ART estimator, clean examples ``x`` in attack space, labels."""
+
+    estimator: Any
+    x: np.ndarray
+    labels: np.ndarray
+    """What ART attacks get as ``y``: class ids (classifiers) or float targets (regressors)."""
+    budget: Budget
+    space: str
+    gradients: bool
+    no_gradient_reason: str = ""
+    headline: str = "accuracy"
+    mask: np.ndarray | None = None
+    """Per-example mask of the features FGSM, PGD and noise may move (None: all)."""
+    common_mask: np.ndarray | None = None
+    """One mask for all examples (APGD)."""
+
+    @property
+    def classifier(self) -> bool:
+        return is_classifier(self.estimator)
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Model outputs (after the defence) of attack-space examples ``x``."""
+        return self.estimator.model_outputs(x)
+
+    def mask_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.mask is None else self.mask[rows]
+
+
+def make_defence(name: str, budget: Budget, codec_shape: tuple[int, ...]) -> Any:
+    """An ART input-preprocessing defence (applied in the forward pass; BPDA for gradients)."""
+    if name == "none":
+        return None
+    if budget.clip is None:
+        raise UnsupportedError(f"defence {name!r} works on bounded inputs (images, spectrograms); "
+                               f"this task is attacked in unbounded {budget.unit} space")
+    if name == "feature_squeezing":
+        from art.defences.preprocessor import FeatureSqueezing
+
+        return FeatureSqueezing(clip_values=budget.clip, bit_depth=4)
+    if name == "spatial_smoothing":
+        from art.defences.preprocessor import SpatialSmoothing
+
+        return SpatialSmoothing(window_size=3, channels_first=False, clip_values=budget.clip)
+    raise UnsupportedError(f"unknown defence {name!r}: choose one of {', '.join(DEFENCES)}")
+
+
+def build_target(ctx: CellContext, model: Model, spec: ModelSpec | None, weights: Mapping[str, np.ndarray] | None,
+                 dataset: Dataset, evalset: EvalSet, defence: str, max_eps: float,
+                 max_batch: int = 128) -> Target:
+    """The attackable view of the cell's trained ``model`` (input or embedding space)."""
+    domain = ctx.task.perturbation(ctx.params)
+    budget = budget_for(domain, dataset)
+    headline = ctx.task.headline(ctx.params)
+    nb_classes = dataset.num_classes or (spec.shapes()[spec.output][-1] if spec is not None else None)
+    classic = ctx.framework.kind == "classic"
+    no_grad = f"{ctx.framework.name} is a classic baseline without input gradients" if classic else ""
+    if domain.space == "input":
+        if len(domain.inputs) != 1 or (spec is not None and len(spec.inputs) != 1):
+            raise UnsupportedError(f"input-space attacks need one float input, task {ctx.task.name!r} "
+                                   f"perturbs {list(domain.inputs)}")
+        name = domain.inputs[0]
+        codec = InputCodec(name, tuple(np.shape(evalset.inputs[name])[1:]))
+        defences = make_defence(defence, budget, codec.shape)
+        est = make_estimator(model, codec, nb_classes, budget.clip, defences, max_batch)
+        return Target(est, codec.encode(evalset.inputs), _labels(est, evalset.y), budget, "input",
+                      not classic, no_grad, headline)
+    if domain.space != "embedding":
+        raise UnsupportedError(f"unknown perturbation space {domain.space!r}: choose input or embedding")
+    if classic or spec is None or weights is None:
+        raise UnsupportedError(f"{ctx.framework.name} has no embeddings to attack (classic baseline): "
+                               "only corruptions apply")
+    if defence != "none":
+        make_defence(defence, budget, ())  # raises: defences need bounded inputs
+    from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
+
+    split = split_spec(spec, domain.embedding_nodes)
+    derived = ctx.build(split.spec, split.weights(weights))
+    codec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)
+    est = make_estimator(derived, codec, nb_classes, (-codec.bound, codec.bound), None, max_batch)
+    return Target(est, codec.x0, _labels(est, evalset.y), budget, "embedding", True, "", headline,
+                  codec.attack_mask(True), codec.attack_mask(False))
+
+
+def _labels(estimator: Any, y: np.ndarray) -> np.ndarray:
+    if is_classifier(estimator):
+        return np.asarray(y).reshape(-1).astype(np.int64)
+    return np.asarray(y, np.float32).reshape(-1)

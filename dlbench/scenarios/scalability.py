@@ -1,0 +1,331 @@
+"""Scalability: throughput against batch size, intra-op threads and data-parallel workers, and
+the task's headline metric against the training-set fraction.
+
+One cell sweeps one ``axis`` over ``values`` (a list; in a suite matrix write it nested,
+``values: [[1, 2, 4]]``, since a plain list there expands into one cell per element):
+
+* ``batch_size``: one model, in this process; each batch size is sampled like a speed cell
+  (:func:`dlbench.measure.sampler.sample`, recorded by :func:`dlbench.scenarios.speed.record`).
+  A batch that runs out of memory ends the sweep and is recorded as the point's error.
+* ``threads``: intra-op threads are fixed when a framework starts, so every point is a speed
+  cell with ``threads=N`` run in a fresh process by the subprocess launcher
+  (:mod:`dlbench.launch.subprocess`, :func:`dlbench.worker.execute`).
+* ``workers``: data-parallel training throughput with the framework's native mechanism
+  (:meth:`dlbench.framework.Framework.data_parallel_throughput`: PyTorch DDP, JAX sharding,
+  TensorFlow MirroredStrategy). ``batch_size`` is per worker (weak scaling) and each worker uses
+  ``worker_threads`` intra-op threads on CPU (default 1), so N workers need N cores: on a 2-core
+  machine ``values: [[1, 2]]`` is the most that means anything.
+* ``train_fraction``: train on a seeded subset of the training split
+  (:meth:`dlbench.task.Dataset.subset` with the cell's seed: the subsets are nested) and test on
+  the whole test split, for neural and classic (scikit-learn) frameworks. With ``equal_steps``
+  (the default) a fraction F trains for ``ceil(epochs / F)`` epochs, so every point gets the same
+  number of optimizer steps and less data is not confounded with less training.
+
+Results: ``series["scaling"]`` has one point per value: ``axis``, ``value``, ``throughput``
+(median samples/s), ``ci_low``/``ci_high`` (95% CI of that median, or of the metric for
+``train_fraction``), ``efficiency``, ``metric`` (the headline metric for ``train_fraction``),
+plus ``error`` when the point failed. Each point's raw samples are a measurement
+(``throughput@bs=64``, ``throughput@threads=2``, ``throughput@workers=2``,
+``test_correct@fraction=0.5``). Efficiency and metrics:
+
+* batch size: efficiency is the fraction of the sweep's peak throughput; ``saturation_batch_size``
+  is the smallest batch whose throughput reaches ``saturation`` (default 0.9) of the peak, i.e.
+  beyond it a larger batch buys less than 10% more samples/s; ``peak_throughput`` and
+  ``peak_batch_size``. ``details["saturation"]["peak_at_largest"]`` says the curve was still
+  rising at the largest batch (the saturation point is then a lower bound).
+* threads and workers: ``efficiency = T(N) / ((N / N0) * T(N0))`` against the smallest value N0
+  (normally 1), so ``T(N) / (N * T(1))``; metrics ``speedup@N`` and ``scaling_efficiency@N``.
+* train fraction: ``<metric>@fraction=F`` per point and ``<metric>_gain`` (largest fraction minus
+  smallest).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dlbench.errors import DlbenchError, UnsupportedError
+from dlbench.framework import DataParallelRun, Framework
+from dlbench.params import Param
+from dlbench.result import Measurement, Result
+from dlbench.scenarios.accuracy import TRAINING_PARAMS, evaluate_into, train_or_load
+from dlbench.scenarios.base import Scenario
+
+if TYPE_CHECKING:
+    from dlbench.cell import Cell
+    from dlbench.context import CellContext
+    from dlbench.task import Task
+
+AXES = ("batch_size", "threads", "workers", "train_fraction")
+DEFAULT_VALUES: dict[str, list[Any]] = {"batch_size": [1, 4, 16, 64, 256], "threads": [1, 2],
+                                        "workers": [1, 2], "train_fraction": [0.1, 0.25, 0.5, 1.0]}
+LABEL = {"batch_size": "bs", "threads": "threads", "workers": "workers", "train_fraction": "fraction"}
+Point = dict[str, Any]
+
+
+class ScalabilityScenario(Scenario):
+    name = "scalability"
+    description = ("throughput vs batch size, intra-op threads and data-parallel workers; "
+                   "accuracy vs training-set fraction")
+    params: ClassVar[dict[str, Param]] = {
+        "axis": Param("batch_size", "what one cell sweeps", AXES),
+        "values": Param(None, "the sweep as a list (in a suite: values: [[1, 2, 4]]); None: "
+                        f"the axis's default ({DEFAULT_VALUES})", type=list),
+        "mode": Param("infer", "batch_size and threads axes: infer or train (workers: train)",
+                      ("infer", "train")),
+        "batch_size": Param(32, "threads axis: the batch; workers: per-worker batch; "
+                            "train_fraction: the training batch", type=int),
+        "worker_threads": Param(None, "workers axis: intra-op threads per worker on CPU (None: 1)",
+                                type=int),
+        "saturation": Param(0.9, "batch_size axis: saturation_batch_size is the smallest batch "
+                            "reaching this fraction of the peak throughput", type=float),
+        "equal_steps": Param(True, "train_fraction axis: train every fraction for the same number "
+                             "of optimizer steps (epochs / fraction, rounded up); false: the same "
+                             "epochs (fewer steps on less data)", type=bool),
+        "epochs": TRAINING_PARAMS["epochs"],
+        "learning_rate": TRAINING_PARAMS["learning_rate"],
+        "reuse": TRAINING_PARAMS["reuse"],
+    }
+    budget: ClassVar[dict[str, Any]] = {"max_time": 2.0, "target_ci": 0.03, "warmup_time": 0.5}
+    needs_data = False  # only train_fraction reads data; a missing dataset skips it in the cell
+
+    def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
+        axis = cell.params.get("axis") or "batch_size"
+        if framework.kind == "classic" and axis in ("batch_size", "workers"):
+            return f"{framework.name} is a classic baseline: it has a train_fraction axis, no {axis} axis"
+        if framework.kind == "classic" and cell.params.get("mode") == "train":
+            return f"{framework.name} fits in one call and has no train step to time"
+        if axis == "workers" and type(framework).data_parallel_throughput is Framework.data_parallel_throughput:
+            return f"{framework.name} implements no data-parallel training (workers axis)"
+        return None
+
+    def run(self, ctx: CellContext) -> None:
+        axis = ctx.params.get("axis") or "batch_size"
+        values = sweep_values(axis, ctx.params.get("values"))
+        if axis in ("threads", "workers") and ctx.params.get("threads"):
+            raise DlbenchError(f"threads={ctx.params['threads']} with axis={axis}: leave 'threads' unset "
+                               "(it would pin this cell's own process); the workers axis takes "
+                               "worker_threads")
+        runner = {"batch_size": _batch_sweep, "threads": _threads_sweep,
+                  "workers": _workers_sweep, "train_fraction": _fraction_sweep}[axis]
+        budget = {**self.budget, **ctx.cell.budget}
+        points = runner(ctx, values, budget)
+        summarize_points(ctx.result, axis, points, float(ctx.params.get("saturation") or 0.9),
+                         ctx.task.headline(ctx.params))
+
+
+def sweep_values(axis: str, raw: Any) -> list[Any]:
+    """The swept values, validated: positive integers, or fractions in (0, 1]."""
+    vals = DEFAULT_VALUES[axis] if raw is None else raw
+    if isinstance(vals, (int, float)):
+        vals = [vals]
+    fraction = axis == "train_fraction"
+    ok = isinstance(vals, (list, tuple)) and len(vals) > 0 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool)
+        and ((0 < v <= 1) if fraction else (v >= 1 and float(v).is_integer())) for v in vals)
+    if not ok:
+        want = "fractions in (0, 1], e.g. [[0.1, 0.5, 1.0]]" if fraction else "positive integers, e.g. [[1, 2, 4]]"
+        raise DlbenchError(f"values={raw!r} for axis {axis}: give a non-empty list of {want}")
+    out = sorted({float(v) if fraction else int(v) for v in vals})
+    return out
+
+
+# -- the four sweeps ---------------------------------------------------------------------------------
+
+
+def _batch_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) -> list[Point]:
+    from dlbench.measure.sampler import Budget, sample
+    from dlbench.scenarios.speed import record
+
+    mode = ctx.params.get("mode", "infer")
+    spec = ctx.spec()
+    weights = spec.init_weights(ctx.seed)
+    model = ctx.build(spec, weights)
+    ctx.result.model = ctx.model_info(spec, weights)
+    points: list[Point] = []
+    for bs in values:
+        xs, y = ctx.task.synthetic_batch(spec, bs, np.random.default_rng([ctx.seed, bs]), ctx.params)
+        try:
+            nx, ny = model.to_device(xs), model.to_device(y)
+            step = ((lambda x=nx, t=ny: model.train_step(x, t)) if mode == "train"
+                    else (lambda x=nx: model.forward(x)))
+            model.reset_peak_memory()
+            sampling = sample(step, model.synchronize, Budget.from_dict(budget))
+        except Exception as exc:  # noqa: BLE001 - running out of memory ends the sweep
+            if not _out_of_memory(exc):
+                raise
+            points.append({"value": bs, "error": f"out of memory: {str(exc).splitlines()[0][:200]}"})
+            ctx.log(f"batch size {bs}: out of memory, sweep stops")
+            break
+        scratch = replace(ctx, result=Result(ctx.cell))
+        record(scratch, sampling, bs, model)
+        m = _renamed(scratch.result.measurement("throughput"), "bs", bs)
+        ctx.result.measurements.append(m)
+        extra = {k: scratch.result.metrics[k] for k in ("first_call_s", "peak_device_memory_mb")
+                 if k in scratch.result.metrics}
+        points.append({"value": bs, "measurement": m, **extra})
+        ctx.log(f"batch size {bs}: {m.stats.median if m.stats else float('nan'):.1f} samples/s")
+    return points
+
+
+def _threads_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) -> list[Point]:
+    from dlbench.cell import Cell
+    from dlbench.launch.base import LaunchConfig
+    from dlbench.launch.subprocess import SubprocessLauncher
+
+    logs = ctx.artifacts_dir.parent / "logs"
+    launcher = SubprocessLauncher(LaunchConfig(ctx.plugins.config, ctx.artifacts_dir, logs))
+    own = set(ScalabilityScenario.params) - {"mode", "batch_size"}
+    base = {k: v for k, v in ctx.params.items() if k not in own}
+    started = ctx.result.started_at or time.time()
+    points: list[Point] = []
+    for n in values:
+        remaining = ctx.cell.timeout - (time.time() - started) - 5.0
+        child = Cell("speed", ctx.cell.task, ctx.cell.framework, ctx.cell.device, {**base, "threads": n},
+                     max(remaining, 10.0), dict(budget), ("batch_size", "mode", "threads"))
+        res = launcher.run(child)
+        ctx.log(f"threads={n}: {child.key} {res.status}")
+        m = res.measurement("throughput")
+        if res.status != "ok" or m is None:
+            points.append({"value": n, "error": f"{res.status}: {res.error}", "status": res.status,
+                           "log_file": res.details.get("log_file")})
+            continue
+        m = _renamed(m, "threads", n, cell=child.key)
+        ctx.result.measurements.append(m)
+        points.append({"value": n, "measurement": m, "first_call_s": res.metrics.get("first_call_s")})
+        if ctx.result.model is None:
+            ctx.result.model = res.model
+    return points
+
+
+def _workers_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) -> list[Point]:
+    spec = ctx.spec()
+    weights = spec.init_weights(ctx.seed)
+    options = ctx.build_options()
+    ctx.framework.check(options)
+    ctx.result.model = ctx.model_info(spec, weights)
+    bs = int(ctx.params.get("batch_size") or 32)
+    per = ctx.params.get("worker_threads")
+    points: list[Point] = []
+    for n in values:
+        xs, y = ctx.task.synthetic_batch(spec, n * bs, np.random.default_rng([ctx.seed, n]), ctx.params)
+        run = DataParallelRun(n, bs, xs, y, dict(budget), int(per) if per else None)
+        try:
+            samples = ctx.framework.data_parallel_throughput(spec, weights, options, run)
+        except UnsupportedError as exc:
+            points.append({"value": n, "error": str(exc), "status": "skipped"})
+            continue
+        m = Measurement(f"throughput@workers={n}", "samples/s", samples, higher_is_better=True,
+                        meta={"workers": n, "batch_size_per_worker": bs, "global_batch": n * bs,
+                              "worker_threads": run.threads_per_worker or 1})
+        ctx.result.measurements.append(m)
+        points.append({"value": n, "measurement": m, "global_batch": n * bs})
+        ctx.log(f"workers={n}: {m.stats.median if m.stats else float('nan'):.1f} samples/s")
+    return points
+
+
+def _fraction_sweep(ctx: CellContext, values: list[float], budget: dict[str, Any]) -> list[Point]:
+    full = ctx.dataset
+    headline = ctx.task.headline(ctx.params)
+    reuse = bool(ctx.params.get("reuse", False))
+    points: list[Point] = []
+    epochs = int(ctx.params.get("epochs") or ctx.task.default_epochs(ctx.params))
+    equal_steps = bool(ctx.params.get("equal_steps", True))
+    for f in values:
+        data = full if f >= 1.0 else full.subset(f, ctx.seed)
+        n_epochs = math.ceil(epochs / f - 1e-9) if equal_steps else epochs
+        cell = ctx.cell.with_params(train_fraction=f, epochs=n_epochs)
+        sub = replace(ctx, cell=cell, result=Result(cell))
+        trained = train_or_load(sub, data, reuse)
+        metrics = evaluate_into(sub, trained.model, data)
+        lo, hi = (sub.result.details.get("metric_ci", {}).get(headline) or (math.nan, math.nan))
+        correct = sub.result.measurement("test_correct")
+        if correct is not None:
+            ctx.result.measurements.append(_renamed(correct, "fraction", f))
+        if ctx.result.model is None:
+            info = ctx.model_info(trained.spec, trained.initial)
+            ctx.result.model = info
+        points.append({"value": f, "metric": metrics.get(headline, math.nan), "metric_name": headline,
+                       "ci_low": lo, "ci_high": hi, "n_train": data.n_train,
+                       "epochs": len(trained.curve), "train_time_s": trained.train_time,
+                       "metrics": metrics})
+        ctx.log(f"train_fraction={f:g} (n={data.n_train}): {headline} {metrics.get(headline, math.nan):.4f}")
+    return points
+
+
+# -- summaries --------------------------------------------------------------------------------------
+
+
+def summarize_points(result: Result, axis: str, points: list[Point], saturation: float,
+                     headline: str) -> None:
+    """Fill ``series["scaling"]``, efficiencies and the axis's metrics from the sweep's points."""
+    if not any("error" not in p for p in points):
+        errors = [p["error"] for p in points]
+        if points and all(p.get("status") == "skipped" for p in points):
+            raise UnsupportedError(errors[0])
+        raise DlbenchError(f"every point of the {axis} sweep failed: {errors[0] if errors else 'no points'}")
+    series: list[Point] = []
+    for p in points:
+        m: Measurement | None = p.pop("measurement", None)
+        row: Point = {"axis": axis, "value": p["value"], "throughput": None, "ci_low": p.pop("ci_low", None),
+                      "ci_high": p.pop("ci_high", None), "efficiency": None, "metric": p.pop("metric", None)}
+        if m is not None and m.stats is not None:
+            row.update(throughput=m.stats.median, ci_low=_num(m.stats.ci_low), ci_high=_num(m.stats.ci_high),
+                       samples=m.stats.n, measurement=m.name)
+        row.update(p)
+        series.append(row)
+    ok = [r for r in series if r["throughput"] is not None]
+    if axis == "batch_size" and ok:
+        peak = max(ok, key=lambda r: r["throughput"])
+        for r in ok:
+            r["efficiency"] = r["throughput"] / peak["throughput"]
+        sat = next(r for r in ok if r["throughput"] >= saturation * peak["throughput"])
+        result.metrics.update(saturation_batch_size=float(sat["value"]), peak_throughput=peak["throughput"],
+                              peak_batch_size=float(peak["value"]))
+        result.details["saturation"] = {
+            "threshold": saturation, "batch_size": sat["value"], "peak_batch_size": peak["value"],
+            "peak_at_largest": peak["value"] == ok[-1]["value"],
+            "rule": f"smallest batch size whose median throughput reaches {saturation:g} x the peak"}
+    elif axis in ("threads", "workers") and ok:
+        base = ok[0]
+        for r in ok:
+            scale = r["value"] / base["value"]
+            r["efficiency"] = r["throughput"] / (scale * base["throughput"])
+            if r is not base:
+                result.metrics[f"speedup@{r['value']}"] = r["throughput"] / base["throughput"]
+                result.metrics[f"scaling_efficiency@{r['value']}"] = r["efficiency"]
+        result.details["efficiency_rule"] = (f"T(N) / ((N / {base['value']}) * T({base['value']})), "
+                                             f"against the smallest {axis} value")
+    elif axis == "train_fraction":
+        scored = [r for r in series if r["metric"] is not None and not math.isnan(r["metric"])]
+        for r in scored:
+            result.metrics[f"{headline}@fraction={r['value']:g}"] = r["metric"]
+        if len(scored) > 1:
+            result.metrics[f"{headline}_gain"] = scored[-1]["metric"] - scored[0]["metric"]
+    result.series["scaling"] = series
+    result.details["axis"] = axis
+    failed = [r for r in series if "error" in r]
+    if failed:
+        result.details["failed_points"] = [{"value": r["value"], "error": r["error"]} for r in failed]
+
+
+def _renamed(m: Measurement | None, label: str, value: Any, **meta: Any) -> Measurement:
+    assert m is not None
+    v = f"{value:g}" if isinstance(value, float) else str(value)
+    return Measurement(f"{m.name}@{label}={v}", m.unit, list(m.samples), m.stats, m.higher_is_better,
+                       {**m.meta, label: value, **meta})
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(s in text for s in ("out of memory", "outofmemory", "resource_exhausted", "resourceexhausted"))

@@ -1,0 +1,223 @@
+"""Plain NumPy (float64) execution of a :class:`~dlbench.spec.ModelSpec`: the ground truth.
+
+Every framework's parity tests compare against :func:`forward` (inference mode: dropout is the
+identity) and :func:`loss`. Semantics follow the :mod:`dlbench.spec` docstring exactly:
+
+* channels-last data; ``same`` padding is TensorFlow-style (:func:`dlbench.spec.same_padding`,
+  the extra pixel goes after), ``valid`` pads nothing; pools are ``valid`` with stride = size;
+* ``GlobalAvgPool`` averages every axis but batch and channels; with a mask ``(N, L)`` it is
+  ``sum(x * mask) / max(sum(mask), 1)`` over ``L`` (an all-padding row gives zeros, not NaN);
+* ``MultiHeadSelfAttention``: ``q, k, v = x @ W + b``, heads split the last axis contiguously,
+  scores ``q k^T / sqrt(head_dim)``, masked keys get ``-1e9`` before a softmax over keys,
+  heads merged back in order, then ``@ o_kernel + o_bias``;
+* ``gelu`` is the exact erf form; ``LayerNorm`` uses the biased variance of the last axis;
+* ``Embedding`` looks up integer ids; ``PositionEmbedding`` adds ``positions[:L]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from dlbench.errors import DlbenchError
+from dlbench.spec import ModelSpec, Node, same_padding
+
+MASK_FILL = -1e9
+"""Score given to padded keys before the attention softmax."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementary ops (batch axis first, float64)
+# ---------------------------------------------------------------------------------------------
+
+
+def activation(x: np.ndarray, fn: str | None) -> np.ndarray:
+    if fn is None:
+        return x
+    if fn == "relu":
+        return np.maximum(x, 0.0)
+    if fn == "tanh":
+        return np.tanh(x)
+    if fn == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
+    if fn == "gelu":
+        from scipy.special import erf
+
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    raise DlbenchError(f"unknown activation {fn!r}: choose one of relu, tanh, sigmoid, gelu")
+
+
+def _pad_spatial(x: np.ndarray, k: int, stride: int, padding: str) -> np.ndarray:
+    """Pad the spatial axes (all but batch and channels) for a convolution."""
+    if padding == "valid":
+        return x
+    pads = [(0, 0)] + [same_padding(s, k, stride) for s in x.shape[1:-1]] + [(0, 0)]
+    return np.pad(x, pads)
+
+
+def conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int, padding: str) -> np.ndarray:
+    """1-D or 2-D convolution (cross-correlation), channels-last, kernel ``(*k, c_in, c_out)``."""
+    k = kernel.shape[0]
+    nsp = kernel.ndim - 2
+    xp = _pad_spatial(x, k, stride, padding)
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k,) * nsp, axis=tuple(range(1, 1 + nsp)))
+    # win: (N, *out_full, C_in, *k); subsample by stride
+    sl = (slice(None),) + (slice(None, None, stride),) * nsp
+    win = win[sl]
+    if nsp == 1:
+        out = np.einsum("nlci,ico->nlo", win, kernel)
+    else:
+        out = np.einsum("nhwcij,ijco->nhwo", win, kernel)
+    return out + bias
+
+
+def pool(x: np.ndarray, p: int, kind: str) -> np.ndarray:
+    """Valid max/average pooling with window = stride = ``p`` over the spatial axes."""
+    n, c = x.shape[0], x.shape[-1]
+    spatial = x.shape[1:-1]
+    outs = [s // p for s in spatial]
+    x = x[(slice(None),) + tuple(slice(0, o * p) for o in outs)]
+    shape = [n]
+    for o in outs:
+        shape += [o, p]
+    x = x.reshape(*shape, c)
+    axes = tuple(2 + 2 * i for i in range(len(outs)))
+    return x.max(axis=axes) if kind == "max" else x.mean(axis=axes)
+
+
+def global_avg_pool(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    if mask is None:
+        return x.mean(axis=tuple(range(1, x.ndim - 1)))
+    m = mask.astype(np.float64)[..., None]  # (N, L, 1)
+    return (x * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)
+
+
+def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * gamma + beta
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def self_attention(x: np.ndarray, w: Mapping[str, np.ndarray], num_heads: int,
+                   mask: np.ndarray | None = None) -> np.ndarray:
+    n, seq, d = x.shape
+    dh = d // num_heads
+
+    def heads(t: np.ndarray) -> np.ndarray:  # (N, L, D) -> (N, H, L, dh)
+        return t.reshape(n, seq, num_heads, dh).transpose(0, 2, 1, 3)
+
+    q = heads(x @ w["q_kernel"] + w["q_bias"])
+    k = heads(x @ w["k_kernel"] + w["k_bias"])
+    v = heads(x @ w["v_kernel"] + w["v_bias"])
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh)
+    if mask is not None:
+        scores = np.where(mask[:, None, None, :] > 0.5, scores, MASK_FILL)
+    att = softmax(scores, axis=-1) @ v  # (N, H, L, dh)
+    merged = att.transpose(0, 2, 1, 3).reshape(n, seq, d)
+    return merged @ w["o_kernel"] + w["o_bias"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph execution
+# ---------------------------------------------------------------------------------------------
+
+
+def _params(node: Node, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    prefix = node.name + "."
+    return {k[len(prefix):]: np.asarray(v, dtype=np.float64) for k, v in weights.items()
+            if k.startswith(prefix)}
+
+
+def _run_node(node: Node, ins: list[np.ndarray], w: dict[str, np.ndarray]) -> np.ndarray:
+    a = node.attrs
+    op = node.op
+    if op == "Dense":
+        return activation(ins[0] @ w["kernel"] + w["bias"], a.get("activation"))
+    if op in ("Conv1D", "Conv2D"):
+        y = conv(ins[0], w["kernel"], w["bias"], a["strides"], a["padding"])
+        return activation(y, a.get("activation"))
+    if op == "MaxPool":
+        return pool(ins[0], a["pool_size"], "max")
+    if op == "AvgPool":
+        return pool(ins[0], a["pool_size"], "avg")
+    if op == "GlobalAvgPool":
+        return global_avg_pool(ins[0], ins[1] if len(ins) > 1 else None)
+    if op == "Flatten":
+        return ins[0].reshape(ins[0].shape[0], -1)
+    if op == "Dropout":
+        return ins[0]
+    if op == "Embedding":
+        ids = ins[0].astype(np.int64)
+        return w["embeddings"][ids]
+    if op == "PositionEmbedding":
+        return ins[0] + w["positions"][: ins[0].shape[1]]
+    if op == "LayerNorm":
+        return layer_norm(ins[0], w["gamma"], w["beta"], a["epsilon"])
+    if op == "MultiHeadSelfAttention":
+        return self_attention(ins[0], w, a["num_heads"], ins[1] if len(ins) > 1 else None)
+    if op == "Activation":
+        return activation(ins[0], a["fn"])
+    if op == "Add":
+        out = ins[0]
+        for t in ins[1:]:
+            out = out + t
+        return out
+    if op == "Concat":
+        return np.concatenate(ins, axis=-1)
+    if op == "Dot":
+        return (ins[0] * ins[1]).sum(axis=-1, keepdims=True)
+    raise DlbenchError(f"spec_numpy cannot run op {op!r} of node {node.name!r}")
+
+
+def forward_all(spec: ModelSpec, weights: Mapping[str, np.ndarray],
+                inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every node's output (float64; integer inputs stay integer) in inference mode."""
+    values: dict[str, np.ndarray] = {}
+    for node in spec.nodes:
+        if node.op == "Input":
+            if node.name not in inputs:
+                raise DlbenchError(f"missing input {node.name!r} for spec {spec.name!r}: "
+                                   f"give all of {', '.join(spec.inputs)}")
+            arr = np.asarray(inputs[node.name])
+            if node.attrs.get("dtype") == "int32":
+                values[node.name] = arr.astype(np.int64)
+            else:
+                values[node.name] = arr.astype(np.float64)
+            continue
+        values[node.name] = _run_node(node, [values[i] for i in node.inputs], _params(node, weights))
+    return values
+
+
+def forward(spec: ModelSpec, weights: Mapping[str, np.ndarray],
+            inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The spec's output for ``inputs`` (batch axis first), float64, inference mode."""
+    return forward_all(spec, weights, inputs)[spec.output]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses (means over the batch, as in TrainConfig)
+# ---------------------------------------------------------------------------------------------
+
+
+def loss(name: str, outputs: np.ndarray, targets: np.ndarray) -> float:
+    """``cross_entropy`` (logits, int targets), ``binary_cross_entropy`` (logits), ``mse``."""
+    z = np.asarray(outputs, dtype=np.float64)
+    if name == "cross_entropy":
+        t = np.asarray(targets).astype(np.int64).reshape(-1)
+        zmax = z.max(axis=-1, keepdims=True)
+        lse = (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))[:, 0]
+        return float(np.mean(lse - z[np.arange(len(t)), t]))
+    y = np.asarray(targets, dtype=np.float64).reshape(-1)
+    z = z.reshape(-1)
+    if name == "binary_cross_entropy":
+        return float(np.mean(np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+    if name == "mse":
+        return float(np.mean((z - y) ** 2))
+    raise DlbenchError(f"unknown loss {name!r}: choose one of binary_cross_entropy, cross_entropy, mse")

@@ -1,0 +1,185 @@
+"""Compile a :class:`~dlbench.spec.ModelSpec` into a Flax (linen) module.
+
+JAX is channels-last like the spec, so layouts match and only parameter names differ
+(``Embed.embedding``, ``LayerNorm.scale``/``bias``). ``dtype`` is the computation dtype
+(float32 or bfloat16); parameters stay float32 (``param_dtype``). The parameter tree is built
+directly from canonical weights (:func:`canonical_to_params`), node ``i`` under key ``n{i}``.
+This module imports jax and flax, so only the plugin's methods import it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlbench.errors import UnsupportedError
+from dlbench.spec import ModelSpec, Node, same_padding
+from dlbench.spec_numpy import MASK_FILL
+
+_ACT = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
+
+
+def _act(x: jax.Array, fn: str | None) -> jax.Array:
+    return x if fn is None else _ACT[fn](x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: q/k/v/o Dense layers, contiguous heads, -1e9 padding mask."""
+
+    num_heads: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        n, seq, d = x.shape
+        h = self.num_heads
+        dh = d // h
+
+        def proj(name: str) -> jax.Array:
+            return nn.Dense(d, dtype=self.dtype, name=name)(x).reshape(n, seq, h, dh)
+
+        q, k, v = proj("q"), proj("k"), proj("v")
+        scores = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32) / math.sqrt(dh)
+        if mask is not None:
+            scores = jnp.where(mask[:, None, None, :] > 0.5, scores, MASK_FILL)
+        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("nhqk,nkhd->nqhd", weights, v).reshape(n, seq, d)
+        return nn.Dense(d, dtype=self.dtype, name="o")(out)
+
+
+class PositionEmbedding(nn.Module):
+    max_len: int
+    dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        table = self.param("positions", nn.initializers.zeros, (self.max_len, self.dim))
+        return x + table[: x.shape[1]].astype(x.dtype)
+
+
+class SpecModule(nn.Module):
+    """The spec as a linen module: ``apply({'params': p}, inputs, train)`` -> output."""
+
+    spec: ModelSpec
+    dtype: Any = jnp.float32
+    capture: tuple[str, ...] = ()
+
+    @nn.compact
+    def __call__(self, inputs: Mapping[str, jax.Array], train: bool = False) -> Any:
+        shapes = self.spec.shapes()
+        vals: dict[str, jax.Array] = {}
+        for i, node in enumerate(self.spec.nodes):
+            if node.op == "Input":
+                vals[node.name] = inputs[node.name]
+                continue
+            ins = [vals[x] for x in node.inputs]
+            vals[node.name] = self._node(node, f"n{i}", ins, [shapes[x] for x in node.inputs], train)
+        out = vals[self.spec.output]
+        if self.capture:
+            return out, {c: vals[c] for c in self.capture}
+        return out
+
+    def _node(self, node: Node, key: str, ins: list[jax.Array], in_shapes: list[tuple[int, ...]],
+              train: bool) -> jax.Array:
+        a, op, dt = node.attrs, node.op, self.dtype
+        if op == "Dense":
+            return _act(nn.Dense(a["units"], dtype=dt, name=key)(ins[0]), a.get("activation"))
+        if op in ("Conv1D", "Conv2D"):
+            k, s = a["kernel_size"], a["strides"]
+            spatial = in_shapes[0][:-1]
+            pads = ([same_padding(size, k, s) for size in spatial] if a["padding"] == "same"
+                    else [(0, 0)] * len(spatial))
+            conv = nn.Conv(a["filters"], (k,) * len(spatial), strides=(s,) * len(spatial),
+                           padding=pads, dtype=dt, name=key)
+            return _act(conv(ins[0]), a.get("activation"))
+        if op in ("MaxPool", "AvgPool"):
+            p = (a["pool_size"],) * (ins[0].ndim - 2)
+            pool = nn.max_pool if op == "MaxPool" else nn.avg_pool
+            return pool(ins[0], p, strides=p, padding="VALID")
+        if op == "GlobalAvgPool":
+            x = ins[0]
+            if len(ins) == 1:
+                return x.mean(axis=tuple(range(1, x.ndim - 1)))
+            m = ins[1].astype(x.dtype)[..., None]
+            return (x * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1.0)
+        if op == "Flatten":
+            return ins[0].reshape(ins[0].shape[0], -1)
+        if op == "Dropout":
+            return nn.Dropout(a["rate"], name=key)(ins[0], deterministic=not train)
+        if op == "Embedding":
+            return nn.Embed(a["input_dim"], a["output_dim"], dtype=dt, name=key)(ins[0])
+        if op == "PositionEmbedding":
+            return PositionEmbedding(a["max_len"], in_shapes[0][-1], name=key)(ins[0])
+        if op == "LayerNorm":
+            return nn.LayerNorm(epsilon=a["epsilon"], dtype=dt, use_fast_variance=False,
+                                name=key)(ins[0])
+        if op == "MultiHeadSelfAttention":
+            return SelfAttention(a["num_heads"], dtype=dt, name=key)(
+                ins[0], ins[1] if len(ins) > 1 else None)
+        if op == "Activation":
+            return _act(ins[0], a["fn"])
+        if op == "Add":
+            out = ins[0]
+            for t in ins[1:]:
+                out = out + t
+            return out
+        if op == "Concat":
+            return jnp.concatenate(ins, axis=-1)
+        if op == "Dot":
+            return (ins[0] * ins[1]).sum(axis=-1, keepdims=True)
+        raise UnsupportedError(f"jax cannot compile op {op!r} of node {node.name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical <-> Flax parameter tree
+# ---------------------------------------------------------------------------------------------
+
+
+def _paths(spec: ModelSpec) -> dict[str, tuple[str, ...]]:
+    """Canonical key -> path in the ``params`` tree."""
+    out: dict[str, tuple[str, ...]] = {}
+    for i, node in enumerate(spec.nodes):
+        key, name = f"n{i}", node.name
+        if node.op in ("Dense", "Conv1D", "Conv2D"):
+            out[f"{name}.kernel"] = (key, "kernel")
+            out[f"{name}.bias"] = (key, "bias")
+        elif node.op == "Embedding":
+            out[f"{name}.embeddings"] = (key, "embedding")
+        elif node.op == "PositionEmbedding":
+            out[f"{name}.positions"] = (key, "positions")
+        elif node.op == "LayerNorm":
+            out[f"{name}.gamma"] = (key, "scale")
+            out[f"{name}.beta"] = (key, "bias")
+        elif node.op == "MultiHeadSelfAttention":
+            for p in "qkvo":
+                out[f"{name}.{p}_kernel"] = (key, p, "kernel")
+                out[f"{name}.{p}_bias"] = (key, p, "bias")
+    return out
+
+
+def canonical_to_params(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """A nested dict of float32 NumPy arrays in Flax's parameter layout."""
+    tree: dict[str, Any] = {}
+    for canon, path in _paths(spec).items():
+        node = tree
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = np.asarray(weights[canon], dtype=np.float32)
+    return tree
+
+
+def params_to_canonical(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for canon, path in _paths(spec).items():
+        node: Any = params
+        for p in path:
+            node = node[p]
+        out[canon] = np.asarray(jax.device_get(node), dtype=np.float32).copy()
+    return out

@@ -1,0 +1,193 @@
+"""The neutral model spec: shapes, parameters, initialisation, errors, and the NumPy reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dlbench import spec_numpy
+from dlbench.errors import DlbenchError
+from dlbench.parity import example_inputs, layer_specs, relative_error
+from dlbench.spec import ModelSpec, SpecBuilder, check_weights, same_padding, weights_digest
+
+
+def _cnn() -> ModelSpec:
+    b = SpecBuilder("cnn")
+    x = b.input("image", (8, 8, 3))
+    h = b.conv2d(x, 4, 3, activation="relu")
+    h = b.max_pool(h, 2)
+    h = b.conv2d(h, 6, 3, strides=2, padding="valid")
+    return b.build(b.dense(b.flatten(h), 5))
+
+
+def test_shapes_follow_padding_stride_and_pooling() -> None:
+    shapes = _cnn().shapes()
+    assert shapes["image"] == (8, 8, 3)
+    assert shapes["conv2d_0"] == (8, 8, 4)
+    assert shapes["maxpool_0"] == (4, 4, 4)
+    assert shapes["conv2d_1"] == (1, 1, 6)
+    assert shapes["flatten_0"] == (6,)
+    assert shapes["dense_0"] == (5,)
+
+
+def test_parameter_shapes_and_count_are_canonical() -> None:
+    spec = _cnn()
+    ps = spec.param_shapes()
+    assert ps["conv2d_0.kernel"] == (3, 3, 3, 4)
+    assert ps["conv2d_1.kernel"] == (3, 3, 4, 6)
+    assert ps["dense_0.kernel"] == (6, 5)
+    assert spec.parameter_count() == sum(math.prod(s) for s in ps.values())
+    b = SpecBuilder("attn")
+    x = b.input("x", (5, 8))
+    spec = b.build(b.layer_norm(b.self_attention(x, 2)))
+    assert spec.param_shapes()["multiheadselfattention_0.q_kernel"] == (8, 8)
+    assert spec.param_shapes()["layernorm_0.gamma"] == (8,)
+
+
+@pytest.mark.parametrize("size,k,stride,expected", [(7, 3, 1, (1, 1)), (8, 3, 2, (0, 1)),
+                                                    (7, 3, 2, (1, 1)), (6, 2, 1, (0, 1))])
+def test_same_padding_is_tensorflow_style(size: int, k: int, stride: int,
+                                          expected: tuple[int, int]) -> None:
+    assert same_padding(size, k, stride) == expected
+
+
+def test_init_is_deterministic_per_seed() -> None:
+    spec = _cnn()
+    a, b, c = spec.init_weights(3), spec.init_weights(3), spec.init_weights(4)
+    assert weights_digest(a) == weights_digest(b) != weights_digest(c)
+    assert all(w.dtype == np.float32 for w in a.values())
+    assert not a["conv2d_0.bias"].any()
+    check_weights(spec, a)
+
+
+def test_spec_round_trips_through_dict_and_digest() -> None:
+    spec = _cnn()
+    again = ModelSpec.from_dict(spec.to_dict())
+    assert again.digest() == spec.digest()
+    assert again.shapes() == spec.shapes()
+
+
+def test_without_dropout_zeroes_every_rate() -> None:
+    spec = layer_specs()["dropout"]
+    rates = [n.attrs["rate"] for n in spec.without_dropout().nodes if n.op == "Dropout"]
+    assert rates == [0.0]
+
+
+def test_builder_errors_name_the_problem() -> None:
+    b = SpecBuilder("bad")
+    x = b.input("x", (4, 6))
+    with pytest.raises(DlbenchError, match="unknown activation 'swish'"):
+        b.dense(x, 3, activation="swish")
+    with pytest.raises(DlbenchError, match="unknown node 'nope'"):
+        b.dense("nope", 3)
+    with pytest.raises(DlbenchError, match="padding 'full'"):
+        b.conv1d(x, 3, 3, padding="full")
+    with pytest.raises(DlbenchError, match="not divisible by 4 heads"):
+        b.build(b.self_attention(x, 4))
+
+
+def test_check_weights_rejects_wrong_names_and_shapes() -> None:
+    spec = _cnn()
+    w = spec.init_weights(0)
+    with pytest.raises(DlbenchError, match="missing"):
+        check_weights(spec, {k: v for k, v in w.items() if k != "dense_0.bias"})
+    with pytest.raises(DlbenchError, match="dense_0.bias"):
+        check_weights(spec, {**w, "dense_0.bias": np.zeros(4)})
+
+
+# -- the NumPy reference --------------------------------------------------------------------------
+
+
+def test_every_op_is_exercised_by_a_layer_spec_and_runs_in_numpy() -> None:
+    from dlbench.spec import ACTIVATIONS, OPS
+
+    specs = layer_specs()
+    assert set().union(*(s.ops() for s in specs.values())) == set(OPS)
+    fns = {n.attrs["fn"] for s in specs.values() for n in s.nodes if n.op == "Activation"}
+    assert fns == set(ACTIVATIONS)
+    for spec in specs.values():
+        x, y = example_inputs(spec, 3, 0)
+        out = spec_numpy.forward(spec, spec.init_weights(0), x)
+        assert out.shape == (3, *spec.shapes()[spec.output])
+        assert np.isfinite(out).all()
+
+
+def test_reference_dense_and_conv_match_hand_computation() -> None:
+    b = SpecBuilder("c")
+    x = b.input("x", (3, 1))
+    spec = b.build(b.conv1d(x, 1, 2, padding="same"))
+    w = {"conv1d_0.kernel": np.array([[[1.0]], [[10.0]]]), "conv1d_0.bias": np.array([0.5])}
+    out = spec_numpy.forward(spec, w, {"x": np.array([[[1.0], [2.0], [3.0]]])})
+    # same padding (0, 1): windows [1,2], [2,3], [3,0]
+    np.testing.assert_allclose(out[0, :, 0], [21.5, 32.5, 3.5])
+
+
+def test_reference_flatten_is_channels_last() -> None:
+    b = SpecBuilder("f")
+    x = b.input("x", (2, 2, 2))
+    spec = b.build(b.flatten(x))
+    arr = np.arange(8.0).reshape(1, 2, 2, 2)
+    np.testing.assert_array_equal(spec_numpy.forward(spec, {}, {"x": arr})[0], np.arange(8.0))
+
+
+def test_reference_masks_ignore_padding() -> None:
+    spec = layer_specs()["attention_masked"]
+    w = spec.init_weights(0)
+    x, _ = example_inputs(spec, 2, 0)
+    x["mask"][:] = 1.0
+    x["mask"][:, -2:] = 0.0
+    changed = {k: v.copy() for k, v in x.items()}
+    changed["x"][:, -2:] += 100.0  # padded positions must not matter
+    np.testing.assert_allclose(spec_numpy.forward(spec, w, x), spec_numpy.forward(spec, w, changed),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_reference_layer_norm_and_gelu() -> None:
+    x = np.array([[1.0, 2.0, 3.0, 6.0]])
+    y = spec_numpy.layer_norm(x, np.ones(4), np.zeros(4), 0.0)
+    np.testing.assert_allclose(y.mean(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(y.var(), 1.0)
+    np.testing.assert_allclose(spec_numpy.activation(np.array([1.0]), "gelu"), [0.8413447460685429])
+
+
+def test_reference_losses() -> None:
+    logits = np.array([[2.0, 0.0], [0.0, 0.0]])
+    ce = spec_numpy.loss("cross_entropy", logits, np.array([0, 1]))
+    assert ce == pytest.approx((np.log1p(np.exp(-2.0)) + np.log(2.0)) / 2)
+    bce = spec_numpy.loss("binary_cross_entropy", np.array([[0.0], [100.0]]), np.array([1.0, 1.0]))
+    assert bce == pytest.approx(np.log(2.0) / 2)
+    assert spec_numpy.loss("mse", np.array([[1.0], [3.0]]), np.array([0.0, 1.0])) == pytest.approx(2.5)
+    with pytest.raises(DlbenchError, match="unknown loss 'hinge'"):
+        spec_numpy.loss("hinge", logits, np.array([0, 1]))
+
+
+def test_reference_missing_input_is_an_error() -> None:
+    spec = layer_specs()["attention_masked"]
+    with pytest.raises(DlbenchError, match="missing input 'mask'"):
+        spec_numpy.forward(spec, spec.init_weights(0), {"x": np.zeros((1, 5, 8))})
+
+
+def test_relative_error() -> None:
+    assert relative_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert relative_error([1.0, 2.5], [1.0, 2.0]) == pytest.approx(0.25)
+    assert relative_error([1e-20], [0.0]) == pytest.approx(1e-8)
+    with pytest.raises(ValueError):
+        relative_error([1.0], [1.0, 2.0])
+
+
+def test_example_inputs_have_padding_masks_and_ids_in_range() -> None:
+    specs = layer_specs()
+    x, y = example_inputs(specs["attention_masked"], 6, 1)
+    m = x["mask"]
+    assert set(np.unique(m)) <= {0.0, 1.0}
+    assert (m.sum(axis=1) >= 1).all() and (m == 0).any() and m[0].all()
+    assert y.dtype == np.int64 and set(y) <= {0, 1, 2}
+    x, y = example_inputs(specs["embedding"], 50, 1)
+    assert x["ids"].dtype == np.int32 and x["ids"].min() >= 0 and x["ids"].max() < 11
+    x, y = example_inputs(specs["dot_two_towers"], 5, 1)
+    assert x["user"].max() < 7 and x["item"].max() < 9 and y.dtype == np.float32
+    a, _ = example_inputs(specs["dense"], 4, 3)
+    b, _ = example_inputs(specs["dense"], 4, 3)
+    np.testing.assert_array_equal(a["x"], b["x"])
