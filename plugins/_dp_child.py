@@ -56,9 +56,10 @@ def run_in_child(module: str, spec: ModelSpec, weights: Mapping[str, np.ndarray]
 
 def write_job(folder: Path, spec: ModelSpec, weights: Mapping[str, np.ndarray],
               options: BuildOptions, run: DataParallelRun) -> None:
-    np.savez(folder / "weights.npz", **{k: np.asarray(v) for k, v in weights.items()})
-    np.savez(folder / "batch.npz", __targets__=np.asarray(run.targets),
-             **{k: np.asarray(v) for k, v in run.inputs.items()})
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in weights.items()}
+    np.savez(folder / "weights.npz", **arrays)
+    batch: dict[str, Any] = {k: np.asarray(v) for k, v in run.inputs.items()}
+    np.savez(folder / "batch.npz", __targets__=np.asarray(run.targets), **batch)
     job = {"spec": spec.to_dict(), "options": asdict(options),
            "run": {"workers": run.workers, "batch_size": run.batch_size,
                    "budget": dict(run.budget), "threads_per_worker": run.threads_per_worker}}

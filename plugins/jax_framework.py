@@ -153,6 +153,8 @@ class JaxModel(Model):
         self._grad_inputs = gradient_inputs(spec)
         self._key = jax.device_put(jax.random.PRNGKey(options.seed), device)
         self._last: Any = None
+        self.params: Any = None
+        self.opt_state: Any = None
         self.set_weights(weights)
 
     # -- Model API ---------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ class TorchModel(Model):
 
         tc = self.options.train
         params = list(self.module.parameters())
+        self.optimizer: Any
         if tc.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=tc.learning_rate)
         elif tc.optimizer == "momentum":

@@ -25,8 +25,8 @@ from dlbench.errors import UnsupportedError
 from dlbench.spec import ModelSpec, Node, same_padding
 from dlbench.spec_numpy import MASK_FILL
 
-_ACT = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-        "gelu": lambda x: F.gelu(x, approximate="none")}
+_ACT: dict[str, Any] = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+                        "gelu": lambda x: F.gelu(x, approximate="none")}
 
 
 def _act(x: torch.Tensor, fn: str | None) -> torch.Tensor:
@@ -94,9 +94,9 @@ class SpecModule(nn.Module):
             else:
                 pads = [(0, 0) for _ in spatial]
             symmetric = all(lo == hi for lo, hi in pads)
-            conv = nn.Conv1d if node.op == "Conv1D" else nn.Conv2d
-            self.layers[key] = conv(ins[0][-1], a["filters"], k, stride=s,
-                                    padding=tuple(lo for lo, _ in pads) if symmetric else 0)
+            conv: Any = nn.Conv1d if node.op == "Conv1D" else nn.Conv2d
+            padding: Any = tuple(lo for lo, _ in pads) if symmetric else 0
+            self.layers[key] = conv(ins[0][-1], a["filters"], k, stride=s, padding=padding)
             if not symmetric:  # F.pad takes the last axis first
                 self.pads[node.name] = tuple(p for lo, hi in reversed(pads) for p in (lo, hi))
         elif node.op in ("MaxPool", "AvgPool"):

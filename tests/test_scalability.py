@@ -159,6 +159,15 @@ def test_threads_axis_runs_each_point_in_a_child_process(tmp_path: Path, plugin_
     assert len(logs) == 2 and all("Traceback" not in f.read_text() for f in logs)
 
 
+def test_threads_on_a_threads_or_workers_sweep_is_an_error(tmp_path: Path, plugin_dir: Path) -> None:
+    from dlbench.plugins import PluginConfig
+
+    cell = Cell("scalability", "blobs", "numpyfw", "cpu", {"axis": "workers", "threads": 2}, 60.0, TINY)
+    r = execute({"cell": cell.to_dict(), "plugins": PluginConfig(plugins_dirs=(str(plugin_dir),)).to_dict(),
+                 "artifacts_dir": str(tmp_path / "artifacts")})
+    assert r.status == "failed" and "worker_threads" in r.error
+
+
 @needs["torch"]
 def test_ddp_with_two_gloo_workers_returns_throughput() -> None:
     from plugins.torch_framework import TorchFramework
@@ -190,7 +199,6 @@ from dlbench.plugins import get_plugins
 task = get_plugins().tasks.get("vision")
 params = {{"dataset": "digits", "model": "mlp"}}
 spec = task.model_spec(params).without_dropout()
-spec = type(spec)("vision_mlp", spec.nodes, spec.output)  # a tf.Module name is an identifier
 w = spec.init_weights(0)
 xs, y = task.synthetic_batch(spec, 32, np.random.default_rng(0), params)
 opts = BuildOptions(train=TrainConfig("cross_entropy", "adam", 1e-2))

@@ -1,55 +1,39 @@
 """Scalability: throughput against batch size, intra-op threads and data-parallel workers, and
-the task's headline metric against the training-set fraction.
+the task's headline metric against the training-set fraction (docs/scalability.md).
 
-One cell sweeps one ``axis`` over ``values`` (a list; in a suite matrix write it nested,
+One cell sweeps one ``axis`` over ``values`` (a list; in a suite matrix it is nested,
 ``values: [[1, 2, 4]]``, since a plain list there expands into one cell per element):
 
-* ``batch_size``: one model, in this process; each batch size is sampled like a speed cell
-  (:func:`dlbench.measure.sampler.sample`, recorded by :func:`dlbench.scenarios.speed.record`).
-  A batch that runs out of memory ends the sweep and is recorded as the point's error.
-* ``threads``: intra-op threads are fixed when a framework starts, so every point is a speed
-  cell with ``threads=N`` run in a fresh process by the subprocess launcher
-  (:mod:`dlbench.launch.subprocess`, :func:`dlbench.worker.execute`).
-* ``workers``: data-parallel training throughput with the framework's native mechanism
-  (:meth:`dlbench.framework.Framework.data_parallel_throughput`: PyTorch DDP, JAX sharding,
-  TensorFlow MirroredStrategy). ``batch_size`` is per worker (weak scaling) and each worker uses
-  ``worker_threads`` intra-op threads on CPU (default 1), so N workers need N cores: on a 2-core
-  machine ``values: [[1, 2]]`` is the most that means anything.
-* ``train_fraction``: train on a seeded subset of the training split
-  (:meth:`dlbench.task.Dataset.subset` with the cell's seed: the subsets are nested) and test on
-  the whole test split, for neural and classic (scikit-learn) frameworks. With ``equal_steps``
-  (the default) a fraction F trains for ``ceil(epochs / F)`` epochs, so every point gets the same
-  number of optimizer steps and less data is not confounded with less training.
+* ``batch_size``: one model in this process, each batch sampled and recorded as the speed
+  scenario does (:func:`dlbench.measure.sampler.sample`, :func:`dlbench.scenarios.speed.record`);
+  running out of memory ends the sweep. Efficiency is the fraction of the peak throughput;
+  ``saturation_batch_size`` is the smallest batch reaching ``saturation`` (0.9) of the peak.
+* ``threads``: each point is a speed cell with ``threads=N`` in a fresh process (the subprocess
+  launcher and :func:`dlbench.worker.execute`); efficiency ``T(N) / ((N / N0) * T(N0))``.
+* ``workers``: :meth:`dlbench.framework.Framework.data_parallel_throughput` (DDP, JAX sharding,
+  MirroredStrategy), ``batch_size`` per worker, ``worker_threads`` per worker on CPU (default 1:
+  N workers need N cores, so ``[1, 2]`` is the most a 2-core machine can tell); same efficiency.
+* ``train_fraction``: a seeded, nested subset of the training split (same optimizer steps per
+  fraction with ``equal_steps``), neural or classic, tested on the whole test split.
 
-Results: ``series["scaling"]`` has one point per value: ``axis``, ``value``, ``throughput``
-(median samples/s), ``ci_low``/``ci_high`` (95% CI of that median, or of the metric for
-``train_fraction``), ``efficiency``, ``metric`` (the headline metric for ``train_fraction``),
-plus ``error`` when the point failed. Each point's raw samples are a measurement
-(``throughput@bs=64``, ``throughput@threads=2``, ``throughput@workers=2``,
-``test_correct@fraction=0.5``). Efficiency and metrics:
-
-* batch size: efficiency is the fraction of the sweep's peak throughput; ``saturation_batch_size``
-  is the smallest batch whose throughput reaches ``saturation`` (default 0.9) of the peak, i.e.
-  beyond it a larger batch buys less than 10% more samples/s; ``peak_throughput`` and
-  ``peak_batch_size``. ``details["saturation"]["peak_at_largest"]`` says the curve was still
-  rising at the largest batch (the saturation point is then a lower bound).
-* threads and workers: ``efficiency = T(N) / ((N / N0) * T(N0))`` against the smallest value N0
-  (normally 1), so ``T(N) / (N * T(1))``; metrics ``speedup@N`` and ``scaling_efficiency@N``.
-* train fraction: ``<metric>@fraction=F`` per point and ``<metric>_gain`` (largest fraction minus
-  smallest).
+``series["scaling"]`` holds one point per value (``axis``, ``value``, ``throughput``, ``ci_low``,
+``ci_high``, ``efficiency``, ``metric``, ``error``); raw samples are measurements named for their
+point (``throughput@bs=64``, ``throughput@threads=2``, ``throughput@workers=2``,
+``test_correct@fraction=0.5``).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from dlbench.errors import DlbenchError, UnsupportedError
-from dlbench.framework import DataParallelRun, Framework
+from dlbench.framework import DataParallelRun, Framework, Model
 from dlbench.params import Param
 from dlbench.result import Measurement, Result
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, evaluate_into, train_or_load
@@ -110,8 +94,10 @@ class ScalabilityScenario(Scenario):
             raise DlbenchError(f"threads={ctx.params['threads']} with axis={axis}: leave 'threads' unset "
                                "(it would pin this cell's own process); the workers axis takes "
                                "worker_threads")
-        runner = {"batch_size": _batch_sweep, "threads": _threads_sweep,
-                  "workers": _workers_sweep, "train_fraction": _fraction_sweep}[axis]
+        runners: dict[str, Callable[..., list[Point]]] = {
+            "batch_size": _batch_sweep, "threads": _threads_sweep, "workers": _workers_sweep,
+            "train_fraction": _fraction_sweep}
+        runner = runners[axis]
         budget = {**self.budget, **ctx.cell.budget}
         points = runner(ctx, values, budget)
         summarize_points(ctx.result, axis, points, float(ctx.params.get("saturation") or 0.9),
@@ -151,8 +137,7 @@ def _batch_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) ->
         xs, y = ctx.task.synthetic_batch(spec, bs, np.random.default_rng([ctx.seed, bs]), ctx.params)
         try:
             nx, ny = model.to_device(xs), model.to_device(y)
-            step = ((lambda x=nx, t=ny: model.train_step(x, t)) if mode == "train"
-                    else (lambda x=nx: model.forward(x)))
+            step = _step(model, mode, nx, ny)
             model.reset_peak_memory()
             sampling = sample(step, model.synchronize, Budget.from_dict(budget))
         except Exception as exc:  # noqa: BLE001 - running out of memory ends the sweep
@@ -165,7 +150,7 @@ def _batch_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) ->
         record(scratch, sampling, bs, model)
         m = _renamed(scratch.result.measurement("throughput"), "bs", bs)
         ctx.result.measurements.append(m)
-        extra = {k: scratch.result.metrics[k] for k in ("first_call_s", "peak_device_memory_mb")
+        extra: dict[str, Any] = {k: scratch.result.metrics[k] for k in ("first_call_s", "peak_device_memory_mb")
                  if k in scratch.result.metrics}
         points.append({"value": bs, "measurement": m, **extra})
         ctx.log(f"batch size {bs}: {m.stats.median if m.stats else float('nan'):.1f} samples/s")
@@ -311,6 +296,12 @@ def summarize_points(result: Result, axis: str, points: list[Point], saturation:
     failed = [r for r in series if "error" in r]
     if failed:
         result.details["failed_points"] = [{"value": r["value"], "error": r["error"]} for r in failed]
+
+
+def _step(model: Model, mode: str, x: Any, y: Any) -> Callable[[], Any]:
+    if mode == "train":
+        return lambda: model.train_step(x, y)
+    return lambda: model.forward(x)
 
 
 def _renamed(m: Measurement | None, label: str, value: Any, **meta: Any) -> Measurement:
