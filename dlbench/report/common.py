@@ -281,6 +281,11 @@ def headline(result: Result) -> Headline | None:
         if pts:
             return Headline("max throughput", max(as_float(p["throughput"]) for p in pts),
                             "samples/s", n=len(pts))
+        acc = [p for p in result.series.get("scaling", []) if not is_nan(as_float(p.get("metric")))]
+        if acc:
+            last = max(acc, key=lambda p: as_float(p.get("value")))
+            return Headline(f"metric@{last.get('axis', 'value')}={last.get('value')}",
+                            as_float(last["metric"]), "", n=len(acc))
     for m in result.measurements:
         h = measurement_headline(result, m.name)
         if h is not None:
