@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ class Session:
     cells: list[Cell] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
     reports: dict[str, Path] = field(default_factory=dict)
+    _fetch_failed: set[str] = field(default_factory=set)
     only: list[Cell] | None = None
     """Run exactly these cells (gate confirmation re-runs) instead of the suite's expansion."""
     console: Console = field(default_factory=lambda: Console(stderr=True))
@@ -81,16 +83,36 @@ class Session:
             reason = self.plugins.scenarios.get(cell.scenario).skip_reason(
                 cell, self.plugins.tasks.get(cell.task), fw)
         if reason is None and self.plugins.scenarios.get(cell.scenario).needs_data:
-            from dlbench.data import require
-
             try:
                 for name in self.plugins.tasks.get(cell.task).datasets(cell.params):
-                    require(self.plugins.datasets.get(name, f"task {cell.task!r}"))
+                    self._ensure_dataset(name, cell.task)
             except (DatasetError, PluginError) as exc:
                 reason = str(exc)
         if reason is None:
             return None
         return Result(cell, status="skipped", error=reason, started_at=time.time(), duration=0.0)
+
+    def _ensure_dataset(self, name: str, task: str) -> None:
+        """Datasets are downloaded on first use (once per run; never when DLBENCH_OFFLINE is set);
+        a dataset that is still missing or corrupt raises DatasetError naming the fix."""
+        from dlbench.data import require
+        from dlbench.download import fetch
+
+        info = self.plugins.datasets.get(name, f"task {task!r}")
+        try:
+            require(info)
+            return
+        except DatasetError as missing:
+            if os.environ.get("DLBENCH_OFFLINE") or name in self._fetch_failed:
+                raise
+            try:
+                self.console.print(f"downloading dataset {name} (first use) ...")
+                fetch(info, progress=None)
+            except Exception as exc:  # noqa: BLE001 - offline, refused, digest mismatch
+                self._fetch_failed.add(name)
+                raise DatasetError(f"{missing} [download failed: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}]") from exc
+        require(info)
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> Session:

@@ -72,7 +72,7 @@ matrix:
     empty.mkdir()
     db = f"sqlite:///{tmp_path}/r.db"
     res = run_cli("--plugins-dir", str(plugin_dir), "run", str(suite), "--store", db, "--report", "json",
-                  "--output-dir", str(tmp_path / "out"), env={"DLBENCH_DATA_DIR": str(empty)})
+                  "--output-dir", str(tmp_path / "out"), env={"DLBENCH_DATA_DIR": str(empty), "DLBENCH_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr
     from dlbench.store import Store
 
