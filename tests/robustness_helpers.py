@@ -19,7 +19,7 @@ FAST = {"threads": 2, "dataset": "digits", "epochs": 4, "eval_size": 100, "pgd_s
 
 
 def run_cell(task: str, framework: str, params: dict[str, Any], artifacts: Path,
-             plugins_dirs: tuple[str, ...] = (), scenario: str = "robustness") -> Result:
+             plugins_dirs: tuple[str, ...] = (), scenario: str = "robustness", device: str = "cpu") -> Result:
     """Run one cell in-process, as a cell's worker would (defaults filled like a suite does)."""
     config = PluginConfig(plugins_dirs=plugins_dirs)
     plugins = get_plugins(config)
@@ -27,7 +27,7 @@ def run_cell(task: str, framework: str, params: dict[str, Any], artifacts: Path,
                 **plugins.tasks.get(task).params, **plugins.frameworks.get(framework).params}
     full = {k: p.default for k, p in declared.items()}
     full.update(params)
-    cell = Cell(scenario, task, framework, "cpu", full)
+    cell = Cell(scenario, task, framework, device, full)
     return execute({"cell": cell.to_dict(), "plugins": config.to_dict(), "artifacts_dir": str(artifacts)})
 
 

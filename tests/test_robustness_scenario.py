@@ -39,10 +39,10 @@ def test_fgsm_and_pgd_lower_accuracy_monotonically(healthy) -> None:
         accs = [p["metric"] for p in curve(healthy, attack)]
         assert [p["epsilon"] for p in curve(healthy, attack)] == [0, 8, 16, 32, 64]
         assert accs[0] == healthy.metrics["clean_accuracy"]
-        for a, b in zip(accs, accs[1:]):
+        for a, b in zip(accs, accs[1:], strict=False):
             assert b <= a + 0.01  # one example of tolerance (random start of PGD)
         assert accs[-1] < accs[0] - 0.3
-    for fg, pg in zip(curve(healthy, "fgsm"), curve(healthy, "pgd")):
+    for fg, pg in zip(curve(healthy, "fgsm"), curve(healthy, "pgd"), strict=False):
         assert pg["metric"] <= fg["metric"] + 0.01
         assert pg["ci_low"] <= pg["metric"] <= pg["ci_high"]
 

@@ -182,7 +182,9 @@ def gradients(grads: np.ndarray | None, reason: str = "") -> Check:
                  f"median gradient norm {med:.3g}")
 
 
-def outputs(first: np.ndarray, second: np.ndarray, loss: str) -> Check:
+def outputs(first: np.ndarray, second: np.ndarray, loss: str, gradients: bool = True) -> Check:
+    """Logits, deterministic. Probabilities only matter to gradient attacks (their softmax
+    saturates): a model attacked without gradients (a classic baseline) gets ``None`` for them."""
     same = bool(np.allclose(first, second, rtol=1e-5, atol=1e-6, equal_nan=False))
     maxdiff = float(np.max(np.abs(np.asarray(first, np.float64) - second))) if first.size else 0.0
     probs = False
@@ -192,8 +194,11 @@ def outputs(first: np.ndarray, second: np.ndarray, loss: str) -> Check:
     elif loss == "binary_cross_entropy":
         probs = bool(np.all(first >= 0) and np.all(first <= 1))
     kind = "probabilities" if probs else ("logits" if loss != "mse" else "raw scores")
-    return Check("outputs_logits_deterministic", same and not probs,
-                 f"outputs look like {kind}; two passes differ by at most {maxdiff:.3g}")
+    evidence = f"outputs look like {kind}; two passes differ by at most {maxdiff:.3g}"
+    if probs and not gradients:
+        return Check("outputs_logits_deterministic", None if same else False,
+                     evidence + " (no gradient attacks on this model: probabilities do no harm)")
+    return Check("outputs_logits_deterministic", same and not probs, evidence)
 
 
 def passed(checks: Sequence[Check]) -> bool:

@@ -340,7 +340,7 @@ class RobustnessScenario(Scenario):
             checks.append(audit.gradients(None, target.no_gradient_reason if target else "no attack target"))
         if target is not None:
             checks.append(audit.outputs(target.outputs(target.x), target.outputs(target.x),
-                                        target.estimator.loss_name))
+                                        target.estimator.loss_name, target.gradients))
         r.details["audit"] = [c.to_dict() for c in checks]
         r.metrics["audit_passed"] = float(audit.passed(checks))
         for c in checks:
