@@ -145,3 +145,15 @@ def test_compiled_variant_parity(fw_name: str, spec_name: str) -> None:
     if reference is not None:
         rows = measure_parity(reference, model, x, y)
         assert all(r.passed for r in rows), rows
+
+
+def test_update_error_forgives_only_float32_rounding_of_the_weights():
+    from dlbench.parity import update_error
+
+    w = np.array([0.1, 0.5, -0.3], dtype=np.float32)
+    step = np.array([2e-6, -1e-6, 3e-6], dtype=np.float32)
+    ref_after = (w - step).astype(np.float32)
+    one_ulp = ref_after + np.spacing(ref_after)  # the same update, rounded one ULP apart
+    assert update_error(w, one_ulp, w, ref_after) == 0.0
+    wrong = (w - 1.01 * step).astype(np.float32)  # a 1% different update is still caught
+    assert update_error(w, wrong, w, ref_after) > 1e-4

@@ -36,7 +36,7 @@ def setting():
     data = task.load(params)
     spec = task.model_spec(params, data)
     torch_fw = plugins.frameworks.get("torch")
-    torch_fw.setup(2, 0, {})
+    torch_fw.setup(None, 0, {})
     model = torch_fw.build(spec, spec.init_weights(0), BuildOptions(train=task.train_config(params)))
     for epoch in range(4):
         model.fit_epoch(data.x_train, data.y_train, 32, np.random.default_rng([0, epoch]).permutation(data.n_train))
@@ -45,7 +45,7 @@ def setting():
 
 def _robust(plugins, task, params, data, spec, weights, framework: str) -> dict[str, np.ndarray]:
     fw = plugins.frameworks.get(framework)
-    fw.setup(2, 0, {})
+    fw.setup(None, 0, {})  # threads stay as the process has them (TF fixes them at start)
     model = fw.build(spec, weights, BuildOptions(train=task.train_config(params)))
     budget = budget_for(task.perturbation(params), data)
     codec = InputCodec("image", (8, 8, 1))
