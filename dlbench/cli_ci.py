@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dlbench.cli import StoreOpt, State, _int, app, err, out
+from dlbench.cli import State, StoreOpt, _int, app, err, out
 from dlbench.errors import DlbenchError
 from dlbench.report.base import RunInfo
 from dlbench.result import Result
