@@ -179,7 +179,7 @@ def _estimate_drift(b: dict[str, Result], h: dict[str, Result], th: Thresholds) 
             e = Effect(1 / e.estimate, 1 / e.ci_high, 1 / e.ci_low, e.p_value, e.n_base,
                        e.n_head, e.method)
         use = (th.drift_correction and e.p_value < th.alpha
-               and abs(math.log(e.estimate)) > math.log1p(th.drift_tolerance))
+               and math.log1p(th.drift_tolerance) < abs(math.log(e.estimate)) <= math.log1p(th.drift_max))
         return Drift(key, e.estimate, e.ci_low, e.ci_high, e.p_value, e.estimate if use else 1.0)
     return None
 

@@ -28,6 +28,11 @@ class Thresholds:
       ``memory_increase`` (relative) and ``memory_floor_mb`` (absolute) must both be exceeded
       for a growth over the baseline to count.
     * ``alpha``: FDR level q of the Benjamini-Hochberg procedure over the comparison's gated rows.
+    * ``drift_correction``: divide a significant canary drift out of CPU speed rows. Off by
+      default: on a shared machine the canary can swing by an order of magnitude while the cells
+      do not (seen here: x13 between two runs minutes apart), and a wrong correction invents
+      regressions. The drift is always reported. ``drift_max`` caps a correction: a larger drift
+      is reported and not applied.
     * ``drift_tolerance``: a canary change smaller than this is not corrected for.
     * ``informational``: measurements reported but never gating (first-call time by default).
     * ``overrides``: ``{glob: {field: value}}``; ``*`` matches any text (also ``/``), ``?`` one
@@ -42,8 +47,9 @@ class Thresholds:
     memory_increase: float = 0.10
     memory_floor_mb: float = 16.0
     alpha: float = 0.05
-    drift_correction: bool = True
+    drift_correction: bool = False
     drift_tolerance: float = 0.01
+    drift_max: float = 0.25
     informational: tuple[str, ...] = ("first_call",)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -14,26 +14,48 @@ from dlbench.worker import execute
 MASKED_PLUGINS = Path(__file__).resolve().parent / "fixtures" / "masked_plugins"
 
 # A small, fast configuration: digits CNN, a few epochs, 100 evaluation examples.
-FAST = {"threads": 2, "dataset": "digits", "epochs": 4, "eval_size": 100, "pgd_steps": 10,
-        "square_queries": 50, "blackbox_size": 30}
+FAST = {
+    "threads": 2,
+    "dataset": "digits",
+    "epochs": 4,
+    "eval_size": 100,
+    "pgd_steps": 10,
+    "square_queries": 50,
+    "blackbox_size": 30,
+}
 
 
-def run_cell(task: str, framework: str, params: dict[str, Any], artifacts: Path,
-             plugins_dirs: tuple[str, ...] = (), scenario: str = "robustness", device: str = "cpu") -> Result:
+def run_cell(
+    task: str,
+    framework: str,
+    params: dict[str, Any],
+    artifacts: Path,
+    plugins_dirs: tuple[str, ...] = (),
+    scenario: str = "robustness",
+    device: str = "cpu",
+) -> Result:
     """Run one cell in-process, as a cell's worker would (defaults filled like a suite does)."""
     config = PluginConfig(plugins_dirs=plugins_dirs)
     plugins = get_plugins(config)
-    declared = {**COMMON_PARAMS, **plugins.scenarios.get(scenario).params,
-                **plugins.tasks.get(task).params, **plugins.frameworks.get(framework).params}
+    declared = {
+        **COMMON_PARAMS,
+        **plugins.scenarios.get(scenario).params,
+        **plugins.tasks.get(task).params,
+        **plugins.frameworks.get(framework).params,
+    }
     full = {k: p.default for k, p in declared.items()}
     full.update(params)
     cell = Cell(scenario, task, framework, device, full)
-    return execute({"cell": cell.to_dict(), "plugins": config.to_dict(), "artifacts_dir": str(artifacts)})
+    return execute(
+        {"cell": cell.to_dict(), "plugins": config.to_dict(), "artifacts_dir": str(artifacts)}
+    )
 
 
 def curve(result: Result, attack: str) -> list[dict[str, Any]]:
-    return sorted((p for p in result.series.get("robustness_curve", []) if p["attack"] == attack),
-                  key=lambda p: p["epsilon"])
+    return sorted(
+        (p for p in result.series.get("robustness_curve", []) if p["attack"] == attack),
+        key=lambda p: p["epsilon"],
+    )
 
 
 def audit(result: Result) -> dict[str, dict[str, Any]]:

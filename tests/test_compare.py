@@ -305,7 +305,10 @@ def test_canary_drift_is_discounted():
                                                                            task="c")]
     no_canary = compare_runs(base[:3], head)
     assert row(no_canary, "/a/", "throughput").verdict == "regression"
-    cmp = compare_runs(base, head + [canary_result(rng, slow)])
+    reported = compare_runs(base, head + [canary_result(rng, slow)])
+    assert reported.drift is not None and reported.drift.applied == 1.0  # reported, not applied
+    assert row(reported, "/a/", "throughput").verdict == "regression"
+    cmp = compare_runs(base, head + [canary_result(rng, slow)], Thresholds(drift_correction=True))
     assert cmp.drift is not None and cmp.drift.applied == pytest.approx(slow, rel=0.03)
     assert row(cmp, "/a/", "throughput").verdict != "regression"
     assert row(cmp, "/a/", "latency").verdict != "regression"
@@ -313,6 +316,15 @@ def test_canary_drift_is_discounted():
     canary_row = row(cmp, "canary", "gflops")
     assert not canary_row.gated
     assert "drift" in cmp.summary()
+
+
+def test_implausible_drift_is_reported_not_applied():
+    rng = np.random.default_rng(16)
+    base = [speed_result(rng, task="a"), canary_result(rng)]
+    head = [speed_result(rng, task="a"), canary_result(rng, 1 / 13)]  # canary x13, cells unchanged
+    cmp = compare_runs(base, head, Thresholds(drift_correction=True))
+    assert cmp.drift is not None and cmp.drift.applied == 1.0
+    assert row(cmp, "/a/", "throughput").verdict != "regression"
 
 
 def test_no_drift_correction_for_an_unchanged_canary():

@@ -23,8 +23,11 @@ from dlbench.robustness.target import Target
 pytest.importorskip("torch")
 pytest.importorskip("art")
 
-FRAMEWORKS = [f for f in ("torch", "jax", "tensorflow") if importlib.util.find_spec(
-    {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}[f])]
+FRAMEWORKS = [
+    f
+    for f in ("torch", "jax", "tensorflow")
+    if importlib.util.find_spec({"torch": "torch", "jax": "jax", "tensorflow": "tensorflow"}[f])
+]
 N = 150
 
 
@@ -37,9 +40,16 @@ def setting():
     spec = task.model_spec(params, data)
     torch_fw = plugins.frameworks.get("torch")
     torch_fw.setup(None, 0, {})
-    model = torch_fw.build(spec, spec.init_weights(0), BuildOptions(train=task.train_config(params)))
+    model = torch_fw.build(
+        spec, spec.init_weights(0), BuildOptions(train=task.train_config(params))
+    )
     for epoch in range(4):
-        model.fit_epoch(data.x_train, data.y_train, 32, np.random.default_rng([0, epoch]).permutation(data.n_train))
+        model.fit_epoch(
+            data.x_train,
+            data.y_train,
+            32,
+            np.random.default_rng([0, epoch]).permutation(data.n_train),
+        )
     return plugins, task, params, data, spec, model.get_weights()
 
 
@@ -72,6 +82,8 @@ def test_robust_accuracy_agrees_across_frameworks(setting) -> None:
         np.testing.assert_array_equal(res["clean"], ref["clean"])  # same weights, same predictions
         for key, correct in res.items():
             lo, hi = proportion_ci(int(ref[key].sum()), N)
-            assert lo <= correct.mean() <= hi, f"{fw} {key}: {correct.mean():.3f} outside torch CI [{lo:.3f}, {hi:.3f}]"
+            assert lo <= correct.mean() <= hi, (
+                f"{fw} {key}: {correct.mean():.3f} outside torch CI [{lo:.3f}, {hi:.3f}]"
+            )
             # examples decided differently (ties at float precision at most): a few per cent
             assert np.mean(correct != ref[key]) <= 0.05, f"{fw} {key}"

@@ -35,7 +35,9 @@ def test_image_corruptions_are_graded(name, digits) -> None:
     dists = []
     for level in range(1, 6):
         try:
-            xc, yc = task.corrupt(x, data.y_test[:64], name, level, np.random.default_rng([0, level]), data)
+            xc, yc = task.corrupt(
+                x, data.y_test[:64], name, level, np.random.default_rng([0, level]), data
+            )
         except UnsupportedError as exc:
             assert name == "jpeg" and "Pillow" in str(exc)
             pytest.skip(str(exc))
@@ -61,7 +63,9 @@ def test_audio_corruptions_are_graded(name) -> None:
     for level in range(1, 5):
         xc = corrupt_logmel(x, name, level, np.random.default_rng([1, level]), 80.0)
         assert xc.shape == x.shape and xc.min() >= 0 and xc.max() <= 1
-        assert np.allclose(xc.max(axis=(1, 2)), 1.0)  # renormalised to the new peak, as the pipeline does
+        assert np.allclose(
+            xc.max(axis=(1, 2)), 1.0
+        )  # renormalised to the new peak, as the pipeline does
         dists.append(float(np.abs(xc - x).mean()))
     _graded(dists)
 
@@ -69,8 +73,9 @@ def test_audio_corruptions_are_graded(name) -> None:
 def test_audio_gain_is_invisible_to_peak_normalised_features() -> None:
     x = _logmel(np.random.default_rng(0))
     for level in range(1, 5):
-        np.testing.assert_allclose(corrupt_logmel(x, "gain", level, np.random.default_rng(0), 80.0), x,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            corrupt_logmel(x, "gain", level, np.random.default_rng(0), 80.0), x, atol=1e-5
+        )
     noisy = corrupt_logmel(x[..., None], "white_noise", 4, np.random.default_rng(0), 80.0)
     assert noisy.shape == (8, 64, 40, 1)
     assert noisy[:, 48:].mean() > x[:, 48:].mean() + 0.2  # noise fills the silence at 0 dB SNR
@@ -113,14 +118,21 @@ def test_nlp_task_corrupts_through_its_vocabulary() -> None:
 def test_recommendation_corruptions_are_graded(implicit) -> None:
     rng = np.random.default_rng(0)
     n = 2000
-    x = {"user": rng.integers(0, 50, (n, 1)).astype(np.int32), "item": rng.integers(0, 80, (n, 1)).astype(np.int32)}
+    x = {
+        "user": rng.integers(0, 50, (n, 1)).astype(np.int32),
+        "item": rng.integers(0, 80, (n, 1)).astype(np.int32),
+    }
     y = (rng.integers(0, 2, n) if implicit else rng.integers(1, 6, n) - 3.5).astype(np.float32)
     targets = np.array([1.0]) if implicit else np.arange(1.0, 6.0) - 3.5
     observed = int((y > 0.5).sum()) if implicit else n
     dropped, added = [], []
     for level in (1, 2, 3):
-        xd, yd = corrupt_interactions(x, y, "dropped_interactions", level, np.random.default_rng(level), 50, 80, targets)
-        xr, yr = corrupt_interactions(x, y, "random_interactions", level, np.random.default_rng(level), 50, 80, targets)
+        xd, yd = corrupt_interactions(
+            x, y, "dropped_interactions", level, np.random.default_rng(level), 50, 80, targets
+        )
+        xr, yr = corrupt_interactions(
+            x, y, "random_interactions", level, np.random.default_rng(level), 50, 80, targets
+        )
         assert len(xd["user"]) == len(yd) and len(xr["item"]) == len(yr)
         dropped.append(n - len(yd))
         added.append(len(yr) - n)

@@ -14,11 +14,16 @@ from dlbench.robustness.estimator import make_estimator
 torch = pytest.importorskip("torch")
 pytest.importorskip("art")
 
-CASES = [("nlp", {"model": "bag", "max_len": 12, "vocab_size": 50, "embed_dim": 8}, ("embedding",)),
-         ("nlp", {"model": "transformer", "max_len": 12, "vocab_size": 50, "embed_dim": 8, "heads": 2},
-          ("embedding",)),
-         ("recsys", {"model": "mf", "factors": 4}, ("user_embedding", "item_embedding")),
-         ("recsys", {"model": "ncf", "factors": 4}, ("user_embedding", "item_embedding"))]
+CASES = [
+    ("nlp", {"model": "bag", "max_len": 12, "vocab_size": 50, "embed_dim": 8}, ("embedding",)),
+    (
+        "nlp",
+        {"model": "transformer", "max_len": 12, "vocab_size": 50, "embed_dim": 8, "heads": 2},
+        ("embedding",),
+    ),
+    ("recsys", {"model": "mf", "factors": 4}, ("user_embedding", "item_embedding")),
+    ("recsys", {"model": "ncf", "factors": 4}, ("user_embedding", "item_embedding")),
+]
 
 
 def _torch():
@@ -56,9 +61,13 @@ def test_codec_recovers_examples_whatever_the_row_order() -> None:
     codec = EmbeddingCodec(split, values, max_eps=1.0)
     assert codec.shape[0] == codec.shape[1]
     order = np.random.default_rng(1).permutation(20)[:13]
-    noisy = codec.x0[order] + np.random.default_rng(2).uniform(-1, 1, codec.x0[order].shape).astype(np.float32)
+    noisy = codec.x0[order] + np.random.default_rng(2).uniform(-1, 1, codec.x0[order].shape).astype(
+        np.float32
+    )
     decoded = codec.decode(noisy)
-    np.testing.assert_array_equal(decoded["mask"], x["mask"][order])  # side inputs follow their rows
+    np.testing.assert_array_equal(
+        decoded["mask"], x["mask"][order]
+    )  # side inputs follow their rows
     clean = codec.decode(codec.x0[order])
     np.testing.assert_allclose(clean["embedding"], values["embedding"][order], rtol=1e-5, atol=1e-7)
     norms = np.sqrt(((values["embedding"] ** 2) * x["mask"][..., None]).sum(axis=(1, 2)))
@@ -74,9 +83,13 @@ def test_pgd_in_embedding_space_on_the_nlp_bag_model() -> None:
         pytest.skip(f"sentiment data unavailable: {exc}")
     spec = task.model_spec(params, data)
     fw = _torch()
-    model = fw.build(spec, spec.init_weights(0), BuildOptions(train=TrainConfig("cross_entropy", "adam", 3e-3)))
+    model = fw.build(
+        spec, spec.init_weights(0), BuildOptions(train=TrainConfig("cross_entropy", "adam", 3e-3))
+    )
     for epoch in range(3):
-        model.fit_epoch(data.x_train, data.y_train, 64, np.random.default_rng(epoch).permutation(data.n_train))
+        model.fit_epoch(
+            data.x_train, data.y_train, 64, np.random.default_rng(epoch).permutation(data.n_train)
+        )
     weights = model.get_weights()
     rows = np.arange(120)
     x = {k: v[rows] for k, v in data.x_test.items()}
@@ -92,8 +105,9 @@ def test_pgd_in_embedding_space_on_the_nlp_bag_model() -> None:
 
     np.random.seed(0)
     eps = 0.5
-    adv = ProjectedGradientDescent(est, norm=2, eps=eps, eps_step=eps / 4, max_iter=10, num_random_init=1,
-                                   verbose=False).generate(codec.x0, y, mask=codec.attack_mask())
+    adv = ProjectedGradientDescent(
+        est, norm=2, eps=eps, eps_step=eps / 4, max_iter=10, num_random_init=1, verbose=False
+    ).generate(codec.x0, y, mask=codec.attack_mask())
     robust = float(np.mean(est.predict(adv).argmax(1) == y))
     assert robust < clean - 0.3
     before, after = codec.decode(codec.x0), codec.decode(adv)
@@ -101,6 +115,6 @@ def test_pgd_in_embedding_space_on_the_nlp_bag_model() -> None:
     delta = (after["embedding"] - before["embedding"]).astype(np.float64)
     pad = x["mask"] < 0.5
     assert np.abs(delta[pad]).max() == 0  # padding positions never move
-    size = np.sqrt((delta ** 2).sum(axis=(1, 2)))
+    size = np.sqrt((delta**2).sum(axis=(1, 2)))
     assert np.all(size <= eps * codec.norm * (1 + 1e-4))  # budget relative to the embedding norm
     assert size.max() > 0.9 * eps * codec.norm.max()

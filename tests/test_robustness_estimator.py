@@ -41,8 +41,10 @@ def _logit_grads(model, x: np.ndarray) -> np.ndarray:
     """d logit_c / d x for every class, straight from torch autograd: (N, C, *shape)."""
     xt = torch.tensor(x, requires_grad=True)
     out = model.module({"image": xt})
-    cols = [torch.autograd.grad(out[:, c].sum(), xt, retain_graph=True)[0].numpy()
-            for c in range(out.shape[1])]
+    cols = [
+        torch.autograd.grad(out[:, c].sum(), xt, retain_graph=True)[0].numpy()
+        for c in range(out.shape[1])
+    ]
     return np.stack(cols, axis=1)
 
 
@@ -68,10 +70,13 @@ def test_loss_gradient_matches_the_model(model, data) -> None:
     est = make_estimator(model, InputCodec("image", (6, 6, 1)), 5, (0.0, 1.0), max_batch=16)
     _, g = model.loss_and_input_gradient({"image": x}, y)
     ours = est.loss_gradient(x, np.eye(5)[y])
-    np.testing.assert_allclose(ours, g["image"] * len(y), rtol=1e-4, atol=1e-6)  # per-example losses
+    np.testing.assert_allclose(
+        ours, g["image"] * len(y), rtol=1e-4, atol=1e-6
+    )  # per-example losses
     losses = est.compute_loss(x, np.eye(5)[y], reduction="none")
-    expected = torch.nn.functional.cross_entropy(torch.tensor(model.predict({"image": x})),
-                                                 torch.tensor(y), reduction="none").numpy()
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(model.predict({"image": x})), torch.tensor(y), reduction="none"
+    ).numpy()
     np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -98,14 +103,21 @@ def test_input_codec_pads_non_square_inputs_for_square_attacks() -> None:
     x = np.arange(2 * 15, dtype=np.float32).reshape(2, 5, 3)
     art = codec.encode({"spectrogram": x})
     assert art.shape == (2, 5, 5, 1) and np.all(art[:, :, 3:] == 0)
-    np.testing.assert_array_equal(codec.decode(art + np.pad(np.zeros((2, 5, 3, 1)), ((0, 0), (0, 0), (0, 2), (0, 0)),
-                                                            constant_values=7))["spectrogram"], x)
+    np.testing.assert_array_equal(
+        codec.decode(
+            art
+            + np.pad(np.zeros((2, 5, 3, 1)), ((0, 0), (0, 0), (0, 2), (0, 0)), constant_values=7)
+        )["spectrogram"],
+        x,
+    )
     g = codec.encode_grad(art, {"spectrogram": np.ones_like(x)})
     assert g.sum() == 30 and np.all(g[:, :, 3:] == 0)
 
 
 def test_per_example_losses() -> None:
     z = np.array([[0.5], [-1.0]])
-    np.testing.assert_allclose(per_example_loss(z, np.array([1.0, 0.0]), "binary_cross_entropy"),
-                               [np.log1p(np.exp(-0.5)), np.log1p(np.exp(-1.0))])
+    np.testing.assert_allclose(
+        per_example_loss(z, np.array([1.0, 0.0]), "binary_cross_entropy"),
+        [np.log1p(np.exp(-0.5)), np.log1p(np.exp(-1.0))],
+    )
     np.testing.assert_allclose(per_example_loss(z, np.array([1.0, 0.0]), "mse"), [0.25, 1.0])

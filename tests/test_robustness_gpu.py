@@ -11,8 +11,13 @@ try:
 except ImportError:  # pragma: no cover
     from robustness_helpers import FAST, audit, curve, run_cell
 
-PARAMS = {**FAST, "attacks": "fgsm,pgd,apgd,square,noise", "epsilons": [0, 16, 64],
-          "corruptions": True, "audit": True}
+PARAMS = {
+    **FAST,
+    "attacks": "fgsm,pgd,apgd,square,noise",
+    "epsilons": [0, 16, 64],
+    "corruptions": True,
+    "audit": True,
+}
 
 
 @pytest.mark.gpu

@@ -52,12 +52,27 @@ def test_results_schema(healthy) -> None:
     assert 0.8 < m["clean_accuracy"] <= 1.0
     lo, hi = healthy.details["metric_ci"]["clean_accuracy"]
     assert lo <= m["clean_accuracy"] <= hi
-    for key in ("auc", "auc_pgd", "robust_pgd_eps16", "success_rate_pgd_eps16", "attack_time_s_pgd_eps16",
-                "corruption_mean", "audit_passed"):
+    for key in (
+        "auc",
+        "auc_pgd",
+        "robust_pgd_eps16",
+        "success_rate_pgd_eps16",
+        "attack_time_s_pgd_eps16",
+        "corruption_mean",
+        "audit_passed",
+    ):
         assert key in m, key
     assert m["auc"] <= m["auc_fgsm"] + 1e-9
     point = curve(healthy, "pgd")[2]
-    assert set(point) >= {"attack", "epsilon", "metric", "ci_low", "ci_high", "success_rate", "time_s"}
+    assert set(point) >= {
+        "attack",
+        "epsilon",
+        "metric",
+        "ci_low",
+        "ci_high",
+        "success_rate",
+        "time_s",
+    }
     assert curve(healthy, "square")[0]["n"] == 30  # the black-box subset
     rows = healthy.details["corruptions"]
     assert {r["corruption"] for r in rows} >= {"gaussian_noise", "blur", "contrast", "pixelate"}
@@ -66,9 +81,15 @@ def test_results_schema(healthy) -> None:
 
 def test_audit_passes_on_a_healthy_model(healthy) -> None:
     checks = audit(healthy)
-    assert set(checks) == {"monotone_in_epsilon", "pgd_stronger_than_fgsm", "large_epsilon_reaches_chance",
-                           "blackbox_and_noise_below_whitebox", "pgd_converged",
-                           "gradients_nonzero_finite", "outputs_logits_deterministic"}
+    assert set(checks) == {
+        "monotone_in_epsilon",
+        "pgd_stronger_than_fgsm",
+        "large_epsilon_reaches_chance",
+        "blackbox_and_noise_below_whitebox",
+        "pgd_converged",
+        "gradients_nonzero_finite",
+        "outputs_logits_deterministic",
+    }
     failed = {k: v["evidence"] for k, v in checks.items() if v["passed"] is False}
     assert not failed
     assert healthy.metrics["audit_passed"] == 1.0
@@ -83,6 +104,9 @@ def test_audit_flags_a_gradient_masked_model(masked) -> None:
     checks = audit(masked)
     assert masked.metrics["audit_passed"] == 0.0  # ...but the audit says why not to trust that
     assert checks["gradients_nonzero_finite"]["passed"] is False
-    assert "100 of 100 examples with an all-zero gradient" in checks["gradients_nonzero_finite"]["evidence"]
+    assert (
+        "100 of 100 examples with an all-zero gradient"
+        in checks["gradients_nonzero_finite"]["evidence"]
+    )
     assert checks["blackbox_and_noise_below_whitebox"]["passed"] is False
     assert square[64] < pgd[64]

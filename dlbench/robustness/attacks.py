@@ -60,11 +60,20 @@ class Attack:
         if self.needs_gradients and not target.gradients:
             return f"{self.name} needs input gradients: {target.no_gradient_reason}"
         if self.needs_classifier and not target.classifier:
-            return f"{self.name} attacks classifiers; this task's model is scored by {target.headline}"
+            return (
+                f"{self.name} attacks classifiers; this task's model is scored by {target.headline}"
+            )
         return None
 
-    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        target: Target,
+        x: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        settings: AttackSettings,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def _norm(self, target: Target) -> Any:
@@ -73,15 +82,29 @@ class Attack:
 
 class FGSM(Attack):
     name = "fgsm"
-    description = "fast gradient sign method (one step; L2: normalised gradient), ART FastGradientMethod"
+    description = (
+        "fast gradient sign method (one step; L2: normalised gradient), ART FastGradientMethod"
+    )
 
-    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        target: Target,
+        x: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        settings: AttackSettings,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
         from art.attacks.evasion import FastGradientMethod
 
         np.random.seed(settings.seed)
-        attack = FastGradientMethod(target.estimator, norm=self._norm(target), eps=eps, eps_step=eps,
-                                    batch_size=settings.batch_size)
+        attack = FastGradientMethod(
+            target.estimator,
+            norm=self._norm(target),
+            eps=eps,
+            eps_step=eps,
+            batch_size=settings.batch_size,
+        )
         return attack.generate(x, y, mask=mask)
 
 
@@ -89,17 +112,30 @@ class PGD(Attack):
     name = "pgd"
     description = "projected gradient descent, steps x 2.5 eps/steps, random restarts (ART)"
 
-    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        target: Target,
+        x: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        settings: AttackSettings,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
         from art.attacks.evasion import ProjectedGradientDescent
 
         np.random.seed(settings.seed)
         steps = max(1, int(settings.steps))
         step = 2.5 * eps / max(1, int(settings.step_steps or steps))
         attack = ProjectedGradientDescent(
-            target.estimator, norm=self._norm(target), eps=eps, eps_step=step,
-            max_iter=steps, num_random_init=int(settings.restarts) if target.classifier else 0,
-            batch_size=settings.batch_size, verbose=False)
+            target.estimator,
+            norm=self._norm(target),
+            eps=eps,
+            eps_step=step,
+            max_iter=steps,
+            num_random_init=int(settings.restarts) if target.classifier else 0,
+            batch_size=settings.batch_size,
+            verbose=False,
+        )
         return attack.generate(x, y, mask=mask)
 
 
@@ -108,15 +144,29 @@ class APGD(Attack):
     description = "auto-PGD on the cross-entropy (APGD-CE), ART AutoProjectedGradientDescent"
     needs_classifier = True
 
-    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        target: Target,
+        x: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        settings: AttackSettings,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
         from art.attacks.evasion import AutoProjectedGradientDescent
 
         np.random.seed(settings.seed)
         attack = AutoProjectedGradientDescent(
-            target.estimator, norm=self._norm(target), eps=eps, eps_step=2 * eps,
-            max_iter=max(1, int(settings.steps)), nb_random_init=max(1, int(settings.restarts)),
-            batch_size=settings.batch_size, loss_type=None, verbose=False)
+            target.estimator,
+            norm=self._norm(target),
+            eps=eps,
+            eps_step=2 * eps,
+            max_iter=max(1, int(settings.steps)),
+            nb_random_init=max(1, int(settings.restarts)),
+            batch_size=settings.batch_size,
+            loss_type=None,
+            verbose=False,
+        )
         return attack.generate(x, y, mask=target.common_mask)
 
 
@@ -128,14 +178,27 @@ class Square(Attack):
     needs_classifier = True
     subset = True
 
-    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        target: Target,
+        x: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        settings: AttackSettings,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
         from art.attacks.evasion import SquareAttack
 
         np.random.seed(settings.seed)
-        attack = SquareAttack(target.estimator, norm=self._norm(target), eps=eps,
-                              max_iter=max(1, int(settings.square_queries)), nb_restarts=1,
-                              batch_size=settings.batch_size, verbose=False)
+        attack = SquareAttack(
+            target.estimator,
+            norm=self._norm(target),
+            eps=eps,
+            max_iter=max(1, int(settings.square_queries)),
+            nb_restarts=1,
+            batch_size=settings.batch_size,
+            verbose=False,
+        )
         with np.errstate(divide="ignore", invalid="ignore"):  # ART's L2 windows over zero cells
             return attack.generate(x, y)
 
@@ -146,8 +209,15 @@ class Noise(Attack):
     description = "random noise at the same budget (random signs in L-inf, random direction in L2)"
     needs_gradients = False
 
-    def generate(self, target: Target, x: np.ndarray, y: np.ndarray, eps: float,
-                 settings: AttackSettings, mask: np.ndarray | None) -> np.ndarray:
+    def generate(
+        self,
+        target: Target,
+        x: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        settings: AttackSettings,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
         rng = np.random.default_rng([settings.seed, 7])
         return random_noise(x, eps, target.budget.norm, rng, mask, target.budget.clip)
 

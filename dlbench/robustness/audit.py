@@ -78,16 +78,23 @@ def monotone(runs: Sequence[Run], hib: bool) -> Check:
         for b in pts[1:]:
             gain = (b.metric - best.metric) if hib else (best.metric - b.metric)
             if gain > tol + 1e-12:
-                bad.append(f"{attack}: {_fmt(best.metric)} at eps {best.epsilon:g} -> "
-                           f"{_fmt(b.metric)} at {b.epsilon:g}")
+                bad.append(
+                    f"{attack}: {_fmt(best.metric)} at eps {best.epsilon:g} -> "
+                    f"{_fmt(b.metric)} at {b.epsilon:g}"
+                )
             if _worse(b.metric, best.metric, hib):
                 best = b
     if bad:
-        return Check("monotone_in_epsilon", False, "metric improves as epsilon grows: " + "; ".join(bad))
+        return Check(
+            "monotone_in_epsilon", False, "metric improves as epsilon grows: " + "; ".join(bad)
+        )
     if not attacks:
         return Check("monotone_in_epsilon", None, "no attack ran")
-    return Check("monotone_in_epsilon", True, f"no attack's metric improves with epsilon "
-                 f"({', '.join(attacks)}; tolerance one example)")
+    return Check(
+        "monotone_in_epsilon",
+        True,
+        f"no attack's metric improves with epsilon ({', '.join(attacks)}; tolerance one example)",
+    )
 
 
 def pgd_vs_fgsm(runs: Sequence[Run], hib: bool = True) -> Check:
@@ -101,7 +108,11 @@ def pgd_vs_fgsm(runs: Sequence[Run], hib: bool = True) -> Check:
         p, f = pgd[e].per_unit, fgsm[e].per_unit
         if p is None or f is None:  # continuous metric: PGD may not do better by over 1%
             tol = 0.01 * abs(fgsm[e].metric)
-            better = pgd[e].metric > fgsm[e].metric + tol if hib else pgd[e].metric < fgsm[e].metric - tol
+            better = (
+                pgd[e].metric > fgsm[e].metric + tol
+                if hib
+                else pgd[e].metric < fgsm[e].metric - tol
+            )
             ok &= not better
             details.append(f"eps {e:g}: pgd {_fmt(pgd[e].metric)} vs fgsm {_fmt(fgsm[e].metric)}")
             continue
@@ -116,18 +127,24 @@ def reaches_chance(run: Run | None, chance: float, hib: bool, label: str) -> Che
         return Check("large_epsilon_reaches_chance", None, "needs pgd and input gradients")
     reached = run.ci_low <= chance + 1e-12 if hib else run.ci_high >= chance - 1e-12
     cmp = "<=" if hib else ">="
-    return Check("large_epsilon_reaches_chance", bool(reached),
-                 f"pgd at eps {run.epsilon:g} {label}: {_fmt(run.metric)} "
-                 f"(95% CI {_fmt(run.ci_low)}-{_fmt(run.ci_high)}); chance level {_fmt(chance)}; "
-                 f"needs CI {cmp} chance")
+    return Check(
+        "large_epsilon_reaches_chance",
+        bool(reached),
+        f"pgd at eps {run.epsilon:g} {label}: {_fmt(run.metric)} "
+        f"(95% CI {_fmt(run.ci_low)}-{_fmt(run.ci_high)}); chance level {_fmt(chance)}; "
+        f"needs CI {cmp} chance",
+    )
 
 
 def below_whitebox(runs: Sequence[Run], hib: bool) -> Check:
     white = [r for r in runs if r.kind == "white-box" and r.epsilon > 0]
     others = [r for r in runs if r.kind in ("black-box", "baseline") and r.epsilon > 0]
     if not white or not others:
-        return Check("blackbox_and_noise_below_whitebox", None,
-                     "needs a white-box attack and a black-box attack or noise")
+        return Check(
+            "blackbox_and_noise_below_whitebox",
+            None,
+            "needs a white-box attack and a black-box attack or noise",
+        )
     bad, notes = [], []
     for o in others:
         same = [w for w in white if w.epsilon == o.epsilon]
@@ -139,7 +156,11 @@ def below_whitebox(runs: Sequence[Run], hib: bool) -> Check:
             for w in same:  # strongest white-box per unit: an example is broken if any breaks it
                 wpos = {int(u): i for i, u in enumerate(w.units)}
                 vals = np.array([w.per_unit[wpos[int(u)]] for u in o.units])  # type: ignore[index]
-                best = vals if best is None else (np.minimum(best, vals) if hib else np.maximum(best, vals))
+                best = (
+                    vals
+                    if best is None
+                    else (np.minimum(best, vals) if hib else np.maximum(best, vals))
+                )
             assert best is not None
             wb_metric = float(np.mean(best))
             extra = int(np.sum(o.per_unit < best)) if hib else int(np.sum(o.per_unit > best))
@@ -147,16 +168,24 @@ def below_whitebox(runs: Sequence[Run], hib: bool) -> Check:
             wb_metric = min(w.metric for w in same) if hib else max(w.metric for w in same)
             extra = -1
         tol = 1.0 / max(len(pos), 1)
-        beats = (o.metric < wb_metric - tol - 1e-12) if hib else (o.metric > wb_metric + tol + 1e-12)
-        note = (f"{o.attack} at eps {o.epsilon:g}: {_fmt(o.metric)} vs white-box {_fmt(wb_metric)}"
-                + (f" ({extra} examples broken only by {o.attack})" if extra >= 0 else ""))
+        beats = (
+            (o.metric < wb_metric - tol - 1e-12) if hib else (o.metric > wb_metric + tol + 1e-12)
+        )
+        note = (
+            f"{o.attack} at eps {o.epsilon:g}: {_fmt(o.metric)} vs white-box {_fmt(wb_metric)}"
+            + (f" ({extra} examples broken only by {o.attack})" if extra >= 0 else "")
+        )
         (bad if beats else notes).append(note)
     if bad:
-        return Check("blackbox_and_noise_below_whitebox", False, "beats white-box: " + "; ".join(bad))
+        return Check(
+            "blackbox_and_noise_below_whitebox", False, "beats white-box: " + "; ".join(bad)
+        )
     return Check("blackbox_and_noise_below_whitebox", True, "; ".join(notes[:6]) or "no comparison")
 
 
-def converged(base: Run | None, doubled: Run | None, steps: int) -> Check:
+def converged(
+    base: Run | None, doubled: Run | None, steps: int, others: Sequence[Run] = ()
+) -> Check:
     if base is None or doubled is None:
         return Check("pgd_converged", None, "needs pgd and input gradients")
     diff = abs(doubled.metric - base.metric)
@@ -164,9 +193,18 @@ def converged(base: Run | None, doubled: Run | None, steps: int) -> Check:
     limit = 0.01 if n > 100 else 1.0 / n  # under one point, or one example when that is coarser
     ok = diff < limit - 1e-12 if n > 100 else diff <= limit + 1e-12
     need = "< 0.01" if n > 100 else f"<= one example ({limit:.3g})"
-    return Check("pgd_converged", bool(ok),
-                 f"eps {base.epsilon:g}: {steps} steps {_fmt(base.metric)}, {2 * steps} steps "
-                 f"{_fmt(doubled.metric)} (same step size; difference {diff:.4f}, needs {need})")
+    also = "; ".join(
+        f"{o.attack} at this eps: {_fmt(o.metric)}"
+        for o in others
+        if o.epsilon == base.epsilon and o.attack != "pgd" and o.kind == "white-box"
+    )
+    return Check(
+        "pgd_converged",
+        bool(ok),
+        f"eps {base.epsilon:g}: {steps} steps {_fmt(base.metric)}, {2 * steps} steps "
+        f"{_fmt(doubled.metric)} (same step size; difference {diff:.4f}, needs {need})"
+        + (f"; {also}" if also else ""),
+    )
 
 
 def gradients(grads: np.ndarray | None, reason: str = "") -> Check:
@@ -176,10 +214,15 @@ def gradients(grads: np.ndarray | None, reason: str = "") -> Check:
     nonfinite = int(np.sum(~np.all(np.isfinite(flat), axis=1)))
     norms = np.sqrt(np.nansum(flat**2, axis=1))
     zero = int(np.sum(norms == 0))
-    med = float(np.median(norms[np.isfinite(norms)])) if np.any(np.isfinite(norms)) else float("nan")
-    return Check("gradients_nonzero_finite", nonfinite == 0 and zero == 0,
-                 f"{zero} of {len(flat)} examples with an all-zero gradient, {nonfinite} non-finite; "
-                 f"median gradient norm {med:.3g}")
+    med = (
+        float(np.median(norms[np.isfinite(norms)])) if np.any(np.isfinite(norms)) else float("nan")
+    )
+    return Check(
+        "gradients_nonzero_finite",
+        nonfinite == 0 and zero == 0,
+        f"{zero} of {len(flat)} examples with an all-zero gradient, {nonfinite} non-finite; "
+        f"median gradient norm {med:.3g}",
+    )
 
 
 def outputs(first: np.ndarray, second: np.ndarray, loss: str, gradients: bool = True) -> Check:
@@ -189,15 +232,21 @@ def outputs(first: np.ndarray, second: np.ndarray, loss: str, gradients: bool = 
     maxdiff = float(np.max(np.abs(np.asarray(first, np.float64) - second))) if first.size else 0.0
     probs = False
     if loss == "cross_entropy" and first.ndim == 2:
-        probs = bool(np.all(first >= 0) and np.all(first <= 1)
-                     and np.allclose(first.sum(axis=1), 1.0, atol=1e-3))
+        probs = bool(
+            np.all(first >= 0)
+            and np.all(first <= 1)
+            and np.allclose(first.sum(axis=1), 1.0, atol=1e-3)
+        )
     elif loss == "binary_cross_entropy":
         probs = bool(np.all(first >= 0) and np.all(first <= 1))
     kind = "probabilities" if probs else ("logits" if loss != "mse" else "raw scores")
     evidence = f"outputs look like {kind}; two passes differ by at most {maxdiff:.3g}"
     if probs and not gradients:
-        return Check("outputs_logits_deterministic", None if same else False,
-                     evidence + " (no gradient attacks on this model: probabilities do no harm)")
+        return Check(
+            "outputs_logits_deterministic",
+            None if same else False,
+            evidence + " (no gradient attacks on this model: probabilities do no harm)",
+        )
     return Check("outputs_logits_deterministic", same and not probs, evidence)
 
 

@@ -68,22 +68,41 @@ def budget_for(domain: PerturbationDomain, dataset: Dataset | None = None) -> Bu
         width = clip[1] - clip[0] if clip else 1.0
         return Budget("pixel/255", np.inf, width / 255.0, clip, (0, 4, 8, 16, 32, 64), 128.0, 16.0)
     if domain.unit == "dB":
-        per_unit = (dataset.meta.get("db_per_unit") if dataset is not None else None)
+        per_unit = dataset.meta.get("db_per_unit") if dataset is not None else None
         if not per_unit:
-            raise DlbenchError("perturbation unit 'dB' needs Dataset.meta['db_per_unit'] (dB per input "
-                               "unit) from the task's load(); add it there")
-        return Budget("dB", np.inf, 1.0 / float(per_unit), clip, (0, 0.5, 1, 2, 4, 8),
-                      float(per_unit) / 2.0, 2.0)
+            raise DlbenchError(
+                "perturbation unit 'dB' needs Dataset.meta['db_per_unit'] (dB per input "
+                "unit) from the task's load(); add it there"
+            )
+        return Budget(
+            "dB",
+            np.inf,
+            1.0 / float(per_unit),
+            clip,
+            (0, 0.5, 1, 2, 4, 8),
+            float(per_unit) / 2.0,
+            2.0,
+        )
     if domain.unit == "relative-norm":
         if domain.space != "embedding":
-            raise DlbenchError("perturbation unit 'relative-norm' is for space 'embedding', not "
-                               f"{domain.space!r}: use pixel/255 or dB for input space")
+            raise DlbenchError(
+                "perturbation unit 'relative-norm' is for space 'embedding', not "
+                f"{domain.space!r}: use pixel/255 or dB for input space"
+            )
         return Budget("relative-norm", 2.0, 1.0, None, (0, 0.05, 0.1, 0.2, 0.5, 1.0), 10.0, 0.1)
-    raise DlbenchError(f"unknown perturbation unit {domain.unit!r}: choose one of {', '.join(UNITS)}")
+    raise DlbenchError(
+        f"unknown perturbation unit {domain.unit!r}: choose one of {', '.join(UNITS)}"
+    )
 
 
-def random_noise(x: np.ndarray, eps: float, norm: float, rng: np.random.Generator,
-                 mask: np.ndarray | None = None, clip: tuple[float, float] | None = None) -> np.ndarray:
+def random_noise(
+    x: np.ndarray,
+    eps: float,
+    norm: float,
+    rng: np.random.Generator,
+    mask: np.ndarray | None = None,
+    clip: tuple[float, float] | None = None,
+) -> np.ndarray:
     """``x`` moved by random noise of size ``eps`` (attack units) in ``norm``; ``mask`` (broadcast
     to ``x``) marks the free features, ``clip`` the valid range."""
     x = np.asarray(x, dtype=np.float32)

@@ -42,7 +42,9 @@ class Corruption:
 
     def value(self, level: int) -> float:
         if not 1 <= int(level) <= len(self.values):
-            raise UnsupportedError(f"corruption {self.name!r} has levels 1-{len(self.values)}, not {level}")
+            raise UnsupportedError(
+                f"corruption {self.name!r} has levels 1-{len(self.values)}, not {level}"
+            )
         return self.values[int(level) - 1]
 
     def seed(self, seed: int, level: int) -> list[int]:
@@ -67,11 +69,17 @@ AUDIO = (
 )
 TEXT = (Corruption("typos", (0.05, 0.10, 0.20), "fraction of words"),)
 RECOMMENDATION = (
-    Corruption("dropped_interactions", (0.1, 0.25, 0.5), "fraction of training interactions", "train"),
+    Corruption(
+        "dropped_interactions", (0.1, 0.25, 0.5), "fraction of training interactions", "train"
+    ),
     Corruption("random_interactions", (0.1, 0.25, 0.5), "fraction added at random", "train"),
 )
 CATALOGUE: dict[str, tuple[Corruption, ...]] = {
-    "vision": IMAGE, "speech": AUDIO, "nlp": TEXT, "recommendation": RECOMMENDATION}
+    "vision": IMAGE,
+    "speech": AUDIO,
+    "nlp": TEXT,
+    "recommendation": RECOMMENDATION,
+}
 
 
 def find(domain: str, name: str) -> Corruption:
@@ -87,8 +95,13 @@ def find(domain: str, name: str) -> Corruption:
 # ---------------------------------------------------------------------------------------------
 
 
-def corrupt_images(x: np.ndarray, name: str, level: int, rng: np.random.Generator,
-                   clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+def corrupt_images(
+    x: np.ndarray,
+    name: str,
+    level: int,
+    rng: np.random.Generator,
+    clip: tuple[float, float] = (0.0, 1.0),
+) -> np.ndarray:
     """Corrupt images ``(N, H, W, C)`` with values in ``clip``."""
     v = find("vision", name).value(level)
     lo, hi = clip
@@ -164,8 +177,9 @@ GAMMA_SHAPE = 3.0
 FLOOR_DB = -200.0
 
 
-def corrupt_logmel(x: np.ndarray, name: str, level: int, rng: np.random.Generator,
-                   db_per_unit: float) -> np.ndarray:
+def corrupt_logmel(
+    x: np.ndarray, name: str, level: int, rng: np.random.Generator, db_per_unit: float
+) -> np.ndarray:
     """Corrupt log-mel features ``(N, T, M[, 1])`` that hold ``1 + dB / db_per_unit``, with dB
     relative to each utterance's loudest bin and floored at ``-db_per_unit`` (the built-in speech
     task), *as if the waveform had been corrupted before feature extraction*:
@@ -203,8 +217,12 @@ def corrupt_logmel(x: np.ndarray, name: str, level: int, rng: np.random.Generato
     elif name == "background_noise":
         n = len(power)
         other = (np.arange(n) + rng.integers(1, n, size=n)) % n if n > 1 else np.zeros(n, int)
-        bg = np.stack([np.roll(power[j], int(rng.integers(0, power.shape[1])), axis=0) for j in other])
-        ratio = power.mean(axis=axes, keepdims=True) / np.maximum(bg.mean(axis=axes, keepdims=True), 1e-30)
+        bg = np.stack(
+            [np.roll(power[j], int(rng.integers(0, power.shape[1])), axis=0) for j in other]
+        )
+        ratio = power.mean(axis=axes, keepdims=True) / np.maximum(
+            bg.mean(axis=axes, keepdims=True), 1e-30
+        )
         noisy = power + bg * ratio / 10.0 ** (v / 10.0)
     elif name == "gain":
         noisy = power * 10.0 ** (v / 10.0)
@@ -230,17 +248,23 @@ def typo(word: str, rng: np.random.Generator) -> str:
     op = int(rng.integers(4))
     i = int(rng.integers(len(word) - 1 if op == 0 else len(word)))
     if op == 0:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
     if op == 1:
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     letter = LETTERS[int(rng.integers(26))]
     if op == 2:
         return word[:i] + letter + word[i:]
-    return word[:i] + letter + word[i + 1:]
+    return word[:i] + letter + word[i + 1 :]
 
 
-def typo_tokens(tokens: np.ndarray, mask: np.ndarray, vocab: Sequence[str], level: int,
-                rng: np.random.Generator, unk: int = 1) -> np.ndarray:
+def typo_tokens(
+    tokens: np.ndarray,
+    mask: np.ndarray,
+    vocab: Sequence[str],
+    level: int,
+    rng: np.random.Generator,
+    unk: int = 1,
+) -> np.ndarray:
     """Token ids ``(N, L)`` with a typo in each real word token with probability of the level's
     fraction, re-encoded through ``vocab`` (id -> token; unknown -> ``unk``). Punctuation and
     unknown-word tokens are left alone."""
@@ -262,9 +286,16 @@ def typo_tokens(tokens: np.ndarray, mask: np.ndarray, vocab: Sequence[str], leve
 # ---------------------------------------------------------------------------------------------
 
 
-def corrupt_interactions(x: dict[str, np.ndarray], y: np.ndarray, name: str, level: int,
-                         rng: np.random.Generator, n_users: int, n_items: int,
-                         random_targets: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def corrupt_interactions(
+    x: dict[str, np.ndarray],
+    y: np.ndarray,
+    name: str,
+    level: int,
+    rng: np.random.Generator,
+    n_users: int,
+    n_items: int,
+    random_targets: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Training interactions ``x = {"user", "item"}`` (``(N, 1)`` ids) with targets ``y``:
 
     * ``dropped_interactions``: remove a fraction of the observed interactions (ratings; for
@@ -285,5 +316,7 @@ def corrupt_interactions(x: dict[str, np.ndarray], y: np.ndarray, name: str, lev
     new_u = rng.integers(0, n_users, size=(n, 1)).astype(users.dtype)
     new_i = rng.integers(0, n_items, size=(n, 1)).astype(items.dtype)
     new_y = rng.choice(np.asarray(random_targets, y.dtype), size=n)
-    return ({"user": np.concatenate([users, new_u]), "item": np.concatenate([items, new_i])},
-            np.concatenate([y, new_y]))
+    return (
+        {"user": np.concatenate([users, new_u]), "item": np.concatenate([items, new_i])},
+        np.concatenate([y, new_y]),
+    )

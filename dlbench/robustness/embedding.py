@@ -79,8 +79,10 @@ def split_spec(spec: ModelSpec, attacked_embeddings: Sequence[str]) -> Embedding
     embeddings = [n.name for n in spec.nodes if n.op == "Embedding"]
     unknown = sorted(set(attacked_embeddings) - set(embeddings))
     if unknown or not attacked_embeddings:
-        raise UnsupportedError(f"embedding nodes {unknown or '(none)'} to attack are not Embedding nodes "
-                               f"of spec {spec.name!r}: choose among {', '.join(embeddings) or '(none)'}")
+        raise UnsupportedError(
+            f"embedding nodes {unknown or '(none)'} to attack are not Embedding nodes "
+            f"of spec {spec.name!r}: choose among {', '.join(embeddings) or '(none)'}"
+        )
     cuts: list[Cut] = []
     removed: set[str] = set()
     for n in spec.nodes:
@@ -98,13 +100,16 @@ def split_spec(spec: ModelSpec, attacked_embeddings: Sequence[str]) -> Embedding
     read = {i for n in body for i in n.inputs}
     new_inputs = [Node(c.name, "Input", (), {"shape": c.shape, "dtype": "float32"}) for c in cuts]
     kept = [n for n in spec.nodes if n.op == "Input" and n.name in read and n.name not in cut_names]
-    derived = ModelSpec(f"{spec.name}-from-embeddings", tuple(new_inputs + kept + body), spec.output)
+    derived = ModelSpec(
+        f"{spec.name}-from-embeddings", tuple(new_inputs + kept + body), spec.output
+    )
     derived.shapes()  # validates the graph
     return EmbeddingSplit(derived, tuple(cuts), tuple(c.name for c in cuts))
 
 
-def lookup(split: EmbeddingSplit, weights: Mapping[str, np.ndarray],
-           inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def lookup(
+    split: EmbeddingSplit, weights: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The remainder's inputs for original ``inputs``: cut values in NumPy plus kept inputs."""
     out: dict[str, np.ndarray] = {}
     for c in split.cuts:
@@ -122,7 +127,9 @@ def lookup(split: EmbeddingSplit, weights: Mapping[str, np.ndarray],
 class EmbeddingCodec(Codec):
     """ART layout of the attacked cuts of a fixed evaluation set (see the module docstring)."""
 
-    def __init__(self, split: EmbeddingSplit, values: Mapping[str, np.ndarray], max_eps: float) -> None:
+    def __init__(
+        self, split: EmbeddingSplit, values: Mapping[str, np.ndarray], max_eps: float
+    ) -> None:
         self.split = split
         self.n = len(next(iter(values.values())))
         attacked = [c for c in split.cuts if c.name in split.attacked]
@@ -149,7 +156,7 @@ class EmbeddingCodec(Codec):
         self.norm = np.maximum(norms, 1e-12).astype(np.float32)
         x0 = np.zeros((self.n, self.cells), np.float32)
         x0[:, : self.features] = flat / self.norm[:, None]
-        x0[:, self.cells - self.bits:] = self._code(np.arange(self.n))
+        x0[:, self.cells - self.bits :] = self._code(np.arange(self.n))
         self.x0 = x0.reshape((self.n, *self.shape))
 
     # -- layout -----------------------------------------------------------------------------------
@@ -157,7 +164,7 @@ class EmbeddingCodec(Codec):
         n = len(next(iter(values.values())))
         out = np.zeros((n, self.features), np.float32)
         for name, off, size, _ in self.layout:
-            out[:, off:off + size] = np.asarray(values[name], np.float32).reshape(n, size)
+            out[:, off : off + size] = np.asarray(values[name], np.float32).reshape(n, size)
         return out
 
     def _real(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -165,10 +172,14 @@ class EmbeddingCodec(Codec):
         masks = mask_inputs(self.split.spec)
         real = np.ones((self.n, self.features), np.float32)
         for _, off, size, shape in self.layout:
-            match = [m for m in masks if tuple(self.split.spec.inputs[m].attrs["shape"]) == shape[:-1]]
+            match = [
+                m for m in masks if tuple(self.split.spec.inputs[m].attrs["shape"]) == shape[:-1]
+            ]
             if len(match) == 1:
                 m = np.asarray(values[match[0]], np.float32)[..., None]
-                real[:, off:off + size] = np.broadcast_to(m, (self.n, *shape)).reshape(self.n, size)
+                real[:, off : off + size] = np.broadcast_to(m, (self.n, *shape)).reshape(
+                    self.n, size
+                )
         return real
 
     def _code(self, index: np.ndarray) -> np.ndarray:
@@ -178,7 +189,7 @@ class EmbeddingCodec(Codec):
     def index(self, x: np.ndarray) -> np.ndarray:
         """Evaluation-set positions of rows ``x`` (from the code cells). Rows that carry no code
         (ART probes the estimator with arrays of ones) borrow the first example's side inputs."""
-        code = np.asarray(x).reshape(len(x), -1)[:, self.cells - self.bits:]
+        code = np.asarray(x).reshape(len(x), -1)[:, self.cells - self.bits :]
         idx = ((code > 0).astype(np.int64) << np.arange(self.bits)[None, :]).sum(axis=1)
         foreign = np.any(np.abs(code) < self.level / 2, axis=1) | (idx >= self.n)
         return np.where(foreign, 0, idx)
@@ -201,7 +212,7 @@ class EmbeddingCodec(Codec):
         scale = self.norm[idx][:, None]
         out: dict[str, np.ndarray] = {}
         for name, off, size, shape in self.layout:
-            out[name] = (flat[:, off:off + size] * scale).reshape((len(x), *shape))
+            out[name] = (flat[:, off : off + size] * scale).reshape((len(x), *shape))
         for name, v in self.side.items():
             out[name] = v[idx]
         return out
@@ -211,5 +222,7 @@ class EmbeddingCodec(Codec):
         scale = self.norm[idx][:, None]
         g = np.zeros((len(x), self.cells), np.float32)
         for name, off, size, _ in self.layout:
-            g[:, off:off + size] = np.asarray(grads[name], np.float32).reshape(len(x), size) * scale
+            g[:, off : off + size] = (
+                np.asarray(grads[name], np.float32).reshape(len(x), size) * scale
+            )
         return g.reshape(np.shape(x))

@@ -100,7 +100,9 @@ def bucket_sizes(n: int, max_batch: int) -> list[tuple[int, int, int]]:
     while start < n:
         stop = min(start + max_batch, n)
         size = stop - start
-        padded = max_batch if size == max_batch else min(max_batch, max(8, 1 << (size - 1).bit_length()))
+        padded = (
+            max_batch if size == max_batch else min(max_batch, max(8, 1 << (size - 1).bit_length()))
+        )
         out.append((start, stop, padded))
         start = stop
     return out
@@ -113,7 +115,7 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def per_example_loss(outputs: np.ndarray, targets: np.ndarray, loss: str) -> np.ndarray:
-    """Each example's loss from raw model outputs (the losses of :data:`dlbench.framework.LOSSES`)."""
+    """Each example's loss from raw model outputs (see :data:`dlbench.framework.LOSSES`)."""
     out = np.asarray(outputs, np.float64)
     if loss == "cross_entropy":
         t = np.asarray(targets).reshape(-1).astype(np.int64)
@@ -152,7 +154,11 @@ class ModelEstimatorCore:
     # -- model calls on padded buckets ---------------------------------------------------------
     def _rows(self, n: int, start: int, stop: int, padded: int) -> np.ndarray:
         idx = np.arange(start, stop)
-        return np.concatenate([idx, np.full(padded - len(idx), stop - 1)]) if padded > len(idx) else idx
+        return (
+            np.concatenate([idx, np.full(padded - len(idx), stop - 1)])
+            if padded > len(idx)
+            else idx
+        )
 
     def model_outputs(self, x: np.ndarray, defended: bool = True) -> np.ndarray:
         """Raw model outputs (logits, scores) for ART-space ``x``, after preprocessing defences."""
@@ -175,8 +181,12 @@ class ModelEstimatorCore:
             return (np.argmax(y, axis=1) if y.ndim == 2 else y.reshape(-1)).astype(np.int64)
         return y.reshape(-1).astype(np.float32)
 
-    def _gradients(self, x: np.ndarray, targets: np.ndarray,
-                   fn: Callable[[dict[str, np.ndarray], np.ndarray], dict[str, np.ndarray]]) -> np.ndarray:
+    def _gradients(
+        self,
+        x: np.ndarray,
+        targets: np.ndarray,
+        fn: Callable[[dict[str, np.ndarray], np.ndarray], dict[str, np.ndarray]],
+    ) -> np.ndarray:
         grads = np.zeros(x.shape, np.float32)
         for start, stop, padded in bucket_sizes(len(x), self.max_batch):
             rows = self._rows(len(x), start, stop, padded)
@@ -185,28 +195,37 @@ class ModelEstimatorCore:
             self.calls["gradient"] += 1
         return grads
 
-    def _loss_grad(self, inputs: dict[str, np.ndarray], targets: np.ndarray) -> dict[str, np.ndarray]:
+    def _loss_grad(
+        self, inputs: dict[str, np.ndarray], targets: np.ndarray
+    ) -> dict[str, np.ndarray]:
         _, g = self.dl_model.loss_and_input_gradient(inputs, targets)
         n = len(targets)  # mean loss -> each example's own loss gradient
         return {k: np.asarray(v, np.float32) * n for k, v in g.items()}
 
     # -- ART estimator API --------------------------------------------------------------------
-    def predict(self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False,
-                **kwargs: Any) -> np.ndarray:
+    def predict(
+        self, x: np.ndarray, batch_size: int = 128, training_mode: bool = False, **kwargs: Any
+    ) -> np.ndarray:
         out = self.model_outputs(x)
         if self._classifier:
             out = _log_softmax(out).astype(np.float32)
         return self._apply_postprocessing(preds=out, fit=False)  # type: ignore[attr-defined]
 
-    def loss_gradient(self, x: np.ndarray, y: np.ndarray, training_mode: bool = False,
-                      **kwargs: Any) -> np.ndarray:
+    def loss_gradient(
+        self, x: np.ndarray, y: np.ndarray, training_mode: bool = False, **kwargs: Any
+    ) -> np.ndarray:
         x = np.asarray(x, np.float32)
         x_p, y_p = self._apply_preprocessing(x, y, fit=False)  # type: ignore[attr-defined]
         grads = self._gradients(np.asarray(x_p, np.float32), self._targets(y_p), self._loss_grad)
         return self._apply_preprocessing_gradient(x, grads)  # type: ignore[attr-defined]
 
-    def class_gradient(self, x: np.ndarray, label: int | list[int] | np.ndarray | None = None,
-                       training_mode: bool = False, **kwargs: Any) -> np.ndarray:
+    def class_gradient(
+        self,
+        x: np.ndarray,
+        label: int | list[int] | np.ndarray | None = None,
+        training_mode: bool = False,
+        **kwargs: Any,
+    ) -> np.ndarray:
         """Gradients of the predicted log-probabilities: ``(N, C, *shape)`` for ``label=None``,
         else ``(N, 1, *shape)`` for one class or one class per example."""
         x = np.asarray(x, np.float32)
@@ -225,18 +244,22 @@ class ModelEstimatorCore:
             cols.append(self._apply_preprocessing_gradient(x, g))  # type: ignore[attr-defined]
         return np.stack(cols, axis=1)
 
-    def compute_loss(self, x: np.ndarray, y: np.ndarray, reduction: str = "mean",
-                     **kwargs: Any) -> np.ndarray | float:
+    def compute_loss(
+        self, x: np.ndarray, y: np.ndarray, reduction: str = "mean", **kwargs: Any
+    ) -> np.ndarray | float:
         losses = per_example_loss(self.model_outputs(x), self._targets(y), self.loss_name)
         if reduction == "none":
             return losses.astype(np.float32)
         return float(losses.sum() if reduction == "sum" else losses.mean())
 
     def fit(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> None:
-        raise NotImplementedError("dlbench trains models through the accuracy scenario (train_or_load)")
+        raise NotImplementedError(
+            "dlbench trains models through the accuracy scenario (train_or_load)"
+        )
 
-    def get_activations(self, x: np.ndarray, layer: int | str, batch_size: int = 128,
-                        framework: bool = False) -> np.ndarray:
+    def get_activations(
+        self, x: np.ndarray, layer: int | str, batch_size: int = 128, framework: bool = False
+    ) -> np.ndarray:
         raise NotImplementedError("dlbench estimators expose outputs and input gradients only")
 
     def save(self, filename: str, path: str | None = None) -> None:
@@ -256,40 +279,79 @@ def estimator_classes() -> tuple[type, type]:
     from art.estimators.estimator import BaseEstimator, LossGradientsMixin, NeuralNetworkMixin
     from art.estimators.regression import RegressorMixin
 
-    class DlbenchClassifier(ModelEstimatorCore, ClassGradientsMixin, ClassifierMixin,  # type: ignore[misc]
-                            LossGradientsMixin, NeuralNetworkMixin, BaseEstimator):
+    class DlbenchClassifier(
+        ModelEstimatorCore,
+        ClassGradientsMixin,
+        ClassifierMixin,  # type: ignore[misc]
+        LossGradientsMixin,
+        NeuralNetworkMixin,
+        BaseEstimator,
+    ):
         """ART classifier over a dlbench Model (any framework)."""
 
-        estimator_params = (BaseEstimator.estimator_params + NeuralNetworkMixin.estimator_params
-                            + ClassifierMixin.estimator_params)
+        estimator_params = (
+            BaseEstimator.estimator_params
+            + NeuralNetworkMixin.estimator_params
+            + ClassifierMixin.estimator_params
+        )
         _classifier = True
 
-        def __init__(self, model: Model, codec: Codec, nb_classes: int,
-                     clip_values: tuple[float, float] | None = None,
-                     preprocessing_defences: Any = None, max_batch: int = 128) -> None:
-            super().__init__(model=None, clip_values=clip_values, channels_first=False,
-                             preprocessing_defences=preprocessing_defences, preprocessing=None)
+        def __init__(
+            self,
+            model: Model,
+            codec: Codec,
+            nb_classes: int,
+            clip_values: tuple[float, float] | None = None,
+            preprocessing_defences: Any = None,
+            max_batch: int = 128,
+        ) -> None:
+            super().__init__(
+                model=None,
+                clip_values=clip_values,
+                channels_first=False,
+                preprocessing_defences=preprocessing_defences,
+                preprocessing=None,
+            )
             self._setup(model, codec, max_batch)
             self.nb_classes = int(nb_classes)
 
-    class DlbenchRegressor(ModelEstimatorCore, RegressorMixin, LossGradientsMixin,  # type: ignore[misc]
-                           BaseEstimator):
+    class DlbenchRegressor(
+        ModelEstimatorCore,
+        RegressorMixin,
+        LossGradientsMixin,  # type: ignore[misc]
+        BaseEstimator,
+    ):
         """ART regressor over a dlbench Model (scores and ratings; loss from the model)."""
 
         _classifier = False
 
-        def __init__(self, model: Model, codec: Codec, clip_values: tuple[float, float] | None = None,
-                     preprocessing_defences: Any = None, max_batch: int = 128) -> None:
-            super().__init__(model=None, clip_values=clip_values,
-                             preprocessing_defences=preprocessing_defences, preprocessing=None)
+        def __init__(
+            self,
+            model: Model,
+            codec: Codec,
+            clip_values: tuple[float, float] | None = None,
+            preprocessing_defences: Any = None,
+            max_batch: int = 128,
+        ) -> None:
+            super().__init__(
+                model=None,
+                clip_values=clip_values,
+                preprocessing_defences=preprocessing_defences,
+                preprocessing=None,
+            )
             self._setup(model, codec, max_batch)
 
     return DlbenchClassifier, DlbenchRegressor
 
 
-def make_estimator(model: Model, codec: Codec, nb_classes: int | None,
-                   clip_values: tuple[float, float] | None = None, defences: Any = None,
-                   max_batch: int = 128) -> Any:
+def make_estimator(
+    model: Model,
+    codec: Codec,
+    nb_classes: int | None,
+    clip_values: tuple[float, float] | None = None,
+    defences: Any = None,
+    max_batch: int = 128,
+) -> Any:
     """A classifier for ``cross_entropy`` models (``nb_classes`` outputs), else a regressor."""
     classifier, regressor = estimator_classes()
     if model.options.train.loss == "cross_entropy":

@@ -46,7 +46,9 @@ class EvalSet:
 
     def unit_rows(self, units: np.ndarray) -> np.ndarray:
         """Row positions (within this set) of the given units."""
-        return (np.asarray(units)[:, None] * self.group + np.arange(self.group)[None, :]).reshape(-1)
+        return (np.asarray(units)[:, None] * self.group + np.arange(self.group)[None, :]).reshape(
+            -1
+        )
 
 
 def eval_subset(dataset: Dataset, size: int, seed: int) -> EvalSet:
@@ -54,8 +56,12 @@ def eval_subset(dataset: Dataset, size: int, seed: int) -> EvalSet:
     n_units = dataset.n_test // group
     units = np.sort(np.random.default_rng([seed, 11]).permutation(n_units)[: max(1, int(size))])
     rows = (units[:, None] * group + np.arange(group)[None, :]).reshape(-1)
-    return EvalSet({k: np.asarray(v)[rows] for k, v in dataset.x_test.items()},
-                   np.asarray(dataset.y_test)[rows], rows, group)
+    return EvalSet(
+        {k: np.asarray(v)[rows] for k, v in dataset.x_test.items()},
+        np.asarray(dataset.y_test)[rows],
+        rows,
+        group,
+    )
 
 
 @dataclass
@@ -70,15 +76,26 @@ class Score:
     n: int
 
 
-def score(task: Task, params: Mapping[str, Any], metric: str, y: np.ndarray, outputs: np.ndarray,
-          group: int = 1, seed: int = 0) -> Score:
+def score(
+    task: Task,
+    params: Mapping[str, Any],
+    metric: str,
+    y: np.ndarray,
+    outputs: np.ndarray,
+    group: int = 1,
+    seed: int = 0,
+) -> Score:
     """``metric`` of ``outputs``; Wilson CI when it is the mean of the per-unit 0/1 scores, else a
     seeded percentile bootstrap over units."""
     value = float(task.evaluate(y, outputs, params)[metric])
     per = task.per_example(y, outputs, params)
     n = len(y) // group
-    if per is not None and len(per) == n and abs(float(np.mean(per)) - value) < 1e-9 \
-            and np.all((per == 0) | (per == 1)):
+    if (
+        per is not None
+        and len(per) == n
+        and abs(float(np.mean(per)) - value) < 1e-9
+        and np.all((per == 0) | (per == 1))
+    ):
         lo, hi = proportion_ci(int(per.sum()), n)
         return Score(value, lo, hi, per.astype(np.float64), n)
     rng = np.random.default_rng([seed, 13])
@@ -126,8 +143,10 @@ def make_defence(name: str, budget: Budget, codec_shape: tuple[int, ...]) -> Any
     if name == "none":
         return None
     if budget.clip is None:
-        raise UnsupportedError(f"defence {name!r} works on bounded inputs (images, spectrograms); "
-                               f"this task is attacked in unbounded {budget.unit} space")
+        raise UnsupportedError(
+            f"defence {name!r} works on bounded inputs (images, spectrograms); "
+            f"this task is attacked in unbounded {budget.unit} space"
+        )
     if name == "feature_squeezing":
         from art.defences.preprocessor import FeatureSqueezing
 
@@ -139,31 +158,57 @@ def make_defence(name: str, budget: Budget, codec_shape: tuple[int, ...]) -> Any
     raise UnsupportedError(f"unknown defence {name!r}: choose one of {', '.join(DEFENCES)}")
 
 
-def build_target(ctx: CellContext, model: Model, spec: ModelSpec | None, weights: Mapping[str, np.ndarray] | None,
-                 dataset: Dataset, evalset: EvalSet, defence: str, max_eps: float,
-                 max_batch: int = 128) -> Target:
+def build_target(
+    ctx: CellContext,
+    model: Model,
+    spec: ModelSpec | None,
+    weights: Mapping[str, np.ndarray] | None,
+    dataset: Dataset,
+    evalset: EvalSet,
+    defence: str,
+    max_eps: float,
+    max_batch: int = 128,
+) -> Target:
     """The attackable view of the cell's trained ``model`` (input or embedding space)."""
     domain = ctx.task.perturbation(ctx.params)
     budget = budget_for(domain, dataset)
     headline = ctx.task.headline(ctx.params)
-    nb_classes = dataset.num_classes or (spec.shapes()[spec.output][-1] if spec is not None else None)
+    nb_classes = dataset.num_classes or (
+        spec.shapes()[spec.output][-1] if spec is not None else None
+    )
     classic = ctx.framework.kind == "classic"
-    no_grad = f"{ctx.framework.name} is a classic baseline without input gradients" if classic else ""
+    no_grad = (
+        f"{ctx.framework.name} is a classic baseline without input gradients" if classic else ""
+    )
     if domain.space == "input":
         if len(domain.inputs) != 1 or (spec is not None and len(spec.inputs) != 1):
-            raise UnsupportedError(f"input-space attacks need one float input, task {ctx.task.name!r} "
-                                   f"perturbs {list(domain.inputs)}")
+            raise UnsupportedError(
+                f"input-space attacks need one float input, task {ctx.task.name!r} "
+                f"perturbs {list(domain.inputs)}"
+            )
         name = domain.inputs[0]
         codec = InputCodec(name, tuple(np.shape(evalset.inputs[name])[1:]))
         defences = make_defence(defence, budget, codec.shape)
         est = make_estimator(model, codec, nb_classes, budget.clip, defences, max_batch)
-        return Target(est, codec.encode(evalset.inputs), _labels(est, evalset.y), budget, "input",
-                      not classic, no_grad, headline)
+        return Target(
+            est,
+            codec.encode(evalset.inputs),
+            _labels(est, evalset.y),
+            budget,
+            "input",
+            not classic,
+            no_grad,
+            headline,
+        )
     if domain.space != "embedding":
-        raise UnsupportedError(f"unknown perturbation space {domain.space!r}: choose input or embedding")
+        raise UnsupportedError(
+            f"unknown perturbation space {domain.space!r}: choose input or embedding"
+        )
     if classic or spec is None or weights is None:
-        raise UnsupportedError(f"{ctx.framework.name} has no embeddings to attack (classic baseline): "
-                               "only corruptions apply")
+        raise UnsupportedError(
+            f"{ctx.framework.name} has no embeddings to attack (classic baseline): "
+            "only corruptions apply"
+        )
     if defence != "none":
         make_defence(defence, budget, ())  # raises: defences need bounded inputs
     from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
@@ -172,8 +217,18 @@ def build_target(ctx: CellContext, model: Model, spec: ModelSpec | None, weights
     derived = ctx.build(split.spec, split.weights(weights))
     codec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)
     est = make_estimator(derived, codec, nb_classes, (-codec.bound, codec.bound), None, max_batch)
-    return Target(est, codec.x0, _labels(est, evalset.y), budget, "embedding", True, "", headline,
-                  codec.attack_mask(True), codec.attack_mask(False))
+    return Target(
+        est,
+        codec.x0,
+        _labels(est, evalset.y),
+        budget,
+        "embedding",
+        True,
+        "",
+        headline,
+        codec.attack_mask(True),
+        codec.attack_mask(False),
+    )
 
 
 def _labels(estimator: Any, y: np.ndarray) -> np.ndarray:

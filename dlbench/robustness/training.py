@@ -35,16 +35,24 @@ FGSM_STEP = 1.25
 EpochFn = Callable[["Model", int, np.ndarray], float]
 
 
-def adversarial_epoch_fn(task: Task, params: dict[str, Any], dataset: Dataset, attack: str,
-                         epsilon: float | None, seed: int) -> tuple[EpochFn, float]:
+def adversarial_epoch_fn(
+    task: Task,
+    params: dict[str, Any],
+    dataset: Dataset,
+    attack: str,
+    epsilon: float | None,
+    seed: int,
+) -> tuple[EpochFn, float]:
     """An epoch function ``(model, batch_size, order) -> mean loss`` training on adversarial
     batches, and the epsilon used (domain units; ``None`` picks the domain's default)."""
     if attack not in TRAIN_ATTACKS or attack == "none":
         raise UnsupportedError(f"train_attack={attack!r}: choose one of {', '.join(TRAIN_ATTACKS)}")
     domain = task.perturbation(params)
     if domain.space != "input" or len(domain.inputs) != 1:
-        raise UnsupportedError(f"adversarial training needs an input-space task; {task.name!r} is "
-                               f"attacked in {domain.space} space (train_attack=none there)")
+        raise UnsupportedError(
+            f"adversarial training needs an input-space task; {task.name!r} is "
+            f"attacked in {domain.space} space (train_attack=none there)"
+        )
     budget = budget_for(domain, dataset)
     eps_units = budget.train_default if epsilon is None else float(epsilon)
     if eps_units <= 0:
@@ -53,10 +61,14 @@ def adversarial_epoch_fn(task: Task, params: dict[str, Any], dataset: Dataset, a
     name = domain.inputs[0]
     lo, hi = budget.clip if budget.clip else (-np.inf, np.inf)
 
-    def craft(model: Model, xb: dict[str, np.ndarray], yb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def craft(
+        model: Model, xb: dict[str, np.ndarray], yb: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         x = np.asarray(xb[name], np.float32)
         delta = rng.uniform(-eps, eps, size=x.shape).astype(np.float32)
-        steps, step = (1, FGSM_STEP * eps) if attack == "fgsm" else (PGD_STEPS, 2.5 * eps / PGD_STEPS)
+        steps, step = (
+            (1, FGSM_STEP * eps) if attack == "fgsm" else (PGD_STEPS, 2.5 * eps / PGD_STEPS)
+        )
         for _ in range(steps):
             adv = np.clip(x + delta, lo, hi)
             _, grads = model.loss_and_input_gradient({**xb, name: adv}, yb)
@@ -73,6 +85,8 @@ def adversarial_epoch_fn(task: Task, params: dict[str, Any], dataset: Dataset, a
             xb[name] = craft(model, xb, yb, rng)
             losses.append(model.train_step(model.to_device(xb), model.to_device(yb)))
         model.synchronize()
-        return float(np.mean([float(model.to_numpy(v)) for v in losses])) if losses else float("nan")
+        return (
+            float(np.mean([float(model.to_numpy(v)) for v in losses])) if losses else float("nan")
+        )
 
     return epoch, eps_units

@@ -84,28 +84,44 @@ def parse_list(value: Any, item: type) -> list[Any] | None:
 
 
 ROBUSTNESS_PARAMS: dict[str, Param] = {
-    "attacks": ListParam(list(DEFAULT_ATTACKS), "attacks to run (names from dlbench list attacks)"),
-    "epsilons": ListParam(None, "epsilon grid in the task's unit (pixel/255, dB, relative-norm); "
-                          "None: the domain's default", item=float),
-    "eval_size": Param(200, "evaluation examples (groups for ranking), same for every framework", type=int),
+    "attacks": ListParam(
+        list(DEFAULT_ATTACKS),
+        "attacks to run: fgsm, pgd, apgd, square, noise, or any a plugin registers",
+    ),
+    "epsilons": ListParam(
+        None,
+        "epsilon grid in the task's unit (pixel/255, dB, relative-norm); "
+        "None: the domain's default",
+        item=float,
+    ),
+    "eval_size": Param(
+        200, "evaluation examples (groups for ranking), same for every framework", type=int
+    ),
     "pgd_steps": Param(20, "PGD and APGD iterations", type=int),
     "restarts": Param(1, "random restarts of PGD and APGD", type=int),
     "blackbox_size": Param(50, "examples the black-box attack runs on", type=int),
     "square_queries": Param(200, "iterations (queries) of the Square attack", type=int),
     "corruptions": Param(True, "evaluate the domain's corruptions", type=bool),
     "audit": Param(True, "run the gradient-masking audit", type=bool),
-    "defence": Param("none", "ART input-preprocessing defence",
-                     ("none", "feature_squeezing", "spatial_smoothing")),
+    "defence": Param(
+        "none",
+        "ART input-preprocessing defence",
+        ("none", "feature_squeezing", "spatial_smoothing"),
+    ),
 }
 
 
 class RobustnessScenario(Scenario):
     name = "robustness"
-    description = ("adversarial metric over an epsilon grid per attack (ART), corruptions, "
-                   "gradient-masking audit")
+    description = (
+        "adversarial metric over an epsilon grid per attack (ART), corruptions, "
+        "gradient-masking audit"
+    )
     params: ClassVar[dict[str, Param]] = {
         **TRAINING_PARAMS,
-        "reuse": Param(True, "reload the weights trained by the identical accuracy cell", type=bool),
+        "reuse": Param(
+            True, "reload the weights trained by the identical accuracy cell", type=bool
+        ),
         **ROBUSTNESS_PARAMS,
     }
 
@@ -139,16 +155,29 @@ class RobustnessScenario(Scenario):
         weights = trained.model.get_weights() if trained.spec is not None else None
         target: Target | None = None
         try:
-            target = build_target(ctx, trained.model, trained.spec, weights, dataset, evalset,
-                                  str(p.get("defence") or "none"), max_eps)
+            target = build_target(
+                ctx,
+                trained.model,
+                trained.spec,
+                weights,
+                dataset,
+                evalset,
+                str(p.get("defence") or "none"),
+                max_eps,
+            )
         except UnsupportedError as exc:
             if p.get("defence", "none") != "none":
                 raise
             r.details["attacks_skipped"] = {a.name: str(exc) for a in attacks}
             ctx.log(f"no attacks: {exc}")
         r.details["metric"] = {"name": headline, "higher_is_better": hib}
-        r.details["budget"] = {"unit": budget.unit, "norm": budget.norm_name, "scale": budget.scale,
-                               "space": domain.space, "defence": p.get("defence", "none")}
+        r.details["budget"] = {
+            "unit": budget.unit,
+            "norm": budget.norm_name,
+            "scale": budget.scale,
+            "space": domain.space,
+            "defence": p.get("defence", "none"),
+        }
         r.details["eval"] = {"units": evalset.units, "rows": len(evalset.y), "group": evalset.group}
 
         clean_out = target.outputs(target.x) if target else trained.model.predict(evalset.inputs)
@@ -173,10 +202,13 @@ class RobustnessScenario(Scenario):
 
         p = ctx.params
         base = int(p.get("pgd_steps") or 20)
-        return AttackSettings(steps=int(steps or base),
-                              restarts=int(p.get("restarts") if p.get("restarts") is not None else 1),
-                              square_queries=int(p.get("square_queries") or 200), seed=ctx.seed,
-                              step_steps=base)
+        return AttackSettings(
+            steps=int(steps or base),
+            restarts=int(p.get("restarts") if p.get("restarts") is not None else 1),
+            square_queries=int(p.get("square_queries") or 200),
+            seed=ctx.seed,
+            step_steps=base,
+        )
 
     def _record_clean(self, ctx: CellContext, headline: str, clean: Score) -> None:
         r = ctx.result
@@ -185,11 +217,23 @@ class RobustnessScenario(Scenario):
         cis = r.details.setdefault("metric_ci", {})
         cis["clean_metric"] = cis[f"clean_{headline}"] = [clean.ci_low, clean.ci_high]
         if clean.per_unit is not None:
-            r.measurements.append(Measurement("clean_correct", "fraction", clean.per_unit.tolist(),
-                                              higher_is_better=True))
+            r.measurements.append(
+                Measurement(
+                    "clean_correct", "fraction", clean.per_unit.tolist(), higher_is_better=True
+                )
+            )
 
-    def run_attack(self, ctx: CellContext, target: Target, evalset: EvalSet, attack: Any, eps: float,
-                   clean: Score, headline: str, steps: int | None = None) -> Run:
+    def run_attack(
+        self,
+        ctx: CellContext,
+        target: Target,
+        evalset: EvalSet,
+        attack: Any,
+        eps: float,
+        clean: Score,
+        headline: str,
+        steps: int | None = None,
+    ) -> Run:
         """One attack at one epsilon (domain units) on its units of the evaluation set."""
         from dlbench.robustness.audit import Run
         from dlbench.robustness.target import score
@@ -201,23 +245,54 @@ class RobustnessScenario(Scenario):
         x, labels = target.x[rows], target.labels[rows]
         t0 = time.perf_counter()
         if eps > 0:
-            x_adv = attack.generate(target, x, labels, target.budget.to_attack(eps),
-                                    self._settings(ctx, steps), target.mask_rows(rows))
+            x_adv = attack.generate(
+                target,
+                x,
+                labels,
+                target.budget.to_attack(eps),
+                self._settings(ctx, steps),
+                target.mask_rows(rows),
+            )
         else:
             x_adv = x
         dt = time.perf_counter() - t0 if eps > 0 else 0.0
-        s = score(ctx.task, ctx.params, headline, evalset.y[rows], target.outputs(x_adv), evalset.group,
-                  ctx.seed)
+        s = score(
+            ctx.task,
+            ctx.params,
+            headline,
+            evalset.y[rows],
+            target.outputs(x_adv),
+            evalset.group,
+            ctx.seed,
+        )
         success = math.nan
         if s.per_unit is not None and clean.per_unit is not None:
             before = clean.per_unit[units]
             ok = before > 0.5
             success = float(np.sum(ok & (s.per_unit < 0.5)) / max(int(ok.sum()), 1))
-        return Run(attack.name, attack.kind, float(eps), s.value, s.ci_low, s.ci_high, s.per_unit,
-                   units, dt, success)
+        return Run(
+            attack.name,
+            attack.kind,
+            float(eps),
+            s.value,
+            s.ci_low,
+            s.ci_high,
+            s.per_unit,
+            units,
+            dt,
+            success,
+        )
 
-    def _attack_grid(self, ctx: CellContext, target: Target, evalset: EvalSet, attacks: list[Any],
-                     epsilons: list[float], clean: Score, headline: str) -> list[Run]:
+    def _attack_grid(
+        self,
+        ctx: CellContext,
+        target: Target,
+        evalset: EvalSet,
+        attacks: list[Any],
+        epsilons: list[float],
+        clean: Score,
+        headline: str,
+    ) -> list[Run]:
         r = ctx.result
         runs: list[Run] = []
         skipped = r.details.setdefault("attacks_skipped", {})
@@ -235,21 +310,36 @@ class RobustnessScenario(Scenario):
                 r.metrics[f"success_rate_{tag}"] = run.success_rate
                 r.metrics[f"attack_time_s_{tag}"] = run.time_s
                 r.series.setdefault("robustness_curve", []).append(
-                    {"attack": attack.name, "kind": attack.kind, "epsilon": eps, "metric": run.metric,
-                     "ci_low": run.ci_low, "ci_high": run.ci_high, "success_rate": run.success_rate,
-                     "time_s": run.time_s, "n": len(run.units)})
-                ctx.log(f"{attack.name} eps {eps:g} {target.budget.unit}: {headline} {run.metric:.4f} "
-                        f"[{run.ci_low:.3f}, {run.ci_high:.3f}] ({run.time_s:.2f} s)")
+                    {
+                        "attack": attack.name,
+                        "kind": attack.kind,
+                        "epsilon": eps,
+                        "metric": run.metric,
+                        "ci_low": run.ci_low,
+                        "ci_high": run.ci_high,
+                        "success_rate": run.success_rate,
+                        "time_s": run.time_s,
+                        "n": len(run.units),
+                    }
+                )
+                ctx.log(
+                    f"{attack.name} eps {eps:g} {target.budget.unit}: {headline} {run.metric:.4f} "
+                    f"[{run.ci_low:.3f}, {run.ci_high:.3f}] ({run.time_s:.2f} s)"
+                )
         return runs
 
-    def _summarise(self, ctx: CellContext, runs: list[Run], epsilons: list[float], hib: bool) -> None:
+    def _summarise(
+        self, ctx: CellContext, runs: list[Run], epsilons: list[float], hib: bool
+    ) -> None:
         r = ctx.result
         top = max(epsilons) or 1.0
         full = [x for x in runs if x.kind != "black-box"]
         for name in sorted({x.attack for x in runs}):
             pts = sorted((x for x in runs if x.attack == name), key=lambda x: x.epsilon)
             if len(pts) > 1:
-                r.metrics[f"auc_{name}"] = _auc([x.epsilon / top for x in pts], [x.metric for x in pts])
+                r.metrics[f"auc_{name}"] = _auc(
+                    [x.epsilon / top for x in pts], [x.metric for x in pts]
+                )
         worst = []
         for e in epsilons:
             vals = [x.metric for x in full if x.epsilon == e]
@@ -259,8 +349,15 @@ class RobustnessScenario(Scenario):
             r.metrics["auc"] = _auc([e / top for e, _ in worst], [v for _, v in worst])
             r.metrics["robust_metric"] = worst[-1][1]
 
-    def _corruptions(self, ctx: CellContext, trained: Any, dataset: Dataset, evalset: EvalSet,
-                     target: Target | None, headline: str) -> None:
+    def _corruptions(
+        self,
+        ctx: CellContext,
+        trained: Any,
+        dataset: Dataset,
+        evalset: EvalSet,
+        target: Target | None,
+        headline: str,
+    ) -> None:
         from dlbench.robustness.corruptions import CATALOGUE
         from dlbench.robustness.target import score
 
@@ -272,33 +369,60 @@ class RobustnessScenario(Scenario):
                 rng = np.random.default_rng(c.seed(ctx.seed, level))
                 try:
                     if c.split == "test":
-                        xc, yc = ctx.task.corrupt(evalset.inputs, evalset.y, c.name, level, rng, dataset)
+                        xc, yc = ctx.task.corrupt(
+                            evalset.inputs, evalset.y, c.name, level, rng, dataset
+                        )
                         out = self._outputs(trained.model, target, xc)
                     else:
-                        xt, yt = ctx.task.corrupt(dataset.x_train, dataset.y_train, c.name, level, rng, dataset)
-                        corrupted = type(dataset)(xt, yt, dataset.x_test, dataset.y_test, dataset.num_classes,
-                                                  dataset.name, dict(dataset.meta))
-                        model = train_or_load(ctx, corrupted, True, {"corruption": c.name, "level": level}).model
+                        xt, yt = ctx.task.corrupt(
+                            dataset.x_train, dataset.y_train, c.name, level, rng, dataset
+                        )
+                        corrupted = type(dataset)(
+                            xt,
+                            yt,
+                            dataset.x_test,
+                            dataset.y_test,
+                            dataset.num_classes,
+                            dataset.name,
+                            dict(dataset.meta),
+                        )
+                        model = train_or_load(
+                            ctx, corrupted, True, {"corruption": c.name, "level": level}
+                        ).model
                         out, yc = model.predict(evalset.inputs), evalset.y
                 except UnsupportedError as exc:
                     skipped[c.name] = str(exc)
                     break
                 s = score(ctx.task, ctx.params, headline, yc, out, evalset.group, ctx.seed)
-                rows.append({"corruption": c.name, "severity": level, "value": c.value(level),
-                             "unit": c.unit, "split": c.split, "metric": s.value,
-                             "ci_low": s.ci_low, "ci_high": s.ci_high})
-                ctx.log(f"corruption {c.name} level {level} ({c.value(level):g} {c.unit}): "
-                        f"{headline} {s.value:.4f}")
+                rows.append(
+                    {
+                        "corruption": c.name,
+                        "severity": level,
+                        "value": c.value(level),
+                        "unit": c.unit,
+                        "split": c.split,
+                        "metric": s.value,
+                        "ci_low": s.ci_low,
+                        "ci_high": s.ci_high,
+                    }
+                )
+                ctx.log(
+                    f"corruption {c.name} level {level} ({c.value(level):g} {c.unit}): "
+                    f"{headline} {s.value:.4f}"
+                )
         r.details["corruptions"] = rows
         if skipped:
             r.details["corruptions_skipped"] = skipped
         if rows:
             r.metrics["corruption_mean"] = float(np.mean([row["metric"] for row in rows]))
             for name in dict.fromkeys(row["corruption"] for row in rows):
-                r.metrics[f"corruption_mean_{name}"] = float(np.mean(
-                    [row["metric"] for row in rows if row["corruption"] == name]))
+                r.metrics[f"corruption_mean_{name}"] = float(
+                    np.mean([row["metric"] for row in rows if row["corruption"] == name])
+                )
 
-    def _outputs(self, model: Any, target: Target | None, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _outputs(
+        self, model: Any, target: Target | None, inputs: dict[str, np.ndarray]
+    ) -> np.ndarray:
         """Outputs on (corrupted) model inputs: through the defended estimator in input space."""
         from dlbench.robustness.estimator import InputCodec
 
@@ -306,8 +430,17 @@ class RobustnessScenario(Scenario):
             return target.outputs(target.estimator.codec.encode(inputs))
         return model.predict(inputs)
 
-    def _audit(self, ctx: CellContext, target: Target | None, evalset: EvalSet, runs: list[Run],
-               epsilons: list[float], clean: Score, headline: str, hib: bool) -> None:
+    def _audit(
+        self,
+        ctx: CellContext,
+        target: Target | None,
+        evalset: EvalSet,
+        runs: list[Run],
+        epsilons: list[float],
+        clean: Score,
+        headline: str,
+        hib: bool,
+    ) -> None:
         from dlbench.robustness import audit
 
         r = ctx.result
@@ -323,29 +456,52 @@ class RobustnessScenario(Scenario):
                 base = min(pgd_runs, key=lambda x: abs(x.metric - mid))
             else:
                 eps = sorted(e for e in epsilons if e > 0)
-                base = self.run_attack(ctx, target, evalset, pgd, eps[len(eps) // 2], clean, headline, steps) \
-                    if eps else None
+                base = (
+                    self.run_attack(
+                        ctx, target, evalset, pgd, eps[len(eps) // 2], clean, headline, steps
+                    )
+                    if eps
+                    else None
+                )
             if base is not None:
-                doubled = self.run_attack(ctx, target, evalset, pgd, base.epsilon, clean, headline, 2 * steps)
-        checks.append(audit.reaches_chance(large, _chance(ctx, evalset, headline, hib), hib,
-                                           f"{target.budget.unit if target else ''}"))
+                doubled = self.run_attack(
+                    ctx, target, evalset, pgd, base.epsilon, clean, headline, 2 * steps
+                )
+        checks.append(
+            audit.reaches_chance(
+                large,
+                _chance(ctx, evalset, headline, hib),
+                hib,
+                f"{target.budget.unit if target else ''}",
+            )
+        )
         checks.append(audit.below_whitebox(runs, hib))
-        checks.append(audit.converged(base, doubled, int(ctx.params.get("pgd_steps") or 20)))
+        checks.append(audit.converged(base, doubled, int(ctx.params.get("pgd_steps") or 20), runs))
         if target is not None and target.gradients:
             grads = target.estimator.loss_gradient(target.x, target.labels)
             if target.mask is not None:
                 grads = grads * target.mask
             checks.append(audit.gradients(grads))
         else:
-            checks.append(audit.gradients(None, target.no_gradient_reason if target else "no attack target"))
+            checks.append(
+                audit.gradients(None, target.no_gradient_reason if target else "no attack target")
+            )
         if target is not None:
-            checks.append(audit.outputs(target.outputs(target.x), target.outputs(target.x),
-                                        target.estimator.loss_name, target.gradients))
+            checks.append(
+                audit.outputs(
+                    target.outputs(target.x),
+                    target.outputs(target.x),
+                    target.estimator.loss_name,
+                    target.gradients,
+                )
+            )
         r.details["audit"] = [c.to_dict() for c in checks]
         r.metrics["audit_passed"] = float(audit.passed(checks))
         for c in checks:
-            ctx.log(f"audit {c.check}: {'n/a' if c.passed is None else ('pass' if c.passed else 'FAIL')}"
-                    f" - {c.evidence}")
+            verdict = "n/a" if c.passed is None else ("pass" if c.passed else "FAIL")
+            ctx.log(
+                f"audit {c.check}: {verdict} - {c.evidence}"
+            )
 
 
 def _auc(xs: list[float], ys: list[float]) -> float:
@@ -363,7 +519,17 @@ def _chance(ctx: CellContext, evalset: EvalSet, headline: str, hib: bool) -> flo
         return float(counts.max() / counts.sum()) if counts.sum() else 0.0
     rng = np.random.default_rng([ctx.seed, 19])
     shape = (len(y), 1)
-    candidates = [float(np.mean([ctx.task.evaluate(y, rng.standard_normal(shape).astype(np.float32),
-                                                   ctx.params)[headline] for _ in range(5)])),
-                  float(ctx.task.evaluate(y, np.zeros(shape, np.float32), ctx.params)[headline])]
+    candidates = [
+        float(
+            np.mean(
+                [
+                    ctx.task.evaluate(y, rng.standard_normal(shape).astype(np.float32), ctx.params)[
+                        headline
+                    ]
+                    for _ in range(5)
+                ]
+            )
+        ),
+        float(ctx.task.evaluate(y, np.zeros(shape, np.float32), ctx.params)[headline]),
+    ]
     return max(candidates) if hib else min(candidates)
