@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,8 @@ def below_whitebox(runs: Sequence[Run], hib: bool) -> Check:
             None,
             "needs a white-box attack and a black-box attack or noise",
         )
-    bad, notes = [], []
+    bad: list[Any] = []
+    notes: list[Any] = []
     for o in others:
         same = [w for w in white if w.epsilon == o.epsilon]
         if not same:

@@ -121,7 +121,7 @@ def per_example_loss(outputs: np.ndarray, targets: np.ndarray, loss: str) -> np.
         t = np.asarray(targets).reshape(-1).astype(np.int64)
         return -_log_softmax(out)[np.arange(len(t)), t]
     z = out.reshape(-1)
-    t = np.asarray(targets, np.float64).reshape(-1)
+    t = np.asarray(targets, np.float64).reshape(-1)  # type: ignore[assignment]
     if loss == "binary_cross_entropy":
         return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
     return (z - t) ** 2

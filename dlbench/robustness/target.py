@@ -215,19 +215,19 @@ def build_target(
 
     split = split_spec(spec, domain.embedding_nodes)
     derived = ctx.build(split.spec, split.weights(weights))
-    codec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)
-    est = make_estimator(derived, codec, nb_classes, (-codec.bound, codec.bound), None, max_batch)
+    ecodec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)
+    est = make_estimator(derived, ecodec, nb_classes, (-ecodec.bound, ecodec.bound), None, max_batch)
     return Target(
         est,
-        codec.x0,
+        ecodec.x0,
         _labels(est, evalset.y),
         budget,
         "embedding",
         True,
         "",
         headline,
-        codec.attack_mask(True),
-        codec.attack_mask(False),
+        ecodec.attack_mask(True),
+        ecodec.attack_mask(False),
     )
 
 

@@ -66,7 +66,7 @@ def parse_list(value: Any, item: type) -> list[Any] | None:
     if value is None:
         return None
     items = re.split(r"[,+\s]+", value.strip()) if isinstance(value, str) else list(value)
-    out = []
+    out: list[Any] = []
     for v in items:
         if v == "":
             continue
@@ -204,7 +204,7 @@ class RobustnessScenario(Scenario):
         base = int(p.get("pgd_steps") or 20)
         return AttackSettings(
             steps=int(steps or base),
-            restarts=int(p.get("restarts") if p.get("restarts") is not None else 1),
+            restarts=int(p["restarts"]) if p.get("restarts") is not None else 1,
             square_queries=int(p.get("square_queries") or 200),
             seed=ctx.seed,
             step_steps=base,
