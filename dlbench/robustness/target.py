@@ -216,7 +216,9 @@ def build_target(
     split = split_spec(spec, domain.embedding_nodes)
     derived = ctx.build(split.spec, split.weights(weights))
     ecodec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)
-    est = make_estimator(derived, ecodec, nb_classes, (-ecodec.bound, ecodec.bound), None, max_batch)
+    est = make_estimator(
+        derived, ecodec, nb_classes, (-ecodec.bound, ecodec.bound), None, max_batch
+    )
     return Target(
         est,
         ecodec.x0,

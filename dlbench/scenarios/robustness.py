@@ -499,9 +499,7 @@ class RobustnessScenario(Scenario):
         r.metrics["audit_passed"] = float(audit.passed(checks))
         for c in checks:
             verdict = "n/a" if c.passed is None else ("pass" if c.passed else "FAIL")
-            ctx.log(
-                f"audit {c.check}: {verdict} - {c.evidence}"
-            )
+            ctx.log(f"audit {c.check}: {verdict} - {c.evidence}")
 
 
 def _auc(xs: list[float], ys: list[float]) -> float:
