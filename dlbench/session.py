@@ -210,14 +210,11 @@ _STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "crashed": "red",
 
 def describe(r: Result) -> str:
     """One line per finished cell for the live log."""
+    from dlbench.report.common import headline
+
     style = _STYLE.get(r.status, "white")
-    head = ""
-    m = r.measurement("throughput") or r.measurement("gflops")
-    if m and m.stats:
-        head = f"{m.stats.median:,.1f} {m.unit} ±{m.stats.rel_ci * 100:.1f}%"
-    elif r.metrics:
-        shown = [(k, v) for k, v in r.metrics.items() if k in ("accuracy", "macro_f1", "rmse", "hr@10", "parity_passed")]
-        head = " ".join(f"{k} {v:.4f}" for k, v in shown[:2])
+    h = headline(r) if r.status == "ok" else None
+    head = f"{h.name} {h.text} {h.spread_text}".rstrip() if h else ""
     err = f" — {r.error}" if r.error and r.status != "ok" else ""
     dur = f" ({r.duration:.1f} s)" if r.duration else ""
     return f"[{style}]{r.status:>7}[/] {escape(r.cell.key)} {head}{dur}{escape(err)}"
