@@ -5,8 +5,11 @@ User errors print one line (``error: ...``) and exit non-zero; ``--debug`` shows
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,7 +94,8 @@ def run(
     opts = RunOptions(store, output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell)
     session = Session(s, plugins, opts, st)
     try:
-        session.run()
+        with _sigterm_interrupts():
+            session.run()
     except KeyboardInterrupt:
         err.print(f"interrupted: {len(session.results)} results of run {session.run_id} are stored; "
                   f"continue with: dlbench run {suite} --resume {session.run_id}")
@@ -254,6 +258,24 @@ def report(
     for name, path in write_reports(st, rid, plugins, output_dir, names, base).items():
         out.print(f"{name} report: {path}", highlight=False)
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``timeout``, a CI runner, ``kill``) ends a run as Ctrl-C does: the cell's process
+    group is killed, the run is marked interrupted and the results taken so far stay stored."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _int(value: str, what: str) -> int:

@@ -58,6 +58,29 @@ def configure_backend(backend: str, threads: int | None) -> None:
             os.sched_setaffinity(0, set(cpus[:threads]))
 
 
+def ieee_float32(backend: str) -> None:
+    """Make float32 mean IEEE float32 on GPUs, as in the PyTorch and JAX plugins.
+
+    JAX multiplies float32 in TF32 on NVIDIA GPUs by default and PyTorch's cuDNN convolutions
+    may use TF32; both would put Keras 5e-4 away from the other frameworks (seen on an H200).
+    TensorFlow's TF32 switch is turned off the same way. Called for fp32 cells only: the cell's
+    process runs one model.
+    """
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    else:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
 def gpu_count(backend: str) -> int:
     if backend == "tensorflow":
         import tensorflow as tf

@@ -17,8 +17,9 @@ jit_compile)`` then ``train_on_batch`` / ``predict_on_batch`` (both return host 
   compilation on a small CPU, so the first call of a cell is long).
 
 Devices: ``cpu``, ``cuda``, ``cuda:N`` as the backend sees them, entered with ``keras.device``.
-On GPUs JAX's default float32 matmul precision is TF32: outputs then differ from float64 by
-about 5e-4 (seen on an H200), while the torch backend stays within 1e-6.
+``fp32`` is IEEE float32 on every backend (:func:`plugins.keras_backends.ieee_float32`): JAX's
+default float32 matmul precision on GPUs is TF32, which put Keras+jax 5e-4 away from float64 on
+an H200 while the torch backend stayed within 1e-6.
 
 Precisions: ``fp32``; ``bf16`` is Keras mixed precision (``mixed_bfloat16`` policy on every
 layer: float32 variables, bfloat16 compute, float32 logits).
@@ -125,6 +126,8 @@ class KerasModel(Model):
         self._keras = keras
         self._int_inputs = {n for n, node in spec.inputs.items() if node.attrs.get("dtype") == "int32"}
         self._grad_inputs = gradient_inputs(spec)
+        if options.precision == "fp32" and device.startswith("gpu"):
+            kb.ieee_float32(backend)
         with keras.device(device):
             self.model = build_model(spec, options.precision, options.seed)
             self._vars = canonical_variables(self.model, spec)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
 from conftest import run_cli  # noqa: I001
 
 from dlbench.results import load
@@ -66,3 +72,39 @@ matrix:
     assert "about to crash" in results["crash"].log_tail
     assert results["hang"].status == "timeout" and "timeout of 20 s" in results["hang"].error
     assert results["normal"].status == "ok" and results["normal"].metrics["accuracy"] > 0.5
+
+
+def test_sigterm_keeps_results_and_kills_the_running_cell(tmp_path, plugin_dir):
+    """``timeout``, a CI runner or ``kill`` stops a run as Ctrl-C does: no orphaned cell process,
+    the finished cells stay stored, the run is marked interrupted."""
+    suite = tmp_path / "long.yaml"
+    suite.write_text("""
+name: long
+matrix:
+  - scenario: accuracy
+    tasks: [blobs]
+    frameworks: [numpyfw]
+    params: {behaviour: [normal, hang], epochs: 1}
+""")
+    db, pid_file = tmp_path / "r.db", tmp_path / "cell.pid"
+    env = {**os.environ, "BLOBS_PID_FILE": str(pid_file)}
+    proc = subprocess.Popen([sys.executable, "-m", "dlbench", "--plugins-dir", str(plugin_dir), "run",
+                             str(suite), "--store", f"sqlite:///{db}", "--output-dir", str(tmp_path / "out")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not pid_file.exists() or not pid_file.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    cell_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(cell_pid, 0)
+    st = Store(f"sqlite:///{db}")
+    run = st.load_run(st.latest_run_id("long"))
+    assert run.run.status == "interrupted"
+    finished = [r for r in run.results if r.cell.scenario == "accuracy"]
+    assert [r.cell.params["behaviour"] for r in finished] == ["normal"]
+    assert finished[0].status == "ok"

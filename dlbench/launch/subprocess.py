@@ -46,6 +46,9 @@ class SubprocessLauncher(Launcher):
                 except subprocess.TimeoutExpired:
                     _kill_group(proc)
                     code, status = None, "timeout"
+                except BaseException:  # Ctrl-C, SIGTERM: the cell's process group goes with us
+                    _kill_group(proc)
+                    raise
             log_text = log_path.read_text(errors="replace")
             if status is None and out.exists():
                 result = Result.from_json(out.read_text())
