@@ -115,7 +115,8 @@ def run(
 
 
 # -- list --------------------------------------------------------------------------------------
-LIST_WHAT = ("plugins", "frameworks", "tasks", "scenarios", "suites", "devices", "reporters", "datasets")
+LIST_WHAT = ("plugins", "frameworks", "tasks", "scenarios", "attacks", "suites", "devices", "reporters",
+             "datasets")
 
 
 @app.command("list")
@@ -159,6 +160,11 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
             table.add_column(col)
         for s in plugins.scenarios:
             table.add_row(s.name, ", ".join(f"{k}={p.default}" for k, p in s.params.items()), s.description)
+    elif what == "attacks":
+        for col in ("attack", "kind", "description"):
+            table.add_column(col)
+        for a in plugins.attacks:
+            table.add_row(a.name, a.kind, a.description)
     elif what == "reporters":
         table.add_column("reporter")
         table.add_column("file")

@@ -73,9 +73,10 @@ def robustness(fw: str, clean: float, rng: np.random.Generator) -> Result:
              {"check": "unbounded_attack_succeeds", "passed": fw != "jax",
               "evidence": "accuracy at eps=inf: 0.00" if fw != "jax" else "accuracy 0.31 > 0"}]
     return Result(Cell("robustness", "vision", fw, "cpu", {"attacks": "fgsm,pgd"}), "ok",
-                  metrics={"clean_accuracy": clean, "auc": clean * 0.4},
+                  metrics={"clean_metric": clean, "clean_accuracy": clean, "auc": clean * 0.4},
                   series={"robustness_curve": curve},
-                  details={"corruptions": corruptions, "audit": audit})
+                  details={"corruptions": corruptions, "audit": audit,
+                           "metric": {"name": "accuracy", "higher_is_better": True}})
 
 
 def scalability(fw: str, rng: np.random.Generator) -> Result:

@@ -81,3 +81,11 @@ matrix:
     assert by_task["vision"].status == "skipped"
     assert "dlbench data fetch mnist" in by_task["vision"].error
     assert by_task["blobs"].status == "ok"
+
+
+def test_list_attacks_names_each_attack_and_its_kind():
+    res = run_cli("list", "attacks")
+    assert res.returncode == 0, res.stderr
+    rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.count("│") >= 3}
+    assert {"fgsm", "pgd", "apgd", "square", "noise"} <= set(rows)
+    assert "black-box" in rows["square"] and "white-box" in rows["pgd"] and "baseline" in rows["noise"]

@@ -342,3 +342,39 @@ def test_history_points_keep_only_the_headline_figure() -> None:
     assert [(p["run_id"], p["value"], p["commit"]) for p in pts] == [(1, 10.0, "a"), (3, 11.0, "c")]
     simple = history_points([{"run_id": 4, "commit": "d", "median": 0.9}], "accuracy")
     assert [(p["run_id"], p["value"]) for p in simple] == [(4, 0.9)]
+
+
+def test_parity_table_tells_keras_backends_apart() -> None:
+    from report_data import parity
+
+    from dlbench.report.tables import parity_table
+
+    cells = [parity("keras", {"outputs": 1e-7}), parity("keras", {"outputs": 2e-7}), parity("jax", {"outputs": 3e-7})]
+    for r, backend in zip(cells, ("jax", "torch", None), strict=True):
+        if backend:
+            r.cell.params["backend"] = backend
+    table = parity_table(cells)
+    assert table is not None
+    labels = {row[1].text for row in table.rows}
+    assert labels == {"keras[backend=jax]", "keras[backend=torch]", "jax"}
+
+
+def test_robustness_table_ranks_error_metrics_low_first() -> None:
+    """Recommendation's clean metric is RMSE: a smaller area under RMSE-vs-epsilon is better."""
+    from dlbench.report.tables import robustness_table
+    from dlbench.result import Result
+
+    def rmse_cell(fw: str, clean: float, auc: float) -> Result:
+        return Result(Cell("robustness", "recsys", fw, "cpu", {}), "ok",
+                      metrics={"clean_metric": clean, "clean_rmse": clean, "auc": auc},
+                      details={"metric": {"name": "rmse", "higher_is_better": False},
+                               "metric_ci": {"clean_metric": [clean - 0.01, clean + 0.01]}})
+
+    rows = [rmse_cell("torch", 0.92, 1.30), rmse_cell("jax", 0.93, 1.10)]
+    table = robustness_table("recsys", rows)
+    assert table is not None
+    assert table.columns[1] == "Clean rmse" and table.columns[2] == "Robustness AUC ↓"
+    assert [row[0].text for row in table.rows] == ["jax", "torch"]
+    assert "0.92" in table.rows[1][1].text
+    h = headline(rows[0])
+    assert h is not None and h.name == "clean_rmse" and h.higher_is_better is False

@@ -254,7 +254,7 @@ def parity_rows(result: Result) -> list[dict[str, Any]]:
 
 def headline(result: Result) -> Headline | None:
     """The headline figure of a result: throughput for speed, the first task metric for
-    accuracy, the worst relative error for parity, clean accuracy for robustness, the best
+    accuracy, the worst relative error for parity, the clean metric for robustness, the best
     throughput for scalability; otherwise the first measurement or metric."""
     sc = result.cell.scenario
     if sc == "speed":
@@ -271,8 +271,10 @@ def headline(result: Result) -> Headline | None:
             flags = [r.get("passed") for r in rows if r.get("passed") is not None]
             return Headline("max rel_error", max(errs), "", higher_is_better=False, n=len(rows),
                             passed=all(flags) if flags else None)
-    if sc == "robustness":
-        for name in ("clean_accuracy", "auc"):
+    if sc == "robustness":  # the clean headline metric: clean_accuracy, clean_rmse, clean_hr@10...
+        metric = result.details.get("metric")
+        clean = f"clean_{metric['name']}" if isinstance(metric, dict) and "name" in metric else None
+        for name in (n for n in (clean, "clean_accuracy", "auc") if n):
             if name in result.metrics:
                 return metric_headline(result, name)
     if sc == "scalability":

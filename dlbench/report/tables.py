@@ -160,22 +160,30 @@ def accuracy_table(task: str, results: list[Result]) -> Table | None:
 
 
 def robustness_table(task: str, results: list[Result]) -> Table | None:
+    """Clean metric with its CI, the worst-case robustness AUC (ranked best first: high for
+    accuracies, low for errors such as RMSE) and the audit, one row per framework configuration."""
     rob = [r for r in results if r.cell.scenario == "robustness"]
     if not rob:
         return None
     labels = dict(zip(map(id, rob), config_labels([r.cell for r in rob]), strict=True))
-    cols = ["Framework", "Clean accuracy", "Robustness AUC ↑", "Audit checks", "Status"]
+    metric = next((r.details["metric"] for r in rob if isinstance(r.details.get("metric"), dict)),
+                  {"name": "accuracy", "higher_is_better": True})
+    name, hib = str(metric.get("name", "accuracy")), bool(metric.get("higher_is_better", True))
+    cols = ["Framework", f"Clean {name}", f"Robustness AUC {'↑' if hib else '↓'}", "Audit checks", "Status"]
     table = Table(f"Robustness — {task}", cols)
-    for r in sorted(rob, key=lambda r: -as_float(r.metrics.get("auc", float("-inf")))
-                    if not is_nan(as_float(r.metrics.get("auc"))) else math.inf):
+
+    def rank(r: Result) -> float:
+        auc = as_float(r.metrics.get("auc"))
+        return math.inf if is_nan(auc) else (-auc if hib else auc)
+
+    for r in sorted(rob, key=rank):
         audit = [a for a in r.details.get("audit") or [] if isinstance(a, dict)]
         passed = sum(1 for a in audit if a.get("passed"))
         audit_cell = TCell(f"{passed}/{len(audit)} passed" if audit else "",
                            "pass" if audit and passed == len(audit) else ("fail" if audit else ""))
-        lo, hi = metric_ci(r, "clean_accuracy")
+        lo, hi = metric_ci(r, "clean_metric")
         table.rows.append([TCell(labels[id(r)], "label"),
-                           TCell(fmt_value_ci(r.metrics.get("clean_accuracy"), lo, hi, sig=4),
-                                 "num"),
+                           TCell(fmt_value_ci(r.metrics.get("clean_metric"), lo, hi, sig=4), "num"),
                            TCell(fmt_num(r.metrics.get("auc"), 4), "num"), audit_cell,
                            status_cell(r)])
     return _drop_empty_columns(table, keep=["Framework", "Status"])
@@ -194,10 +202,14 @@ def leaderboards(results: list[Result]) -> dict[str, list[Table]]:
 
 def parity_table(results: list[Result]) -> Table | None:
     rows: list[list[TCell]] = []
-    for r in sorted((r for r in results if r.cell.scenario == "parity"), key=lambda r: r.cell.key):
+    parity = sorted((r for r in results if r.cell.scenario == "parity"), key=lambda r: r.cell.key)
+    labels: dict[int, str] = {}
+    for rs in group_by_task(parity).values():  # keras[backend=jax] vs keras[backend=torch]
+        labels.update(zip(map(id, rs), config_labels([r.cell for r in rs]), strict=True))
+    for r in parity:
         for p in parity_rows(r):
             passed = p.get("passed")
-            rows.append([TCell(r.cell.task), TCell(r.cell.framework, "label"),
+            rows.append([TCell(r.cell.task), TCell(labels[id(r)], "label"),
                          TCell(str(p.get("check", ""))), TCell(str(p.get("reference", "") or "")),
                          TCell(fmt_num(p.get("rel_error")), "num"),
                          TCell(DASH if p.get("tolerance") is None else fmt_num(p.get("tolerance")),
@@ -205,7 +217,7 @@ def parity_table(results: list[Result]) -> Table | None:
                          TCell(DASH if passed is None else ("pass" if passed else "FAIL"),
                                "" if passed is None else ("pass" if passed else "fail"))])
         if not parity_rows(r) and r.status != "ok":
-            rows.append([TCell(r.cell.task), TCell(r.cell.framework, "label"), TCell(DASH),
+            rows.append([TCell(r.cell.task), TCell(labels[id(r)], "label"), TCell(DASH),
                          TCell(""), TCell(""), TCell(""), status_cell(r)])
     if not rows:
         return None
