@@ -2,8 +2,8 @@
 # Run the GPU suites and the GPU-marked tests on a CUDA machine; everything lands under $OUT
 # (logs in plain files, stores and reports in gpu-results.tar.gz).
 #
-#   phase A (about 3 min): `pytest -m gpu` (4 workers) beside `dlbench run robustness-gpu`;
-#   phase B (about 4 min): `dlbench run gpu` alone, so that no other work shares the GPU while
+#   phase A (about 6 min on an H200): `pytest -m gpu` (4 workers) beside `dlbench run robustness-gpu`;
+#   phase B (about 10 min): `dlbench run gpu` alone, so that no other work shares the GPU while
 #                          speed is sampled.
 #
 # On a machine with PyTorch/JAX but without dlbench's other dependencies (the lent GPU machines),
@@ -42,14 +42,14 @@ suite() {  # NAME LIMIT: run a suite under a time limit; a run cut short still g
 }
 
 echo "== phase A: pytest -m gpu | dlbench run robustness-gpu"
-timeout "${GPU_PHASE_A:-200}" python3 -m pytest -m gpu -q -rs -n 4 -p no:cacheprovider --durations=12 \
+timeout "${GPU_PHASE_A:-900}" python3 -m pytest -m gpu -q -rs -n 4 -p no:cacheprovider --durations=12 \
   >"$OUT/gpu-tests.log" 2>&1 &
 tests=$!
-suite robustness-gpu "${GPU_PHASE_A:-200}"
+suite robustness-gpu "${GPU_PHASE_A:-900}"
 wait $tests; echo "pytest -m gpu exit $?"
 wait
 
 echo "== phase B: dlbench run gpu"
-suite gpu "${GPU_PHASE_B:-270}"
+suite gpu "${GPU_PHASE_B:-1200}"
 tar -czf "$OUT/gpu-results.tar.gz" -C "$OUT" results
 tail -n 25 "$OUT/gpu-tests.log"; grep -hE "^(ok|failed|skipped|crashed|timeout)|wall time" "$OUT"/*.log

@@ -271,6 +271,8 @@ def headline(result: Result) -> Headline | None:
             flags = [r.get("passed") for r in rows if r.get("passed") is not None]
             return Headline("max rel_error", max(errs), "", higher_is_better=False, n=len(rows),
                             passed=all(flags) if flags else None)
+    if sc == "fidelity" and result.measurement("fidelity_ratio") is not None:
+        return measurement_headline(result, "fidelity_ratio")
     if sc == "robustness":  # the clean headline metric: clean_accuracy, clean_rmse, clean_hr@10...
         metric = result.details.get("metric")
         clean = f"clean_{metric['name']}" if isinstance(metric, dict) and "name" in metric else None
