@@ -80,11 +80,9 @@ class Attack:
         return np.inf if np.isinf(target.budget.norm) else int(target.budget.norm)
 
 
-class FGSM(Attack):
-    name = "fgsm"
-    description = (
-        "fast gradient sign method (one step; L2: normalised gradient), ART FastGradientMethod"
-    )
+class ArtAttack(Attack):
+    """An attack that ART carries out: subclasses build the ART attack object; seeding NumPy's
+    global generator (ART draws from it) and the call are here, once."""
 
     def generate(
         self,
@@ -95,38 +93,47 @@ class FGSM(Attack):
         settings: AttackSettings,
         mask: np.ndarray | None,
     ) -> np.ndarray:
+        np.random.seed(settings.seed)
+        attack = self.art_attack(target, eps, settings)
+        art_mask = self.art_mask(target, mask)
+        return attack.generate(x, y, **({} if art_mask is None else {"mask": art_mask}))
+
+    def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
+        raise NotImplementedError
+
+    def art_mask(self, target: Target, mask: np.ndarray | None) -> np.ndarray | None:
+        """The mask ART perturbs within (padding stays untouched); the caller's by default."""
+        return mask
+
+
+class FGSM(ArtAttack):
+    name = "fgsm"
+    description = (
+        "fast gradient sign method (one step; L2: normalised gradient), ART FastGradientMethod"
+    )
+
+    def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
         from art.attacks.evasion import FastGradientMethod
 
-        np.random.seed(settings.seed)
-        attack = FastGradientMethod(
+        return FastGradientMethod(
             target.estimator,
             norm=self._norm(target),
             eps=eps,
             eps_step=eps,
             batch_size=settings.batch_size,
         )
-        return attack.generate(x, y, mask=mask)
 
 
-class PGD(Attack):
+class PGD(ArtAttack):
     name = "pgd"
     description = "projected gradient descent, steps x 2.5 eps/steps, random restarts (ART)"
 
-    def generate(
-        self,
-        target: Target,
-        x: np.ndarray,
-        y: np.ndarray,
-        eps: float,
-        settings: AttackSettings,
-        mask: np.ndarray | None,
-    ) -> np.ndarray:
+    def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
         from art.attacks.evasion import ProjectedGradientDescent
 
-        np.random.seed(settings.seed)
         steps = max(1, int(settings.steps))
         step = 2.5 * eps / max(1, int(settings.step_steps or steps))
-        attack = ProjectedGradientDescent(
+        return ProjectedGradientDescent(
             target.estimator,
             norm=self._norm(target),
             eps=eps,
@@ -136,27 +143,17 @@ class PGD(Attack):
             batch_size=settings.batch_size,
             verbose=False,
         )
-        return attack.generate(x, y, mask=mask)
 
 
-class APGD(Attack):
+class APGD(ArtAttack):
     name = "apgd"
     description = "auto-PGD on the cross-entropy (APGD-CE), ART AutoProjectedGradientDescent"
     needs_classifier = True
 
-    def generate(
-        self,
-        target: Target,
-        x: np.ndarray,
-        y: np.ndarray,
-        eps: float,
-        settings: AttackSettings,
-        mask: np.ndarray | None,
-    ) -> np.ndarray:
+    def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
         from art.attacks.evasion import AutoProjectedGradientDescent
 
-        np.random.seed(settings.seed)
-        attack = AutoProjectedGradientDescent(
+        return AutoProjectedGradientDescent(
             target.estimator,
             norm=self._norm(target),
             eps=eps,
@@ -167,10 +164,12 @@ class APGD(Attack):
             loss_type=None,
             verbose=False,
         )
-        return attack.generate(x, y, mask=target.common_mask)
+
+    def art_mask(self, target: Target, mask: np.ndarray | None) -> np.ndarray | None:
+        return target.common_mask
 
 
-class Square(Attack):
+class Square(ArtAttack):
     name = "square"
     kind = "black-box"
     description = "Square attack, score-based black-box (ART SquareAttack), on a small subset"
@@ -187,10 +186,13 @@ class Square(Attack):
         settings: AttackSettings,
         mask: np.ndarray | None,
     ) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):  # ART's L2 windows over zero cells
+            return super().generate(target, x, y, eps, settings, mask)
+
+    def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
         from art.attacks.evasion import SquareAttack
 
-        np.random.seed(settings.seed)
-        attack = SquareAttack(
+        return SquareAttack(
             target.estimator,
             norm=self._norm(target),
             eps=eps,
@@ -199,8 +201,9 @@ class Square(Attack):
             batch_size=settings.batch_size,
             verbose=False,
         )
-        with np.errstate(divide="ignore", invalid="ignore"):  # ART's L2 windows over zero cells
-            return attack.generate(x, y)
+
+    def art_mask(self, target: Target, mask: np.ndarray | None) -> np.ndarray | None:
+        return None  # score-based: ART's Square takes no mask
 
 
 class Noise(Attack):
