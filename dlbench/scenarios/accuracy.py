@@ -57,6 +57,13 @@ class Trained:
     trained_digest: str | None = None
 
 
+def training_data(ctx: CellContext) -> Dataset:
+    """The cell's dataset, its training split cut to ``train_fraction`` (seeded, nested) below 1."""
+    dataset = ctx.dataset
+    frac = float(ctx.params.get("train_fraction", 1.0))
+    return dataset.subset(frac, ctx.seed) if frac < 1.0 else dataset
+
+
 def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
                   key_extra: dict[str, Any] | None = None) -> Trained:
     """Train the cell's model on ``dataset`` (or reload identical trained weights when ``reuse``).
@@ -133,10 +140,7 @@ class AccuracyScenario(Scenario):
 
     def run(self, ctx: CellContext) -> None:
         p = ctx.params
-        dataset = ctx.dataset
-        frac = float(p.get("train_fraction", 1.0))
-        if frac < 1.0:
-            dataset = dataset.subset(frac, ctx.seed)
+        dataset = training_data(ctx)
         trained = train_or_load(ctx, dataset, bool(p.get("reuse", False)))
         evaluate_into(ctx, trained.model, dataset)
         r = ctx.result

@@ -35,7 +35,7 @@ import numpy as np
 from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.params import Param
 from dlbench.result import Measurement
-from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load
+from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load, training_data
 from dlbench.scenarios.base import Scenario
 
 if TYPE_CHECKING:
@@ -129,10 +129,7 @@ class RobustnessScenario(Scenario):
         from dlbench.robustness.target import build_target, eval_subset, score
 
         p = ctx.params
-        dataset = ctx.dataset
-        frac = float(p.get("train_fraction", 1.0))
-        if frac < 1.0:
-            dataset = dataset.subset(frac, ctx.seed)
+        dataset = training_data(ctx)
         trained = train_or_load(ctx, dataset, bool(p.get("reuse", True)))
         r = ctx.result
         info = ctx.model_info(trained.spec, trained.initial)
