@@ -242,6 +242,19 @@ class JaxModel(Model):
         return int(stats["peak_bytes_in_use"])
 
 
+def limit_threads(threads: int) -> None:
+    """Bound XLA's CPU pools (Keras on jax uses this too). XLA sizes them from the CPUs the
+    process may use when JAX is imported: pin the process to ``threads`` CPUs, and with one
+    thread also turn off Eigen's multi-threading before the import."""
+    if "jax" not in sys.modules and threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, set(cpus[: max(1, threads)]))
+
+
 class JaxFramework(Framework):
     """JAX with Flax modules and Optax optimizers; eager or jax.jit; fp32 or bf16; CPU and GPU."""
 
@@ -254,14 +267,7 @@ class JaxFramework(Framework):
 
     def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
         if threads:
-            threads = int(threads)
-            if "jax" not in sys.modules and threads == 1:
-                flags = os.environ.get("XLA_FLAGS", "")
-                if "xla_cpu_multi_thread_eigen" not in flags:
-                    os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-            if hasattr(os, "sched_setaffinity"):
-                cpus = sorted(os.sched_getaffinity(0))
-                os.sched_setaffinity(0, set(cpus[: max(1, threads)]))
+            limit_threads(int(threads))
         random.seed(seed)
         np.random.seed(seed % 2**32)
 

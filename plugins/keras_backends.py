@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,14 +47,9 @@ def configure_backend(backend: str, threads: int | None) -> None:
         with contextlib.suppress(RuntimeError):  # only settable before parallel work starts
             torch.set_num_interop_threads(threads)
     elif backend == "jax":
-        # XLA sizes its pools from the CPUs the process may use when JAX is imported.
-        if "jax" not in sys.modules and threads == 1:
-            flags = os.environ.get("XLA_FLAGS", "")
-            if "xla_cpu_multi_thread_eigen" not in flags:
-                os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-        if hasattr(os, "sched_setaffinity"):
-            cpus = sorted(os.sched_getaffinity(0))
-            os.sched_setaffinity(0, set(cpus[:threads]))
+        from plugins.jax_framework import limit_threads
+
+        limit_threads(threads)
 
 
 def ieee_float32(backend: str) -> None:
