@@ -6,37 +6,31 @@ on CPU, ``nccl`` on GPUs, one GPU per rank). Each rank builds the PyTorch plugin
 wraps its module in DDP, which all-reduces (averages) the gradients during ``backward``; the
 plugin's own ``train_step`` then runs unchanged on the rank's shard of the global batch.
 
-Sampling is :mod:`dlbench.measure.sampler`'s scheme (first call apart, warm-up, calibrated
-windows closed by a device synchronisation, stop on a CI target or the time budget), but in
-lockstep: DDP's all-reduce needs every rank to run the same number of steps, so rank 0 makes
-each decision (warm-up done, iterations per window, stop) and broadcasts it, outside the timed
-windows. Rank 0's windows are reported as global throughput (``workers x batch_size`` samples
-per step). On CPU each rank uses ``threads_per_worker`` intra-op threads (1 by default, as
+Sampling is :func:`dlbench.measure.sampler.sample` itself (first call apart, warm-up, calibrated
+windows closed by a device synchronisation, stop on a CI target or the time budget), in lockstep
+through its ``agree`` hook: DDP's all-reduce needs every rank to run the same number of steps, so
+rank 0 makes each decision (warm-up done, iterations per window, stop) and broadcasts it, outside
+the timed windows. Rank 0's windows are reported as global throughput (``workers x batch_size``
+samples per step). On CPU each rank uses ``threads_per_worker`` intra-op threads (1 by default, as
 ``torchrun`` does), so N workers use N cores.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import socket
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.framework import BuildOptions, DataParallelRun
-from dlbench.measure.sampler import Budget
-from dlbench.measure.stats import relative_ci_halfwidth
+from dlbench.measure.sampler import Budget, sample
 from dlbench.spec import ModelSpec
 from plugins._dp_child import cpu_budget
-
-clock = time.perf_counter
 
 
 def data_parallel_throughput(spec: ModelSpec, weights: Mapping[str, np.ndarray],
@@ -103,46 +97,12 @@ def _rank_main(rank: int, world: int, port: int, spec: ModelSpec, weights: dict[
             dist.broadcast(flag, 0)
             return int(flag.item())
 
-        samples = lockstep_sample(lambda: model.train_step(x, y), model.synchronize,
-                                  Budget.from_dict(dict(run.budget)), agree)
+        samples = sample(lambda: model.train_step(x, y), model.synchronize,
+                         Budget.from_dict(dict(run.budget)), agree=agree).samples
         if rank == 0:
             n = world * run.batch_size
             Path(out).write_text(json.dumps({"samples": [n / s for s in samples]}))
     finally:
         dist.destroy_process_group()
 
-
-def lockstep_sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
-                    agree: Callable[[int], int]) -> list[float]:
-    """Seconds per iteration, one value per window; every decision is ``agree``-d on rank 0's."""
-    step()  # first call (compilation, DDP bucket set-up), not timed
-    sync()
-    warm, t0 = 0, clock()
-    while True:
-        step()
-        warm += 1
-        sync()
-        if agree(warm >= budget.warmup_iterations and clock() - t0 >= budget.warmup_time):
-            break
-    if budget.window_iterations:
-        per_window = budget.window_iterations
-    else:
-        t0 = clock()
-        step()
-        sync()
-        per_window = agree(max(1, math.ceil(budget.min_window / max(clock() - t0, 1e-9))))
-    samples: list[float] = []
-    start = clock()
-    while True:
-        t0 = clock()
-        for _ in range(per_window):
-            step()
-        sync()
-        samples.append((clock() - t0) / per_window)
-        n = len(samples)
-        done = (n >= budget.max_samples
-                or (n >= budget.min_samples and relative_ci_halfwidth(samples) <= budget.target_ci)
-                or (clock() - start >= budget.max_time and n >= min(budget.min_samples, 3)))
-        if agree(done):
-            return samples
 

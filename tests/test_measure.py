@@ -60,3 +60,29 @@ def test_sampler_stops_when_ci_target_is_met():
                target_ci=0.5)
     s = sample(dev.step, dev.sync, b)
     assert s.converged and len(s.samples) < 10_000
+
+
+def test_sampler_follows_agreed_decisions_in_lockstep():
+    """Data-parallel ranks take rank 0's decisions through ``agree``: here warm-up is agreed to
+    last 5 iterations and sampling to stop after 3 windows, though this process alone would
+    keep going (its budget asks for 100 windows and never runs out of time)."""
+    script = {"warm": [1, 1, 1, 1, 1, 0], "verdicts": [0, 0, 2]}
+    calls = {"step": 0, "sync": 0}
+
+    def agree(value: int) -> int:
+        phase = "warm" if script["warm"] else "verdicts"
+        return script[phase].pop(0)
+
+    def step():
+        calls["step"] += 1
+
+    def sync():
+        calls["sync"] += 1
+
+    budget = Budget(max_time=1e9, min_samples=100, max_samples=500, warmup_time=0.0,
+                    warmup_iterations=1, window_iterations=4)
+    s = sample(step, sync, budget, agree=agree)
+    assert s.warmup_iterations == 5
+    assert len(s.samples) == 3 and not s.converged
+    assert calls["step"] == 1 + 5 + 3 * 4
+    assert calls["sync"] >= 1 + 5 + 3  # lockstep warm-up synchronises every iteration

@@ -56,8 +56,15 @@ class Sampling:
 
 
 def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
-           on_sample: Callable[[int], None] | None = None) -> Sampling:
-    """Time ``step`` (which may be asynchronous) with ``sync`` closing every timed region."""
+           on_sample: Callable[[int], None] | None = None,
+           agree: Callable[[int], int] | None = None) -> Sampling:
+    """Time ``step`` (which may be asynchronous) with ``sync`` closing every timed region.
+
+    ``agree`` serves processes that must step in lockstep (data-parallel ranks): every decision
+    (keep warming up, the window length, stop sampling) goes through it, so that each rank takes
+    rank 0's; warm-up then synchronises every iteration. Alone, a process decides for itself.
+    """
+    decide: Callable[[int], int] = agree or (lambda value: value)
     # 1. first call: compilation, tracing, lazy initialisation; reported apart
     t0 = clock()
     step()
@@ -67,10 +74,10 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
     # 2. warm-up until both the time and the iteration minimum are met
     warm = 0
     t0 = clock()
-    while warm < budget.warmup_iterations or clock() - t0 < budget.warmup_time:
+    while decide(int(warm < budget.warmup_iterations or clock() - t0 < budget.warmup_time)):
         step()
         warm += 1
-        if warm % 8 == 0:
+        if agree is not None or warm % 8 == 0:
             sync()
     sync()
 
@@ -82,9 +89,9 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
         step()
         sync()
         one = max(clock() - t0, 1e-9)
-        per_window = max(1, math.ceil(budget.min_window / one))
+        per_window = decide(max(1, math.ceil(budget.min_window / one)))
 
-    # 4. sample windows adaptively
+    # 4. sample windows adaptively (0: go on, 1: converged, 2: out of time)
     samples: list[float] = []
     converged = False
     start = clock()
@@ -97,8 +104,13 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
         if on_sample:
             on_sample(len(samples))
         if len(samples) >= budget.min_samples and relative_ci_halfwidth(samples) <= budget.target_ci:
-            converged = True
-            break
-        if clock() - start >= budget.max_time and len(samples) >= min(budget.min_samples, 3):
+            verdict = 1
+        elif clock() - start >= budget.max_time and len(samples) >= min(budget.min_samples, 3):
+            verdict = 2
+        else:
+            verdict = 0
+        verdict = decide(verdict)
+        if verdict:
+            converged = verdict == 1
             break
     return Sampling(first, samples, per_window, warm, converged, clock() - start)
