@@ -6,8 +6,10 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
 fi
 bin=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)")")
 data=/tmp/dlbench-pg
-rm -rf "$data"; mkdir -p "$data"; chown postgres "$data"
 run() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
+# a server left by an earlier run on this machine holds the port: stop it before reusing its folder
+[ -f "$data/postmaster.pid" ] && { run "$bin/pg_ctl -D $data stop -m fast >/dev/null" || true; }
+rm -rf "$data"; mkdir -p "$data"; chown postgres "$data"
 run "$bin/initdb -D $data -A trust -U dlbench >/dev/null"
 run "$bin/pg_ctl -D $data -o '-p 55432 -k /tmp -c listen_addresses=127.0.0.1' -l $data/log -w start >/dev/null"
 run "$bin/createdb -h 127.0.0.1 -p 55432 -U dlbench dlbench_test"
