@@ -11,6 +11,17 @@ from dlbench.cell import Cell
 
 STATUSES = ("ok", "failed", "skipped", "timeout", "crashed")
 
+# Warnings a measurement carries in ``meta["flags"]``: every reporter shows them where the figure
+# is shown, and compare/gate turn a flagged figure's verdict into ``inconclusive``.
+FLAGS: dict[str, str] = {
+    "contended": "other processes kept this process's threads waiting for a CPU in too many windows "
+                 "(see meta['contention']): the figure is slower than the machine can do",
+    "not_converged": "the CI target was not reached within the time budget",
+    "drifting": "a step change among the cell's own windows (the machine or the workload changed mid-cell)",
+    "inconsistent": "throughput and batch-1 latency of this cell disagree beyond their spread",
+    "repeats_disagree": "the cell's process repeats differ beyond their within-process variance",
+}
+
 
 @dataclass
 class Stats:
@@ -52,6 +63,17 @@ class Measurement:
             from dlbench.measure.stats import summarize
 
             self.stats = summarize(self.samples)
+
+    @property
+    def flags(self) -> list[str]:
+        """Warnings on this figure (names in :data:`FLAGS`), in the order they were raised."""
+        return list(self.meta.get("flags", []))
+
+    def flag(self, name: str) -> None:
+        """Raise a warning on this figure (idempotent)."""
+        flags = self.meta.setdefault("flags", [])
+        if name not in flags:
+            flags.append(name)
 
 
 @dataclass
