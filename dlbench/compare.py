@@ -2,11 +2,27 @@
 
 Rows: one per (cell, measurement or metric). Every row gets a verdict:
 
-* speed measurements (throughput, latency, first_call, any Measurement with raw samples):
-  Mann-Whitney U two-sided on raw samples; the effect is the Hodges-Lehmann head/base ratio with
-  its distribution-free 95% CI (see :mod:`dlbench.effects`). Measurements named in
-  ``Thresholds.informational`` (first_call) and those with a single sample in both runs are
-  reported but never gate;
+* speed measurements (throughput, latency, first_call, any Measurement with raw samples), tested
+  at the level of independent replicates (see :mod:`dlbench.effects`):
+
+  - **process level** when either side has process repeats (``meta["process_medians"]``, one
+    median per fresh process; a side without them counts as one process, the median of its
+    samples) and each side has at least one process: Welch's t on the log process medians; the
+    effect is the ratio of the geometric means of the process medians with Welch's t CI (the
+    Base/Head columns show the medians of the process medians). Windows of one process share its
+    thread placement, clock and neighbours, so only fresh processes are independent; pooling
+    their windows into one rank test treats hundreds of autocorrelated windows as independent
+    and turns a between-process difference into "regression, q=5e-09". 3 vs 3 processes find a
+    consistent 20% change; 2 vs 2 (t with ~1-2 df) rarely prove anything, and say so;
+  - **window level** with one process on each side: Mann-Whitney U on raw windows with the
+    Hodges-Lehmann ratio and its Moses CI, made autocorrelation-aware: each side's effective
+    sample size (AR(1) on the windows' ranks) inflates the variance of U and sets the t
+    degrees of freedom, so a slow stretch of consecutive windows is not counted as many
+    independent observations. Such a test still cannot see between-process variance: it
+    says whether *these two processes* differ;
+
+  measurements named in ``Thresholds.informational`` (first_call) and those with a single sample
+  in both runs are reported but never gate;
 * accuracy: exact McNemar on per-example ``test_correct`` samples when both runs have them for the
   same test set (paired), Fisher's exact test on correct counts when the test sets differ or only
   ``accuracy`` and ``n_test`` metrics exist (unpaired), else the threshold rule alone;
@@ -19,15 +35,32 @@ discovery rate at ``alpha``. Verdict of a tested row: q < alpha and effect beyon
 the bad direction -> ``regression`` (good direction -> ``improvement``); the 95% CI entirely inside
 the +-threshold band -> ``unchanged``; otherwise ``inconclusive`` (too noisy, too few samples, or
 a significant change smaller than the threshold with a CI that still reaches beyond it).
+
+Flagged figures (``Measurement.flags``, see :data:`dlbench.result.FLAGS`) cannot lie: a speed row
+whose base or head figure is flagged ``contended``, ``not_converged``, ``drifting``,
+``inconsistent`` or ``repeats_disagree`` is never ``regression`` or ``improvement``; it is
+``inconclusive`` and its reason names each flag and side ("head contended (31% run-queue wait);
+unflagged this would be a regression (q=0.002), a flagged figure never is"). It may still be
+``unchanged``, but only when the CI argument survives the flag: ``not_converged`` (the CI is
+wider than targeted, its coverage holds) and ``repeats_disagree`` on a process-level row (the
+between-process spread is in Welch's CI). ``contended``, ``drifting``, ``inconsistent`` (and any
+unknown flag) mean the figure itself may be biased: a CI inside the band around a biased figure
+proves nothing, so such rows are ``inconclusive`` even then. Unflagged rows follow the rules
+above; flagged rows still enter the FDR family, so they do not change other rows' q-values.
+
 Cell-level verdicts: ``missing`` (in base only, or skipped in head), ``new`` (in head only, or the
 baseline cell did not succeed), ``failed`` (head cell failed, crashed or timed out), ``skipped``.
 
 Machine drift: when both runs hold an ``ok`` cell of scenario ``canary`` (a fixed NumPy matmul,
 :func:`dlbench.measure.canary.canary_workload`), its head/base throughput ratio ``d`` estimates
-how much faster the head machine is. When ``d`` differs from 1 significantly (p < alpha) and by
-more than ``drift_tolerance``, head samples of CPU speed cells are divided by ``d``
-(throughput-like, higher is better) or multiplied by ``d`` (time-like) before testing: a uniformly
-slower machine is not reported as a regression of every cell. Canary rows never gate.
+how much faster the head machine is, with a 95% CI (the window-level test above), reported in
+the summary. With ``Thresholds.drift_correction`` on, when ``d`` differs from 1 significantly
+(p < alpha), by more than ``drift_tolerance`` and by at most ``drift_max``, head samples of CPU
+speed cells are divided by ``d`` (throughput-like, higher is better) or multiplied by ``d``
+(time-like) before testing: a uniformly slower machine is not reported as a regression of every
+cell. The correction is used only when the canary figure on both sides is unflagged: a contended
+canary measures the neighbours, not the machine, so its drift is reported and ignored (the
+summary says why). Canary rows never gate.
 """
 
 from __future__ import annotations
@@ -41,6 +74,7 @@ from dlbench.compare_rows import (
     CellComparison,
     accuracy_row,
     decide_row,
+    figure_flags,
     finite,
     is_memory_metric,
     memory_row,
@@ -61,10 +95,14 @@ BAD_STATUSES = ("failed", "crashed", "timeout")
 # Worst first; worst_verdict picks the earliest present among gated rows.
 VERDICTS = ("regression", "failed", "missing", "inconclusive", "improvement", "unchanged", "new",
             "skipped")
+
+
 @dataclass
 class Drift:
     """Machine drift from the canary cell: ``ratio`` head/base canary throughput (>1: the head
-    machine is faster); ``applied`` is the factor used for correction (1.0 when not applied)."""
+    machine is faster) with its 95% CI; ``applied`` is the factor used for correction (1.0 when not
+    applied); ``ignored`` names the canary's flags when it is flagged (then it is never used for a
+    correction), empty otherwise."""
 
     key: str
     ratio: float
@@ -72,6 +110,18 @@ class Drift:
     ci_high: float
     p_value: float
     applied: float
+    ignored: str = ""
+
+    def describe(self) -> str:
+        """``x0.870 (95% CI 0.851..0.889, p=1e-05), corrected`` and the like."""
+        ci = (f"95% CI {self.ci_low:.3f}..{self.ci_high:.3f}, "
+              if math.isfinite(self.ci_low) and math.isfinite(self.ci_high) else "")
+        text = f"x{self.ratio:.3f} ({ci}p={self.p_value:.2g})"
+        if self.applied != 1.0:
+            return f"{text}, corrected"
+        if self.ignored:
+            return f"{text}, ignored: {self.ignored}"
+        return f"{text}, not corrected"
 
 @dataclass
 class Comparison:
@@ -107,8 +157,7 @@ class Comparison:
         cells = len({r.key for r in self.rows})
         text = f"{cells} cells, {len(self.gated_rows)} gated rows: " + (", ".join(parts) or "none")
         if self.drift is not None:
-            applied = "corrected" if self.drift.applied != 1.0 else "not corrected"
-            text += f"; machine drift x{self.drift.ratio:.3f} ({applied})"
+            text += f"; machine drift {self.drift.describe()}"
         if self.environment:
             text += f"; {len(self.environment)} environment differences"
         return text
@@ -180,7 +229,11 @@ def _estimate_drift(b: dict[str, Result], h: dict[str, Result], th: Thresholds) 
                        e.n_head, e.method)
         use = (th.drift_correction and e.p_value < th.alpha
                and math.log1p(th.drift_tolerance) < abs(math.log(e.estimate)) <= math.log1p(th.drift_max))
-        return Drift(key, e.estimate, e.ci_low, e.ci_high, e.p_value, e.estimate if use else 1.0)
+        flags = figure_flags("base canary", mb) + figure_flags("head canary", mh)
+        ignored = "; ".join(r for _, r in flags)
+        use = use and not flags
+        return Drift(key, e.estimate, e.ci_low, e.ci_high, e.p_value, e.estimate if use else 1.0,
+                     ignored)
     return None
 
 

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dlbench.effects import paired_proportion_effect, ratio_effect, two_proportion_effect
-from dlbench.result import Measurement, Result
+from dlbench.effects import (
+    paired_proportion_effect,
+    process_effect,
+    ratio_effect,
+    two_proportion_effect,
+)
+from dlbench.result import FLAGS, Measurement, Result
 from dlbench.thresholds import Thresholds
 
 NAN = float("nan")
@@ -22,6 +27,15 @@ _FRACTION_METRICS = {"accuracy", "macro_f1", "micro_f1", "f1", "precision", "rec
                      "hr", "ndcg", "map", "mrr", "r2", "top1", "top5"}
 _ERROR_METRICS = {"rmse", "mae", "mse", "loss", "error_rate", "wer", "cer"}
 _NOT_COMPARED = {"n_test"}
+# Flags that say a figure may be biased (not just imprecise): its row is never ``unchanged``.
+# ``not_converged`` only widens the CI (still honest), ``repeats_disagree`` is covered by a
+# process-level test's between-process CI; any other or unknown flag counts as a bias.
+_PRECISION_FLAGS = {"not_converged", "repeats_disagree"}
+_FLAG_TEXT = {"not_converged": "not converged (CI target not reached)",
+              "drifting": "drifting (step change among its windows)",
+              "inconsistent": "inconsistent (throughput and batch-1 latency disagree)",
+              "repeats_disagree": "repeats disagree (process medians differ beyond their "
+                                  "within-process spread)"}
 
 
 def metric_direction(name: str) -> tuple[bool, str] | None:
@@ -72,6 +86,9 @@ class CellComparison:
     alpha: float = 0.05
     gated: bool = True
     drift: float = 1.0
+    level: str = ""  # speed rows: "windows" (raw samples of one process) or "processes"
+    flags: list[str] = field(default_factory=list)  # "side flag", e.g. "head contended"
+    flag_reasons: list[str] = field(default_factory=list)  # "head contended (31% run-queue wait)"
 
     @property
     def change(self) -> float:
@@ -92,17 +109,52 @@ def _median(m: Measurement) -> float:
     return m.stats.median if m.stats else NAN
 
 
+def process_medians(m: Measurement) -> list[float]:
+    """One median per fresh process (``meta["process_medians"]``, process repeats), else the
+    median of the samples as the one process's (empty without samples)."""
+    pm = m.meta.get("process_medians")
+    if isinstance(pm, (list, tuple)) and pm:
+        return [float(v) for v in pm]
+    return [float(np.median(m.samples))] if m.samples else []
+
+
+def figure_flags(side: str, m: Measurement) -> list[tuple[str, str]]:
+    """(flag, reason) of each warning on a figure, e.g. ("contended", "head contended (31%
+    run-queue wait)")."""
+    out = []
+    for f in m.flags:
+        if f == "contended":
+            c = m.meta.get("contention")
+            text = (f"contended ({c:.0%} run-queue wait)" if finite(c) else "contended")
+        else:
+            text = _FLAG_TEXT.get(f, f.replace("_", " ") if f in FLAGS else f"flagged {f!r}")
+        out.append((f, f"{side} {text}"))
+    return out
+
+
 def speed_row(key: str, mb: Measurement, mh: Measurement, th: Thresholds,
-               factor: float) -> CellComparison:
-    head = np.asarray(mh.samples, dtype=float)
-    if factor != 1.0:
-        head = head / factor if mh.higher_is_better else head * factor
-    e = ratio_effect(mb.samples, head, th.alpha)
+              factor: float) -> CellComparison:
+    """A speed row: process-level test when either side has process repeats (both need one
+    process at least), else the autocorrelation-aware rank test on raw windows; flags carried."""
+    def corrected(v: np.ndarray) -> np.ndarray:
+        if factor == 1.0:
+            return v
+        return v / factor if mh.higher_is_better else v * factor
+
+    pb, ph = process_medians(mb), process_medians(mh)
+    if pb and ph and max(len(pb), len(ph)) >= 2:
+        e = process_effect(pb, corrected(np.asarray(ph)), th.alpha)
+        level, med_b, med_h = "processes", float(np.median(pb)), float(np.median(ph))
+    else:
+        e = ratio_effect(mb.samples, corrected(np.asarray(mh.samples, dtype=float)), th.alpha)
+        level, med_b, med_h = "windows", _median(mb), _median(mh)
+    flags = figure_flags("base", mb) + figure_flags("head", mh)
     return CellComparison(
         key, mh.name, "speed", unit=mh.unit, higher_is_better=mh.higher_is_better,
-        base_median=_median(mb), head_median=_median(mh), ratio=e.estimate, ci_low=e.ci_low,
+        base_median=med_b, head_median=med_h, ratio=e.estimate, ci_low=e.ci_low,
         ci_high=e.ci_high, p_value=e.p_value, n_base=e.n_base, n_head=e.n_head, method=e.method,
-        threshold=th.min_effect, alpha=th.alpha, drift=factor,
+        threshold=th.min_effect, alpha=th.alpha, drift=factor, level=level,
+        flags=[f"{r.split(' ', 1)[0]} {f}" for f, r in flags], flag_reasons=[r for _, r in flags],
         # one sample per run in both runs can never be tested: report it, never gate on it
         gated=mh.name not in th.informational and max(len(mb.samples), len(mh.samples)) > 1)
 
@@ -219,8 +271,33 @@ def decide_row(row: CellComparison) -> None:
         else:
             why = f"{qtext}={level:.2g} and the CI reaches beyond +-{_th(row)}"
         row.reason = f"{change}: {why}"
+    if row.flag_reasons:
+        _flagged_verdict(row, qtext, level)
     if row.drift != 1.0:
         row.reason += f" (corrected for machine drift x{row.drift:.3f})"
+
+
+def _flagged_verdict(row: CellComparison, qtext: str, level: float) -> None:
+    """A flagged figure never gates as regression or improvement; it is ``unchanged`` only when
+    every flag leaves the CI honest (see :data:`_PRECISION_FLAGS`)."""
+    why = "; ".join(row.flag_reasons)
+    names = {f.split(" ", 1)[1] for f in row.flags}
+    honest_ci = names <= _PRECISION_FLAGS and (
+        "repeats_disagree" not in names or row.level == "processes")
+    tentative = row.verdict
+    if tentative == "unchanged" and honest_ci:
+        row.reason += f" (despite: {why})"
+        return
+    row.verdict = "inconclusive"
+    change = _fmt_change(row)
+    if tentative in ("regression", "improvement"):
+        row.reason = (f"{change}: {why}; unflagged this would be a {tentative} "
+                      f"({qtext}={level:.2g}), a flagged figure never is")
+    elif tentative == "unchanged":
+        row.reason = (f"{change}: {why}; the 95% CI is within +-{_th(row)} but a biased figure "
+                      "cannot show the absence of a change")
+    else:
+        row.reason += f"; {why}"
 
 
 def _inv(x: float) -> float:

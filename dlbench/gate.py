@@ -215,7 +215,14 @@ def to_markdown(decision: GateDecision) -> str:
            f"**{decision.message}**", "", cmp.summary(), ""]
     if cmp.drift is not None:
         d = cmp.drift
-        state = "corrected for" if d.applied != 1.0 else "not corrected (not significant)"
+        if d.applied != 1.0:
+            state = "corrected for"
+        elif d.ignored:
+            state = f"ignored: {d.ignored}"
+        elif cmp.thresholds.drift_correction:
+            state = "not corrected (not significant, too small or beyond drift_max)"
+        else:
+            state = "not corrected (drift correction is off)"
         out += [f"> Machine drift (canary `{d.key}`): head/base x{d.ratio:.3f} "
                 f"[{d.ci_low:.3f}, {d.ci_high:.3f}], p={d.p_value:.2g}; {state}.", ""]
     if cmp.environment:
@@ -234,7 +241,9 @@ def to_markdown(decision: GateDecision) -> str:
         out += [f"<details><summary>{len(quiet)} unchanged rows</summary>", "", _HEADER,
                 *map(_md_row, quiet), "", "</details>", ""]
     th = cmp.thresholds
-    out.append(f"<sub>Mann-Whitney U / exact McNemar, Benjamini-Hochberg q < {th.alpha:g}; "
+    out.append(f"<sub>Welch t on process medians (process repeats) or autocorrelation-aware "
+               f"Mann-Whitney U (one process) / exact McNemar, Benjamini-Hochberg q < {th.alpha:g}; "
+               "flagged figures are never a regression or improvement; "
                f"thresholds: speed {th.min_effect:.0%}, accuracy {th.accuracy_drop:g} points, "
                f"memory +{th.memory_increase:.0%}.</sub>")
     return "\n".join(out) + "\n"

@@ -155,7 +155,7 @@ def test_threshold_overrides_by_glob():
 
 def test_first_call_is_informational():
     rng = np.random.default_rng(8)
-    b, h = speed_result(rng), speed_result(rng)
+    b, h = speed_result(rng, sigma=0.02), speed_result(rng, sigma=0.02)
     b.measurements.append(Measurement("first_call", "s", [1.0]))
     h.measurements.append(Measurement("first_call", "s", [9.0], higher_is_better=False))
     cmp = compare_runs([b], [h])
