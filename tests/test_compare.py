@@ -12,6 +12,7 @@ from dlbench.cell import Cell
 from dlbench.compare import Thresholds, compare_runs, environment_diff, matches, metric_direction
 from dlbench.effects import (
     benjamini_hochberg,
+    effective_n,
     paired_proportion_effect,
     ratio_effect,
     two_proportion_effect,
@@ -377,3 +378,145 @@ def test_environment_diff_of_real_fingerprints():
     assert environment_diff(a, b) == [f"versions.torch: {a['versions'].get('torch', '(none)')}"
                                       " -> 9.9.9" if "torch" in a["versions"] else
                                       "versions.torch: only in head (9.9.9)"]
+
+
+# ----------------------------------------------------------------------------- flags, processes
+
+
+def flagged(r: Result, flag: str, contention: float = 0.31) -> Result:
+    for m in r.measurements:
+        m.flag(flag)
+        if flag == "contended":
+            m.meta["contention"] = contention
+    return r
+
+
+FLAG_REASONS = {"contended": "contended (31% run-queue wait)", "not_converged": "not converged",
+                "drifting": "drifting", "inconsistent": "inconsistent",
+                "repeats_disagree": "repeats disagree"}
+
+
+@pytest.mark.parametrize("side", ["base", "head"])
+@pytest.mark.parametrize("flag", sorted(FLAG_REASONS))
+def test_a_flag_makes_a_would_be_regression_inconclusive(flag, side):
+    rng = np.random.default_rng(20)
+    base, head = speed_result(rng), speed_result(rng, 1 / 1.2)
+    flagged(base if side == "base" else head, flag)
+    cmp = compare_runs([base], [head])
+    for name in ("throughput", "latency"):
+        r = row(cmp, "speed", name)
+        assert r.verdict == "inconclusive", r.reason
+        assert f"{side} {FLAG_REASONS[flag]}" in r.reason
+        assert "would be a regression" in r.reason
+        assert r.flags == [f"{side} {flag}"]
+    assert cmp.worst_verdict == "inconclusive"
+    again = np.random.default_rng(20)
+    unflagged = compare_runs([speed_result(again)], [speed_result(again, 1 / 1.2)])
+    assert unflagged.rows[0].verdict == "regression"
+    assert cmp.rows[0].ratio == pytest.approx(unflagged.rows[0].ratio)  # same figure, other verdict
+
+
+def test_flagged_unchanged_only_when_the_ci_survives_the_flag():
+    rng = np.random.default_rng(21)
+    base = [speed_result(rng, sigma=0.01, task=t) for t in "abc"]
+    head = [speed_result(rng, sigma=0.01, task=t) for t in "abc"]
+    flagged(head[0], "not_converged")  # a wider CI, still honest: may prove "unchanged"
+    flagged(head[1], "contended")  # a biased figure: proves nothing
+    flagged(head[2], "repeats_disagree")  # window-level test ignores the between-process spread
+    cmp = compare_runs(base, head)
+    assert row(cmp, "/a/", "throughput").verdict == "unchanged"
+    assert "despite: head not converged" in row(cmp, "/a/", "throughput").reason
+    b = row(cmp, "/b/", "throughput")
+    assert b.verdict == "inconclusive" and "biased figure" in b.reason
+    assert row(cmp, "/c/", "throughput").verdict == "inconclusive"
+
+
+def process_result(rng: np.random.Generator, medians: list[float], n: int = 30,
+                   sigma: float = 0.02, rho: float = 0.5) -> Result:
+    """k fresh processes of AR(1) windows around each process's median, combined as the repeats
+    helper does: pooled samples, ``meta["process_medians"]``, ``meta["repeats"]``."""
+    cell = Cell("speed", "vision", "torch", "cpu", {"batch_size": 32, "mode": "train"})
+    samples: list[float] = []
+    pm = []
+    for med in medians:
+        w = med * np.exp(ar1(rng, n, rho, sigma))
+        samples += w.tolist()
+        pm.append(float(np.median(w)))
+    m = Measurement("throughput", "samples/s", samples, quick_stats(np.asarray(samples)),
+                    meta={"process_medians": pm, "repeats": len(medians)})
+    return Result(cell, measurements=[m])
+
+
+def ar1(rng: np.random.Generator, n: int, rho: float, sigma: float) -> np.ndarray:
+    e = rng.normal(0, sigma * math.sqrt(1 - rho**2), n)
+    x = np.empty(n)
+    x[0] = rng.normal(0, sigma)
+    for i in range(1, n):
+        x[i] = rho * x[i - 1] + e[i]
+    return x
+
+
+def test_consistent_slowdown_over_three_processes_is_a_regression():
+    rng = np.random.default_rng(22)
+    base = process_result(rng, [1000, 1010, 990])
+    head = process_result(rng, [830, 840, 825])  # 20% slower in every process
+    r = row(compare_runs([base], [head]), "speed", "throughput")
+    assert r.verdict == "regression", r.reason
+    assert r.level == "processes" and "Welch" in r.method and (r.n_base, r.n_head) == (3, 3)
+    assert r.ci_low <= 1 / 1.2 <= r.ci_high
+    assert r.base_median == pytest.approx(1000, rel=0.02)
+
+
+def test_between_process_spread_is_not_a_confirmed_regression():
+    """Three processes per side whose medians spread by +-20%: the pooled windows differ by 20%
+    and a rank test on them is certain, the process medians are not."""
+    rng = np.random.default_rng(23)
+    base = process_result(rng, [1000, 1250, 1500])
+    head = process_result(rng, [850, 1050, 1250])
+    pooled = ratio_effect(base.measurements[0].samples, head.measurements[0].samples,
+                          serial=False)
+    assert pooled.p_value < 1e-6 and pooled.estimate < 1 / 1.15  # what pooling would claim
+    r = row(compare_runs([base], [head]), "speed", "throughput")
+    assert r.level == "processes" and r.verdict == "inconclusive", r.reason
+    assert r.p_value > 0.05 and r.ci_low < 1 < r.ci_high
+
+
+def test_one_process_against_several_uses_their_spread():
+    rng = np.random.default_rng(24)
+    several = process_result(rng, [1000, 1200, 900])
+    one = speed_result(rng, 1.0)  # a baseline without repeats: one process
+    r = row(compare_runs([one], [several]), "speed", "throughput")
+    assert r.level == "processes" and "one process against 3" in r.method
+    assert r.verdict == "inconclusive"
+    consistent = process_result(rng, [800, 805, 795])
+    assert row(compare_runs([one], [consistent]), "speed", "throughput").verdict == "regression"
+
+
+def test_effective_sample_size_of_autocorrelated_windows():
+    rng = np.random.default_rng(25)
+    iid = [effective_n(np.exp(rng.normal(0, 0.05, 60))) for _ in range(50)]
+    slow = [effective_n(np.exp(ar1(rng, 60, 0.8, 0.05))) for _ in range(50)]
+    assert 40 < np.median(iid) <= 60
+    assert np.median(slow) < 15  # AR(1) rho=0.8: n (1-rho)/(1+rho) = 6.7
+    assert effective_n([1.0, 2.0, 3.0]) == 3.0
+    e = ratio_effect(np.exp(ar1(rng, 30, 0.8, 0.05)), np.exp(ar1(rng, 30, 0.8, 0.05)))
+    assert "autocorrelation-aware" in e.method and e.n_eff_base < 30
+
+
+def test_contended_canary_is_reported_not_applied():
+    rng = np.random.default_rng(26)
+    slow = 1 / 1.15
+    base = [speed_result(rng, task="a"), canary_result(rng)]
+    head = [speed_result(rng, slow, task="a"), flagged(canary_result(rng, slow), "contended",
+                                                        0.4)]
+    cmp = compare_runs(base, head, Thresholds(drift_correction=True))
+    assert cmp.drift is not None and cmp.drift.applied == 1.0
+    assert cmp.drift.ignored == "head canary contended (40% run-queue wait)"
+    text = cmp.summary()
+    assert "ignored: head canary contended (40% run-queue wait)" in text
+    assert f"95% CI {cmp.drift.ci_low:.3f}..{cmp.drift.ci_high:.3f}" in text
+    assert row(cmp, "/a/", "throughput").verdict == "regression"  # not corrected away
+    clean = compare_runs(base, head[:1] + [canary_result(rng, slow)],
+                         Thresholds(drift_correction=True))
+    assert clean.drift is not None and clean.drift.applied != 1.0
+    assert "corrected" in clean.summary() and "95% CI" in clean.summary()

@@ -166,3 +166,44 @@ def test_junit_one_testcase_per_cell(rng):
     assert cases[d.cell.key].find("skipped").get("message").startswith("inconclusive")
     assert suite.get("tests") == "4" and suite.get("failures") == "1"
     assert suite.get("errors") == "1" and suite.get("skipped") == "1"
+
+
+def test_all_inconclusive_comparison_exits_2(rng):
+    """Every figure of the head run contended: the slowdowns are not regressions, exit 2."""
+    base = [speed(rng, "a"), speed(rng, "b")]
+    head = [speed(rng, "a", 0.7), speed(rng, "b", 0.8)]
+    for r in head:
+        r.measurements[0].flag("contended")
+        r.measurements[0].meta["contention"] = 0.45
+    cmp = compare_runs(base, head)
+    assert {r.verdict for r in cmp.gated_rows} == {"inconclusive"}
+    called: list[list[str]] = []
+    d = decide(cmp, confirm=lambda keys: called.append(keys) or [])
+    assert d.exit_code == 2 and d.outcome == "inconclusive" and "2 inconclusive" in d.message
+    assert not called  # nothing to confirm: no cell was flagged as a regression
+    md = to_markdown(d)
+    assert "head contended (45% run-queue wait)" in md
+    assert "flagged figures are never a regression" in md
+
+
+def test_flagged_confirmation_run_is_not_a_confirmed_regression(rng):
+    cmp = compare_runs([speed(rng, "a")], [speed(rng, "a", 0.8)])
+
+    def contended_rerun(keys: list[str]) -> list[Result]:
+        r = speed(rng, "a", 0.8)
+        r.measurements[0].flag("contended")
+        return [r]
+
+    d = decide(cmp, confirm=contended_rerun)
+    assert d.exit_code == 2 and not d.confirmed
+    assert "head contended" in d.rows[0].reason
+
+
+def test_markdown_says_why_the_drift_was_ignored(rng):
+    base = [speed(rng, "a"), canary(rng)]
+    hot = canary(rng, 0.8)
+    hot.measurements[0].flag("contended")
+    hot.measurements[0].meta["contention"] = 0.5
+    cmp = compare_runs(base, [speed(rng, "a"), hot])
+    md = to_markdown(decide(cmp))
+    assert "ignored: head canary contended (50% run-queue wait)" in md
