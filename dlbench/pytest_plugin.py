@@ -55,9 +55,7 @@ class Benchmark:
                         min_window=0.01)
         started = time.time()
         sampling = sample(lambda: fn(*args, **kwargs), sync or (lambda: None), budget)
-        m = Measurement("time", "s", sampling.samples, higher_is_better=False,
-                        meta={"iterations_per_window": sampling.iterations_per_window,
-                              "converged": sampling.converged, "first_call_s": sampling.first_call})
+        m = sampling.measurement("time", "s", sampling.samples, False, first_call_s=sampling.first_call)
         self.measurement = m
         name = self.node.name
         cell = Cell("speed", "pytest", "python", "cpu", {"test": self.node.nodeid}, shown=("test",))

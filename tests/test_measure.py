@@ -45,12 +45,13 @@ class FakeDevice:
 def test_sampler_syncs_every_window_and_separates_first_call():
     dev = FakeDevice()
     b = Budget(max_time=0.2, min_samples=5, max_samples=20, warmup_time=0.0, warmup_iterations=3,
-               window_iterations=4, target_ci=0.0)
+               window_iterations=4, target_ci=0.0, max_contention=float("inf"))
     s = sample(dev.step, dev.sync, b)
     assert dev.queued == 0  # every timed region ended with a synchronisation
-    assert s.iterations_per_window == 4
-    assert 5 <= len(s.samples) <= 20
-    assert dev.calls == 1 + s.warmup_iterations + 4 * len(s.samples)
+    assert s.iterations_per_sample == 4 and s.timing == "window"
+    assert 5 <= len(s.samples) <= 20 + 4
+    calibration = 3
+    assert dev.calls == 1 + s.warmup_iterations + calibration + 4 * len(s.samples)
     assert s.first_call >= 0 and not s.converged
 
 
@@ -66,11 +67,11 @@ def test_sampler_follows_agreed_decisions_in_lockstep():
     """Data-parallel ranks take rank 0's decisions through ``agree``: here warm-up is agreed to
     last 5 iterations and sampling to stop after 3 windows, though this process alone would
     keep going (its budget asks for 100 windows and never runs out of time)."""
-    script = {"warm": [1, 1, 1, 1, 1, 0], "verdicts": [0, 0, 2]}
+    script = {"warm": [1, 1, 1, 1, 1, 0], "shape": [4, 1], "verdicts": [0, 0, 2]}
     calls = {"step": 0, "sync": 0}
 
     def agree(value: int) -> int:
-        phase = "warm" if script["warm"] else "verdicts"
+        phase = next(p for p in ("warm", "shape", "verdicts") if script[p])
         return script[phase].pop(0)
 
     def step():
@@ -83,6 +84,6 @@ def test_sampler_follows_agreed_decisions_in_lockstep():
                     warmup_iterations=1, window_iterations=4)
     s = sample(step, sync, budget, agree=agree)
     assert s.warmup_iterations == 5
-    assert len(s.samples) == 3 and not s.converged
-    assert calls["step"] == 1 + 5 + 3 * 4
+    assert len(s.samples) == 3 and not s.converged  # agreed: 4 iterations per sample, 1 per window
+    assert calls["step"] == 1 + 5 + 3 + 3 * 4  # first, warm-up, calibration, 3 windows of 4
     assert calls["sync"] >= 1 + 5 + 3  # lockstep warm-up synchronises every iteration

@@ -1,9 +1,28 @@
-"""Adaptive sampling of a step function: first call apart, warm-up, then timed windows.
+"""Adaptive sampling of a step function: first call apart, warm-up, then timed samples in windows.
 
-Each sample is a *window*: enough back-to-back iterations to dwarf timer resolution and
-per-window overhead, closed by a device synchronisation, so asynchronous frameworks are timed
-for the work they really did. Sampling stops when the 95% CI of the median is within
-``target_ci`` of the median (after ``min_samples``), or when ``max_time`` is spent.
+A **sample** is one timed region closed by a device synchronisation: a single iteration where a
+synchronisation per iteration is cheap (it costs under 1% of a step, as on CPU devices) and the
+step is long enough to time alone (``min_sample_time``), else the fewest back-to-back iterations
+that are. The headline is the median of per-iteration times, so a sample the scheduler
+preempted is an outlier the median ignores instead of an average every descheduling enters.
+
+A **window** is a group of samples lasting about ``contention_window`` seconds. Around every
+window, outside the timed regions, a :class:`~dlbench.measure.contention.ContentionProbe` reads
+how long the process's threads waited for a CPU. A window whose wait exceeds ``max_contention``
+of its wall time is discarded and retaken while the time budget lasts; when too few clean windows
+remain at the end, the contended ones are used and the figure is flagged ``contended``.
+
+Stopping: at looks spaced geometrically (each after ``look_growth`` times more samples, so the
+number of looks grows with log n, not n), sampling stops when the half-width of the median's CI,
+computed at the *stricter* ``stop_confidence`` and at the autocorrelation-corrected effective
+sample size (:mod:`dlbench.measure.stats`), is within ``target_ci``. The stricter look keeps the
+reported 95% interval's coverage despite the repeated looks (``tests/test_sampler_coverage.py``
+measures it on a simulated clock).
+
+After the last window, the last output is read back (``fetch``, a blocking copy to the host);
+if that takes longer than the whole window it closes, ``synchronize()`` did not wait for the
+work it was timing and the cell fails with :class:`SyncError` rather than report a figure that
+is too fast.
 """
 
 from __future__ import annotations
@@ -14,9 +33,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlbench.measure.stats import relative_ci_halfwidth
+import numpy as np
+
+from dlbench.errors import DlbenchError
+from dlbench.measure.contention import ContentionProbe
+from dlbench.measure.stats import median_ci, relative_ci_halfwidth
+from dlbench.result import Measurement
 
 clock = time.perf_counter
+
+
+class SyncError(DlbenchError):
+    """``synchronize()`` returned before the device finished the work being timed."""
 
 
 @dataclass(frozen=True)
@@ -26,15 +54,26 @@ class Budget:
     max_time: float = 10.0
     """Seconds of sampling (after warm-up) before giving up on the CI target."""
     target_ci: float = 0.02
-    """Stop when the 95% CI half-width of the median is within this fraction of it."""
-    min_samples: int = 10
-    max_samples: int = 500
+    """Stop when the CI half-width of the median is within this fraction of it."""
+    min_samples: int = 30
+    """Samples before the first look at the stop rule (fewer leave the CI's coverage short)."""
+    max_samples: int = 5000
     warmup_time: float = 1.0
     warmup_iterations: int = 3
     min_window: float = 0.05
-    """Seconds each window should last at least (ignored when ``window_iterations`` is set)."""
+    """Longest a sample may be: the cap on iterations per sample for steps too short to time alone."""
     window_iterations: int | None = None
-    """Force this many iterations per window (1 for latency distributions)."""
+    """Force this many iterations per sample (1 for latency distributions)."""
+    min_sample_time: float = 1e-4
+    """A step shorter than this is timed in groups of iterations lasting at least this long."""
+    contention_window: float = 0.02
+    """Seconds of samples between two contention readings."""
+    max_contention: float = 0.05
+    """A window whose threads waited for a CPU longer than this fraction of it is retaken."""
+    stop_confidence: float = 0.99
+    """Confidence of the CI the stop rule looks at (the reported CI is 95%)."""
+    look_growth: float = 1.25
+    """Each look at the stop rule comes after this many times more samples than the last."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Budget:
@@ -44,73 +83,208 @@ class Budget:
 
 @dataclass
 class Sampling:
-    """What the sampler measured: per-iteration seconds, one value per window."""
+    """What the sampler measured: per-iteration seconds, one value per timed sample, in order."""
 
     first_call: float
     samples: list[float]
-    iterations_per_window: int
+    iterations_per_sample: int
     warmup_iterations: int
     converged: bool
     sampling_time: float
+    timing: str = "per-iteration"
+    """``per-iteration`` (one iteration per sample) or ``window`` (several per sample)."""
+    windows: int = 0
+    """Windows whose samples the figure uses."""
+    windows_discarded: int = 0
+    """Contended windows thrown away and retaken."""
+    contended: bool = False
+    """The figure had to use contended windows."""
+    contention: float = 0.0
+    """Run-queue wait over wall time of the windows used."""
+    contention_source: str = "none"
+    cpu_fraction: float = float("nan")
+    """Process CPU time over wall time of the windows used (threads summed)."""
+    sync_check: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> list[str]:
+        out = []
+        if self.contended:
+            out.append("contended")
+        if not self.converged:
+            out.append("not_converged")
+        if drifting(self.samples):
+            out.append("drifting")
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What a Measurement's ``meta`` records about how it was sampled."""
+        return {"converged": self.converged, "timing": self.timing,
+                "iterations_per_sample": self.iterations_per_sample,
+                "warmup_iterations": self.warmup_iterations, "windows": self.windows,
+                "windows_discarded": self.windows_discarded, "contention": self.contention,
+                "contention_source": self.contention_source, "cpu_fraction": self.cpu_fraction,
+                "sampling_time_s": self.sampling_time, "flags": self.flags}
+
+    def measurement(self, name: str, unit: str, values: list[float], higher_is_better: bool,
+                    **meta: Any) -> Measurement:
+        """A Measurement of ``values`` (derived from :attr:`samples`) carrying this sampling's
+        record and warnings."""
+        return Measurement(name, unit, values, higher_is_better=higher_is_better,
+                           meta={**self.describe(), **meta})
+
+
+def drifting(samples: list[float], threshold: float = 0.05) -> bool:
+    """A step change among a cell's own samples: the medians of the first and last thirds differ
+    by more than ``threshold`` and their (autocorrelation-aware) 95% CIs do not overlap."""
+    n = len(samples)
+    if n < 30:
+        return False
+    third = n // 3
+    first, last = samples[:third], samples[-third:]
+    a, b = float(np.median(first)), float(np.median(last))
+    if a <= 0 or b <= 0 or abs(math.log(b / a)) <= math.log1p(threshold):
+        return False
+    (lo_a, hi_a), (lo_b, hi_b) = median_ci(first), median_ci(last)
+    return bool(hi_a < lo_b or hi_b < lo_a)
 
 
 def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
            on_sample: Callable[[int], None] | None = None,
-           agree: Callable[[int], int] | None = None) -> Sampling:
+           agree: Callable[[int], int] | None = None, *,
+           fetch: Callable[[Any], Any] | None = None,
+           probe: ContentionProbe | None = None,
+           timer: Callable[[], float] | None = None) -> Sampling:
     """Time ``step`` (which may be asynchronous) with ``sync`` closing every timed region.
 
-    ``agree`` serves processes that must step in lockstep (data-parallel ranks): every decision
-    (keep warming up, the window length, stop sampling) goes through it, so that each rank takes
-    rank 0's; warm-up then synchronises every iteration. Alone, a process decides for itself.
+    ``fetch`` reads a step's output back to the host (the sync check, see the module docstring).
+    ``probe`` and ``timer`` default to the real contention probe and ``time.perf_counter``; tests
+    pass a simulated clock. ``agree`` serves processes that must step in lockstep (data-parallel
+    ranks): every decision (keep warming up, iterations per sample, samples per window, stop)
+    goes through it, so that each rank takes rank 0's; warm-up then synchronises every iteration.
     """
+    now = timer or clock
+    probe = probe or ContentionProbe(clock=now)
     decide: Callable[[int], int] = agree or (lambda value: value)
     # 1. first call: compilation, tracing, lazy initialisation; reported apart
-    t0 = clock()
-    step()
+    t0 = now()
+    out = step()
     sync()
-    first = clock() - t0
+    first = now() - t0
 
     # 2. warm-up until both the time and the iteration minimum are met
     warm = 0
-    t0 = clock()
-    while decide(int(warm < budget.warmup_iterations or clock() - t0 < budget.warmup_time)):
-        step()
+    t0 = now()
+    while decide(int(warm < budget.warmup_iterations or now() - t0 < budget.warmup_time)):
+        out = step()
         warm += 1
         if agree is not None or warm % 8 == 0:
             sync()
     sync()
 
-    # 3. calibrate the window length
+    # 3. calibrate: one step, and what a synchronisation with nothing queued costs
+    one, sync_cost = _calibrate(step, sync, now)
     if budget.window_iterations:
-        per_window = budget.window_iterations
+        per = budget.window_iterations
     else:
-        t0 = clock()
-        step()
-        sync()
-        one = max(clock() - t0, 1e-9)
-        per_window = decide(max(1, math.ceil(budget.min_window / one)))
+        per = max(1, _ceil(budget.min_sample_time / one), _ceil(100 * sync_cost / one))
+        per = min(per, max(1, math.ceil(budget.min_window / one)))
+    per = decide(per)
+    per_window = decide(max(1, min(math.ceil(budget.contention_window / (per * one)),
+                                   budget.max_samples // 10)))
 
-    # 4. sample windows adaptively (0: go on, 1: converged, 2: out of time)
-    samples: list[float] = []
+    # 4. sample windows adaptively (verdict 0: go on, 1: converged, 2: out of time or samples)
+    kept: list[float] = []
+    contended: list[tuple[int, list[float]]] = []  # (window number, samples), kept for the end
+    used_wall = used_cpu = used_wait = 0.0
+    bad_wall = bad_cpu = bad_wait = 0.0
+    windows = discarded = 0
+    last_window = 0.0
+    next_look = budget.min_samples
     converged = False
-    start = clock()
-    while len(samples) < budget.max_samples:
-        t0 = clock()
+    start = now()
+    while True:
+        s0 = probe.snapshot()
+        chunk = []
         for _ in range(per_window):
-            step()
-        sync()
-        samples.append((clock() - t0) / per_window)
-        if on_sample:
-            on_sample(len(samples))
-        if len(samples) >= budget.min_samples and relative_ci_halfwidth(samples) <= budget.target_ci:
-            verdict = 1
-        elif clock() - start >= budget.max_time and len(samples) >= min(budget.min_samples, 3):
-            verdict = 2
+            t0 = now()
+            for _ in range(per):
+                out = step()
+            sync()
+            chunk.append((now() - t0) / per)
+        s1 = probe.snapshot()
+        win = probe.window(s0, s1)
+        last_window = win.wall
+        if win.fraction > budget.max_contention:
+            discarded += 1
+            contended.append((windows + discarded, chunk))
+            bad_wall, bad_cpu, bad_wait = bad_wall + win.wall, bad_cpu + win.cpu, bad_wait + (win.wait or 0.0)
         else:
-            verdict = 0
+            windows += 1
+            kept.extend(chunk)
+            used_wall, used_cpu, used_wait = used_wall + win.wall, used_cpu + win.cpu, used_wait + (win.wait or 0.0)
+        if on_sample:
+            on_sample(len(kept))
+        verdict = 0
+        if len(kept) >= next_look:
+            next_look = max(next_look + 1, math.ceil(len(kept) * budget.look_growth))
+            if relative_ci_halfwidth(kept, budget.stop_confidence) <= budget.target_ci:
+                verdict = 1
+        if not verdict and (len(kept) + sum(len(c) for _, c in contended) >= budget.max_samples
+                            or now() - start >= budget.max_time):
+            verdict = 2
         verdict = decide(verdict)
         if verdict:
             converged = verdict == 1
             break
-    return Sampling(first, samples, per_window, warm, converged, clock() - start)
+    sampling_time = now() - start
+
+    used_contended = len(kept) < budget.min_samples and bool(contended)
+    if used_contended:  # the machine stayed busy: use every window, in order, and say so
+        kept = [x for _, c in sorted(contended, key=lambda t: t[0]) for x in c] + kept
+        used_wall, used_cpu, used_wait = used_wall + bad_wall, used_cpu + bad_cpu, used_wait + bad_wait
+        windows, discarded = windows + discarded, 0
+        converged = False
+    sync_check = _sync_check(fetch, out, now, last_window)
+    return Sampling(first, kept, per, warm, converged, sampling_time,
+                    "per-iteration" if per == 1 else "window", windows, discarded, used_contended,
+                    used_wait / used_wall if used_wall > 0 else 0.0, probe.source,
+                    used_cpu / used_wall if used_wall > 0 else float("nan"), sync_check)
+
+
+def _ceil(x: float) -> int:
+    """Ceiling that forgives float rounding (1e-4 / 2e-5 is 5, not 5.000000000000001)."""
+    return math.ceil(x * (1 - 1e-9))
+
+
+def _calibrate(step: Callable[[], Any], sync: Callable[[], None],
+               now: Callable[[], float]) -> tuple[float, float]:
+    """(seconds of one synchronised step, seconds of a synchronisation with nothing queued):
+    the median of three of each."""
+    steps, syncs = [], []
+    for _ in range(3):
+        t0 = now()
+        step()
+        sync()
+        steps.append(now() - t0)
+        t0 = now()
+        sync()
+        syncs.append(now() - t0)
+    return max(float(np.median(steps)), 1e-9), float(np.median(syncs))
+
+
+def _sync_check(fetch: Callable[[Any], Any] | None, out: Any, now: Callable[[], float],
+                window: float) -> dict[str, float]:
+    if fetch is None or out is None:
+        return {}
+    t0 = now()
+    fetch(out)
+    took = now() - t0
+    if took > window > 0:
+        raise SyncError(
+            f"synchronize() did not wait: reading the last output back took {took * 1e3:.3g} ms "
+            f"after a {window * 1e3:.3g} ms window that ended with synchronize(), so the timed work "
+            "was still queued and every figure would be too fast; fix the framework plugin's "
+            "Model.synchronize() to block until the device has finished all queued work")
+    return {"fetch_s": took, "window_s": window}

@@ -1,12 +1,15 @@
 """Speed: throughput of inference or training steps, latency percentiles at batch 1.
 
 The first call (compilation, tracing) is timed apart; warm-up follows; then adaptive sampling of
-synchronised windows (see :mod:`dlbench.measure.sampler`). Inputs are synthetic, of the task's
+synchronised per-iteration times in contention-checked windows (see :mod:`dlbench.measure.sampler`);
+every figure carries the sampler's warnings (contended, not converged, drifting) and, at batch 1,
+throughput and latency are checked against each other (``inconsistent``). Inputs are synthetic, of the task's
 shapes, and live on the device before timing starts, so no download and no host transfer is timed.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -61,25 +64,47 @@ class SpeedScenario(Scenario):
         step = (lambda: model.train_step(nx, ny)) if mode == "train" else (lambda: model.forward(nx))
         budget = Budget.from_dict({**self.budget, **ctx.cell.budget})
         model.reset_peak_memory()
-        sampling = sample(step, model.synchronize, budget)
+        sampling = sample(step, model.synchronize, budget, fetch=model.to_numpy)
         record(ctx, sampling, bs, model)
         if bs == 1:
             lat_budget = Budget.from_dict({**self.budget, **ctx.cell.budget, "window_iterations": 1,
                                            "warmup_time": 0.2, "min_samples": 100,
                                            "max_samples": int(ctx.cell.budget.get("latency_samples", 1000))})
-            lat = sample(step, model.synchronize, lat_budget)
-            ctx.result.measurements.append(Measurement(
-                "latency", "ms", [s * 1e3 for s in lat.samples], higher_is_better=False,
-                meta={"converged": lat.converged}))
+            lat = sample(step, model.synchronize, lat_budget, fetch=model.to_numpy)
+            latency = lat.measurement("latency", "ms", [s * 1e3 for s in lat.samples], False)
+            ctx.result.measurements.append(latency)
+            throughput = ctx.result.measurement("throughput")
+            if throughput is not None:
+                check_consistency(throughput, latency)
+
+
+def check_consistency(throughput: Measurement, latency: Measurement, tolerance: float = 0.1) -> None:
+    """At batch 1, the step time behind the throughput and the latency p50 time the same thing:
+    when they differ by more than ``tolerance`` and beyond both CIs, flag both ``inconsistent``."""
+    if throughput.stats is None or latency.stats is None:
+        return
+    bs = float(throughput.meta.get("batch_size", 1))
+    step_ms = bs / throughput.stats.median * 1e3
+    lat_ms = latency.stats.median
+    if step_ms <= 0 or lat_ms <= 0:
+        return
+    gap = abs(math.log(lat_ms / step_ms))
+    spread = (_finite(throughput.stats.rel_ci) + _finite(latency.stats.rel_ci)) * 1.5
+    if gap > max(math.log1p(tolerance), spread):
+        for m in (throughput, latency):
+            m.flag("inconsistent")
+            m.meta["consistency"] = {"step_ms_from_throughput": step_ms, "latency_p50_ms": lat_ms}
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 0.0
 
 
 def record(ctx: CellContext, sampling: Sampling, batch_size: int, model: Model) -> None:
     """Turn a sampling into throughput and first-call measurements plus memory metrics."""
     r = ctx.result
-    r.measurements.append(Measurement(
-        "throughput", "samples/s", [batch_size / s for s in sampling.samples], higher_is_better=True,
-        meta={"iterations_per_window": sampling.iterations_per_window, "converged": sampling.converged,
-              "warmup_iterations": sampling.warmup_iterations, "batch_size": batch_size}))
+    r.measurements.append(sampling.measurement(
+        "throughput", "samples/s", [batch_size / s for s in sampling.samples], True, batch_size=batch_size))
     r.measurements.append(Measurement("first_call", "s", [sampling.first_call], higher_is_better=False))
     steady = float(np.median(sampling.samples)) if sampling.samples else 0.0
     r.metrics["first_call_s"] = sampling.first_call
@@ -88,6 +113,5 @@ def record(ctx: CellContext, sampling: Sampling, batch_size: int, model: Model) 
     dev = model.peak_memory_bytes()
     if dev is not None:
         r.metrics["peak_device_memory_mb"] = dev / 2**20
-    r.details["sampling"] = {"converged": sampling.converged, "samples": len(sampling.samples),
-                             "iterations_per_window": sampling.iterations_per_window,
-                             "sampling_time_s": sampling.sampling_time}
+    r.details["sampling"] = {**sampling.describe(), "samples": len(sampling.samples),
+                             "sync_check": sampling.sync_check}

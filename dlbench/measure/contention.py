@@ -1,0 +1,145 @@
+"""Contention probes: how long this process's threads waited for a CPU while it was being timed.
+
+A timed window is *contended* when other work kept the process's threads runnable but off a CPU:
+the figure then measures the neighbours, not the framework. The probe reads, outside the timed
+region, at the start and end of every window:
+
+* ``schedstat`` (Linux): the run-queue delay of every thread of the process, field 2 of
+  ``/proc/self/task/<tid>/schedstat`` (nanoseconds spent runnable but waiting), summed over
+  threads. This is the direct measure, per process, and the one used wherever it is readable.
+* ``psi`` (Linux without per-task schedstat): ``/proc/pressure/cpu``'s ``some`` total, the time at
+  least one task of the *machine* waited for a CPU. It over-reports (another process's waiting
+  counts too), so a window it calls contended may not be; it never under-reports.
+* ``none`` (other systems): contention is not measured; figures say ``contention_source: none``
+  and are never marked contended, which the reports state rather than imply a quiet machine.
+
+Each window also records the process's CPU time (``time.process_time``) beside its wall time.
+The contention *fraction* of a window is run-queue wait divided by wall time: 0.31 means the
+process's threads waited for a CPU for 31% of the window's length (summed over threads, so a
+multi-threaded process can exceed 1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+SOURCES = ("schedstat", "psi", "none")
+_PSI = "/proc/pressure/cpu"
+_TASKS = "/proc/self/task"
+_SOME = re.compile(r"^some .*total=(\d+)", re.M)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counters at one instant: wall clock, process CPU time, cumulative wait (seconds)."""
+
+    wall: float
+    cpu: float
+    waits: dict[int, float] = field(default_factory=dict)
+    """Cumulative run-queue wait per thread id (schedstat) or under key 0 (psi)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Contention of one timed window."""
+
+    wall: float
+    cpu: float
+    wait: float | None
+    """Seconds the process's threads were runnable but waiting (None: not measured)."""
+
+    @property
+    def fraction(self) -> float:
+        """Run-queue wait relative to the window's wall time (0 when not measured)."""
+        if self.wait is None or self.wall <= 0:
+            return 0.0
+        return self.wait / self.wall
+
+
+class ContentionProbe:
+    """Reads contention counters; ``source`` says which (see the module docstring)."""
+
+    def __init__(self, source: str | None = None, clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+        self.source = source or detect_source()
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown contention source {self.source!r}: choose one of {', '.join(SOURCES)}")
+        self.clock = clock
+        self.cpu_clock = cpu_clock
+
+    def snapshot(self) -> Snapshot:
+        if self.source == "schedstat":
+            waits = _thread_waits()
+        elif self.source == "psi":
+            waits = {0: _psi_total()}
+        else:
+            waits = {}
+        return Snapshot(self.clock(), self.cpu_clock(), waits)
+
+    def window(self, start: Snapshot, end: Snapshot) -> Window:
+        wait: float | None = None
+        if self.source != "none":
+            # threads born during the window count from zero; threads that ended are lost (rare)
+            wait = sum(max(w - start.waits.get(tid, 0.0), 0.0) for tid, w in end.waits.items())
+        return Window(end.wall - start.wall, end.cpu - start.cpu, wait)
+
+
+def detect_source() -> str:
+    """The best source this system offers (``DLBENCH_CONTENTION_SOURCE`` overrides it)."""
+    forced = os.environ.get("DLBENCH_CONTENTION_SOURCE")
+    if forced:
+        return forced
+    try:
+        if _thread_waits():
+            return "schedstat"
+    except OSError:
+        pass
+    try:
+        _psi_total()
+        return "psi"
+    except (OSError, ValueError):
+        return "none"
+
+
+def _thread_waits() -> dict[int, float]:
+    out: dict[int, float] = {}
+    for tid in os.listdir(_TASKS):
+        try:
+            with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
+                fields = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended while we listed
+            continue
+        if len(fields) >= 2:
+            out[int(tid)] = int(fields[1]) / 1e9
+    return out
+
+
+def _psi_total() -> float:
+    with open(_PSI) as f:
+        m = _SOME.search(f.read())
+    if m is None:
+        raise ValueError(f"{_PSI} has no 'some' line")
+    return int(m.group(1)) / 1e6
+
+
+def machine_load() -> dict[str, float]:
+    """The machine's load when a figure was taken: ``/proc/loadavg`` and CPU pressure (avg10,
+    percent), for the environment record beside every figure (empty where not available)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/loadavg") as f:
+            out["loadavg_1m"] = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(_PSI) as f:
+            m = re.search(r"^some avg10=([\d.]+)", f.read(), re.M)
+        if m:
+            out["cpu_pressure_avg10"] = float(m.group(1))
+    except OSError:
+        pass
+    return out
