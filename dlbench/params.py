@@ -35,7 +35,7 @@ COMMON_PARAMS: dict[str, Param] = {
     "variant": Param("eager", "eager; graph (tf.function); compiled (torch.compile, jax.jit, XLA)",
                      ("eager", "graph", "compiled")),
     "precision": Param("fp32", "numeric precision", ("fp32", "bf16")),
-    "threads": Param(None, "intra-op threads (None: framework default)", type=int),
+    "threads": Param(None, "intra-op threads (None: every core this process may use, os.sched_getaffinity)", type=int),
     "seed": Param(0, "seed of weights, data order and synthetic data", type=int),
 }
 """Parameters every cell has, whatever its scenario, task or framework."""

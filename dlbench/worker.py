@@ -29,7 +29,8 @@ def execute(payload: dict[str, Any]) -> Result:
     t0 = time.perf_counter()
     try:
         from dlbench.context import CellContext
-        from dlbench.measure.environment import fingerprint
+        from dlbench.measure.contention import machine_load
+        from dlbench.measure.environment import fingerprint, resolve_threads
 
         plugins = get_plugins(PluginConfig.from_dict(payload.get("plugins", {})))
         scenario = plugins.scenarios.get(cell.scenario)
@@ -38,9 +39,13 @@ def execute(payload: dict[str, Any]) -> Result:
         avail = framework.availability()
         if not avail.installed:
             raise UnsupportedError(avail.reason)
-        threads = cell.params.get("threads")
+        requested = cell.params.get("threads")
+        try:
+            threads = resolve_threads(int(requested) if requested else None)
+        except ValueError as exc:
+            raise UnsupportedError(str(exc)) from None
         fw_params = {k: v for k, v in cell.params.items() if k in framework.params}
-        framework.setup(int(threads) if threads else None, int(cell.params.get("seed", 0) or 0), fw_params)
+        framework.setup(threads, int(cell.params.get("seed", 0) or 0), fw_params)
         if framework.kind != "classic":
             devices = framework.devices()
             if cell.device not in devices and not (cell.device == "cuda" and any(d.startswith("cuda") for d in devices)):
@@ -50,8 +55,8 @@ def execute(payload: dict[str, Any]) -> Result:
             raise UnsupportedError(f"{framework.name} runs on cpu only, not {cell.device!r}")
         ctx = CellContext(cell, task, framework, plugins, Path(payload["artifacts_dir"]), result)
         scenario.run(ctx)
-        result.environment = fingerprint()
-        result.environment["framework_version"] = framework.version()
+        result.environment = {**fingerprint(), "framework_version": framework.version(),
+                              "threads": threads, "load": machine_load()}
     except UnsupportedError as exc:
         result.status, result.error = "skipped", str(exc)
     except DatasetError as exc:

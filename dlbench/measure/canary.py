@@ -8,46 +8,28 @@ out of CPU speed cells (see :mod:`dlbench.compare`). The runner measures it as a
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from dlbench.measure.contention import machine_load
+from dlbench.measure.sampler import Budget, sample
 from dlbench.result import Measurement
 
 
-def canary_workload(n: int = 192, windows: int = 15, min_window_s: float = 0.02,
-                    warmup: int = 2, seed: int = 0) -> Measurement:
-    """Dense float64 ``n x n`` matmuls from a seeded matrix: ``windows`` samples of GFLOP/s, each
-    window repeating the product until at least ``min_window_s`` has passed."""
+def canary_workload(n: int = 192, max_time: float = 1.5, seed: int = 0,
+                    budget: Budget | None = None) -> Measurement:
+    """Dense float64 ``n x n`` matmuls from a seeded matrix, on one thread, sampled as every speed
+    figure is (:func:`dlbench.measure.sampler.sample`: per-iteration times, contention per window,
+    contended windows retaken): GFLOP/s per sample, with the sampler's warnings. ``compare`` uses
+    its drift only where the canary itself is not flagged."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):  # one core: BLAS thread contention would swamp the signal
-        return _measure(n, windows, min_window_s, warmup, seed)
-
-
-def _measure(n: int, windows: int, min_window_s: float, warmup: int, seed: int) -> Measurement:
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((n, n))
     b = rng.standard_normal((n, n)) / n
-    for _ in range(warmup):
-        a @ b
-    # calibrate the iterations per window once, so that every window does the same work
-    iters, elapsed = 1, 0.0
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            a @ b
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_window_s or iters >= 1 << 20:
-            break
-        iters *= 2
-    flop = 2.0 * n**3 * iters
-    samples = []
-    for _ in range(windows):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            c = a @ b
-        samples.append(flop / (time.perf_counter() - t0) / 1e9)
-    return Measurement("gflops", "GFLOP/s", samples, higher_is_better=True,
-                       meta={"n": n, "iterations": iters, "dtype": "float64", "seed": seed,
-                             "checksum": float(np.abs(c).sum())})
+    budget = budget or Budget(max_time=max_time, target_ci=0.01, warmup_time=0.1)
+    with threadpool_limits(limits=1):  # one core: BLAS thread contention would swamp the signal
+        sampling = sample(lambda: a @ b, lambda: None, budget)
+    flop = 2.0 * n**3
+    return sampling.measurement("gflops", "GFLOP/s", [flop / s / 1e9 for s in sampling.samples], True,
+                                n=n, dtype="float64", seed=seed, checksum=float(np.abs(a @ b).sum()),
+                                load=machine_load())

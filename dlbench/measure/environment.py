@@ -70,6 +70,25 @@ def git_commit(path: str | os.PathLike[str] = ".") -> str | None:
         return None
 
 
+def allowed_cpus() -> int:
+    """Cores this process may run on (``os.sched_getaffinity``; the CPU count elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def resolve_threads(requested: int | None) -> int:
+    """A cell's intra-op threads: what the suite asked for, else every core this process may use;
+    never more than those cores (a cell asking for more is refused with the fix, by the caller)."""
+    cores = allowed_cpus()
+    if requested is None:
+        return cores
+    if requested < 1 or requested > cores:
+        raise ValueError(f"threads={requested} but this process may use {cores} "
+                         f"core{'s' if cores != 1 else ''} (os.sched_getaffinity): choose 1..{cores}")
+    return int(requested)
+
+
 def versions() -> dict[str, str]:
     out = {}
     for dist in DISTRIBUTIONS:
@@ -89,7 +108,7 @@ def fingerprint() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "affinity": allowed_cpus(),
         "memory_gb": _memory_gb(),
         "hostname": platform.node(),
         "gpus": gpus(),
