@@ -12,13 +12,13 @@ from dlbench.cell import Cell
 from dlbench.compare import Thresholds, compare_runs, environment_diff, matches, metric_direction
 from dlbench.effects import (
     benjamini_hochberg,
-    effective_n,
     paired_proportion_effect,
     ratio_effect,
     two_proportion_effect,
 )
 from dlbench.errors import DlbenchError
 from dlbench.measure.canary import canary_workload
+from dlbench.measure.stats import effective_sample_size
 from dlbench.result import Measurement, Result, Stats
 
 ALPHA = 0.05
@@ -495,11 +495,11 @@ def test_one_process_against_several_uses_their_spread():
 
 def test_effective_sample_size_of_autocorrelated_windows():
     rng = np.random.default_rng(25)
-    iid = [effective_n(np.exp(rng.normal(0, 0.05, 60))) for _ in range(50)]
-    slow = [effective_n(np.exp(ar1(rng, 60, 0.8, 0.05))) for _ in range(50)]
+    iid = [effective_sample_size(np.exp(rng.normal(0, 0.05, 60))) for _ in range(50)]
+    slow = [effective_sample_size(np.exp(ar1(rng, 60, 0.8, 0.05))) for _ in range(50)]
     assert 40 < np.median(iid) <= 60
     assert np.median(slow) < 15  # AR(1) rho=0.8: n (1-rho)/(1+rho) = 6.7
-    assert effective_n([1.0, 2.0, 3.0]) == 3.0
+    assert effective_sample_size([1.0, 2.0, 3.0]) == 3.0
     e = ratio_effect(np.exp(ar1(rng, 30, 0.8, 0.05)), np.exp(ar1(rng, 30, 0.8, 0.05)))
     assert "autocorrelation-aware" in e.method and e.n_eff_base < 30
 
