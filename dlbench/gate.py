@@ -27,7 +27,9 @@ from dlbench.compare import CANARY_SCENARIO, VERDICTS, CellComparison, Compariso
 from dlbench.result import Result
 from dlbench.thresholds import Thresholds
 
-ConfirmFn = Callable[[list[str]], list[Result]]
+ConfirmFn = Callable[[list[str]], "list[Result] | tuple[list[Result], list[Result]]"]
+"""Re-measures flagged keys: their new head results, or (base, head) when both sides are measured
+again (an A/B gate re-runs the pair, interleaved, instead of re-using the first base)."""
 
 
 class ThresholdSpec(BaseModel):
@@ -107,7 +109,8 @@ def decide(comparison: Comparison, confirm: ConfirmFn | None = None,
         canaries = [k for k, r in comparison.base_results.items()
                     if r.cell.scenario == CANARY_SCENARIO and k not in flagged]
         try:
-            rerun = list(confirm(flagged + canaries))
+            got = confirm(flagged + canaries)
+            fresh_base, rerun = got if isinstance(got, tuple) else (None, list(got))
         except Exception as e:  # noqa: BLE001 - any failure of the re-run is an infra failure
             for r in rows:
                 if r.gated and r.verdict == "regression":
@@ -115,7 +118,8 @@ def decide(comparison: Comparison, confirm: ConfirmFn | None = None,
                     r.reason += f"; confirmation re-run failed: {type(e).__name__}: {e}"
             rerun = None
         if rerun is not None:
-            base = [comparison.base_results[k] for k in flagged + canaries]
+            base = (fresh_base if fresh_base is not None
+                    else [comparison.base_results[k] for k in flagged + canaries])
             confirmation = compare_runs(base, rerun, comparison.thresholds, base_env={},
                                         head_env={})
             confirmed, dropped = _apply_confirmation(rows, confirmation)
