@@ -22,7 +22,7 @@ def speed(fw: str, mode: str, bs: int, variant: str, tput: float, rng: np.random
                                          "precision": "fp32"})
     if status != "ok":
         return Result(cell, status, error=error, log_tail="line 1\nline 2\n" + (error or ""))
-    ms = [_m("throughput", "samples/s", rng.normal(tput, tput * 0.03, 15)),
+    ms = [_m("throughput", "samples/s", rng.normal(tput, tput * 0.03, 40)),
           _m("first_call", "s", np.array([rng.uniform(0.1, 3.0)]), higher=False)]
     if bs == 1:
         ms.append(_m("latency", "ms", rng.lognormal(np.log(1000 / tput), 0.1, 60), higher=False))
@@ -30,7 +30,8 @@ def speed(fw: str, mode: str, bs: int, variant: str, tput: float, rng: np.random
     if fw != "jax":  # device memory may be missing
         metrics["peak_device_memory_mb"] = float(rng.uniform(10, 100))
     return Result(cell, "ok", ms, metrics, environment={"framework_version": f"{fw}-1.0",
-                                                          "python": "3.11.7"}, duration=4.2)
+                                                          "python": "3.11.7", "threads": 2,
+                                                          "affinity": [0, 1]}, duration=4.2)
 
 
 def accuracy(fw: str, task: str, metrics: dict[str, float], rng: np.random.Generator) -> Result:
@@ -90,10 +91,57 @@ def scalability(fw: str, rng: np.random.Generator) -> Result:
     return Result(Cell("scalability", "vision", fw, "cpu", {}), "ok", series={"scaling": pts})
 
 
-def make_run_data(seed: int = 0, hostile: bool = False, with_baseline: bool = True) -> RunData:
+def flag(m: Measurement | None, *names: str, **meta: object) -> Measurement:
+    """Raise warnings on a measurement as the sampler does (``meta["flags"]`` and its facts)."""
+    assert m is not None
+    for name in names:
+        m.flag(name)
+    m.meta.update(meta)
+    return m
+
+
+def speed_result(results: list[Result], fw: str, mode: str, bs: int, variant: str) -> Result:
+    return next(r for r in results if r.cell.scenario == "speed" and r.cell.framework == fw
+                and r.cell.params == {"mode": mode, "batch_size": bs, "variant": variant,
+                                      "precision": "fp32"})
+
+
+FLAGGED = {  # cell -> measurement -> the flags it carries in make_run_data(flagged=True)
+    ("torch", "infer", 32, "eager"): {"throughput": ["contended"]},
+    ("jax", "train", 32, "compiled"): {"throughput": ["not_converged"]},
+    ("tensorflow", "infer", 1, "eager"): {"throughput": ["inconsistent"],
+                                          "latency": ["drifting", "inconsistent"]},
+    ("torch", "train", 1, "compiled"): {"throughput": ["repeats_disagree"]},
+}
+"""The flagged figures of ``make_run_data(flagged=True)``; every other figure is unflagged
+(with ``hostile=True`` the tensorflow train bs=32 eager throughput also carries HOSTILE as a flag)."""
+
+
+def add_flags(results: list[Result], hostile: bool) -> None:
+    flag(speed_result(results, "torch", "infer", 32, "eager").measurement("throughput"),
+         "contended", contention=0.31, contention_source="schedstat", windows_discarded=2,
+         converged=True)
+    flag(speed_result(results, "jax", "train", 32, "compiled").measurement("throughput"),
+         converged=False)  # stored unconverged: shown as not_converged though not in the flags
+    tf = speed_result(results, "tensorflow", "infer", 1, "eager")
+    flag(tf.measurement("throughput"), "inconsistent")
+    flag(tf.measurement("latency"), "drifting", "inconsistent")
+    flag(speed_result(results, "torch", "train", 1, "compiled").measurement("throughput"),
+         "repeats_disagree", repeats=3, process_medians=[100.0, 120.0, 140.0])
+    for r in results:  # unflagged facts show nothing
+        for m in r.measurements:
+            m.meta.setdefault("contention", 0.01)
+            m.meta.setdefault("converged", True)
+    if hostile:
+        flag(speed_result(results, "tensorflow", "train", 32, "eager").measurement("throughput"),
+             HOSTILE)
+
+
+def make_run_data(seed: int = 0, hostile: bool = False, with_baseline: bool = True,
+                  flagged: bool = False) -> RunData:
     """A run with speed (infer/train, bs 1 and 32, eager/compiled), accuracy (vision + recsys),
     parity, robustness, scalability and failed/timeout/crashed/skipped cells, plus a baseline
-    run and history."""
+    run and history; with ``flagged`` the figures of :data:`FLAGGED` carry warnings."""
     rng = np.random.default_rng(seed)
     results: list[Result] = []
     for fw, base in (("torch", 900.0), ("jax", 1200.0), ("tensorflow", 700.0)):
@@ -123,6 +171,8 @@ def make_run_data(seed: int = 0, hostile: bool = False, with_baseline: bool = Tr
         results.append(robustness(fw, clean, rng))
     for fw in ("torch", "jax"):
         results.append(scalability(fw, rng))
+    if flagged:
+        add_flags(results, hostile)
     if hostile:
         rob = next(r for r in results if r.cell.scenario == "robustness")
         for p in rob.series["robustness_curve"]:

@@ -120,7 +120,7 @@ def test_accuracy_leaderboard_orders_lower_is_better_metrics_ascending(data: Run
 def test_baseline_flags_changes_only_outside_the_ci() -> None:
     def run(tput: float, spread: float) -> list[Result]:
         cell = Cell("speed", "t", "torch", "cpu", {"mode": "infer", "batch_size": 8})
-        samples = [tput + spread * (i - 10) / 10 for i in range(21)]
+        samples = [tput + spread * ((8 * i) % 21 - 10) / 10 for i in range(21)]  # no trend
         return [Result(cell, "ok", [Measurement("throughput", "samples/s", samples)])]
 
     def change(cur: list[Result], base: list[Result]) -> str:
@@ -378,3 +378,257 @@ def test_robustness_table_ranks_error_metrics_low_first() -> None:
     assert "0.92" in table.rows[1][1].text
     h = headline(rows[0])
     assert h is not None and h.name == "clean_rmse" and h.higher_is_better is False
+
+
+# -- flags: every warning reaches the reader --------------------------------------------------------
+try:
+    from tests.report_data import FLAGGED, flag
+except ImportError:
+    from report_data import FLAGGED, flag
+
+LABELS = {"contended": "contended 31%", "not_converged": "not converged", "drifting": "drifting",
+          "inconsistent": "inconsistent", "repeats_disagree": "repeats disagree (k=3)"}
+
+
+@pytest.fixture(scope="module")
+def flagged() -> RunData:
+    return make_run_data(flagged=True)
+
+
+def _expected(fw: str, mode: str, bs: int, variant: str, name: str) -> str:
+    """The marker the reporters must show next to that figure ("" when unflagged)."""
+    names = FLAGGED.get((fw, mode, bs, variant), {}).get(name, [])
+    return f"⚠ {', '.join(LABELS[n] for n in names)}" if names else ""
+
+
+def _speed_cells(data: RunData) -> list[tuple[Result, tuple[str, str, int, str]]]:
+    return [(r, (r.cell.framework, r.cell.params["mode"], r.cell.params["batch_size"],
+                 r.cell.params["variant"]))
+            for r in data.results if r.cell.scenario == "speed" and r.status == "ok"]
+
+
+def test_flag_labels_and_explanations() -> None:
+    from dlbench.report.common import flags_of, flags_text
+    from dlbench.result import FLAGS
+
+    m = Measurement("throughput", "samples/s", [1.0] * 10,
+                    meta={"flags": ["contended", "<script>"], "contention": 0.314,
+                          "contention_source": "schedstat", "windows_discarded": 2})
+    flags = flags_of(m)
+    assert [f.label for f in flags] == ["contended 31%", "<script>"]
+    assert flags[0].title.startswith(FLAGS["contended"])
+    assert "31.4%" in flags[0].title and "schedstat" in flags[0].title and "2 contended" in flags[0].title
+    assert "does not know" in flags[1].title
+    assert flags_text(flags) == "⚠ contended 31%, <script>"
+    assert flags_of(Measurement("t", "s", [1.0], meta={"contention": 0.02, "converged": True})) == ()
+    assert [f.name for f in flags_of(Measurement("t", "s", [1.0], meta={"converged": False}))] == [
+        "not_converged"]
+
+
+def test_headline_and_live_log_carry_the_flags(flagged: RunData) -> None:
+    from dlbench.session import describe
+
+    for r, cell in _speed_cells(flagged):
+        h = headline(r)
+        assert h is not None
+        want = _expected(*cell, "throughput")
+        assert h.flags_text == want
+        assert h.text == (f"{h.value_text} {want}" if want else h.value_text)
+        line = describe(r)
+        assert (want in line) if want else ("⚠" not in line), line
+
+
+def test_flag_summary_counts_figures(flagged: RunData, data: RunData) -> None:
+    from dlbench.report.common import flag_summary
+
+    s = flag_summary(flagged.results)
+    assert s.flagged == 5  # 4 throughputs and one latency
+    assert s.counts == {"contended": 1, "not_converged": 1, "drifting": 1, "inconsistent": 2,
+                        "repeats_disagree": 1}
+    assert s.text.startswith(f"5 of {s.figures} figures are flagged: 1 contended, 1 not converged, "
+                             "1 drifting, 2 inconsistent, 1 repeats disagree — ")
+    assert "lower bound" in s.text
+    assert flag_summary(data.results).text == ""
+
+
+def test_speed_leaderboard_marks_flagged_figures_in_place(flagged: RunData, data: RunData) -> None:
+    from dlbench.report.common import flags_text
+
+    def ranked(d: RunData) -> list[tuple[str, str, str, str]]:
+        t = speed_table("vision", [r for r in d.results if r.cell.task == "vision"])
+        assert t is not None
+        return [(row[0].text, row[1].text, row[2].text, row[3].text) for row in t.rows]
+
+    assert ranked(flagged) == ranked(data)  # a flag changes no rank
+    table = speed_table("vision", [r for r in flagged.results if r.cell.task == "vision"])
+    assert table is not None
+    tput = table.columns.index("Throughput (samples/s) [95% CI]")
+    lat = table.columns.index("Latency p50 / p90 / p99 (ms)")
+    assert "Threads" in table.columns and {c.text for c in table.column("Threads")} >= {"2"}
+    by_label = {(row[0].text, row[1].text, row[3].text): row for row in table.rows}
+    for _r, (fw, mode, bs, variant) in _speed_cells(flagged):
+        row = by_label[(mode, str(bs), f"{fw}[{variant}]")]
+        assert flags_text(row[tput].flags) == _expected(fw, mode, bs, variant, "throughput")
+        assert flags_text(row[lat].flags) == _expected(fw, mode, bs, variant, "latency")
+
+
+def test_terminal_shows_flags_next_to_the_figure(flagged: RunData) -> None:
+    text = TerminalReporter(width=250).render(flagged)
+    lines = text.splitlines()
+    assert lines[0].startswith("5 of ") and "figures are flagged" in lines[0]
+    for r, cell in _speed_cells(flagged):
+        row = next(ln for ln in lines if r.cell.key in ln)
+        want = _expected(*cell, "throughput")
+        assert (want in row) if want else ("⚠" not in row), row
+        assert row.rstrip().rstrip("│").rstrip().endswith(" 2")  # threads
+    assert "⚠ contended: other processes kept" in text  # the legend
+
+
+def test_terminal_flag_marker_is_yellow(flagged: RunData) -> None:
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    print_report(flagged, Console(file=buf, width=250, force_terminal=True, color_system="standard"))
+    assert re.search(r"\x1b\[[0-9;]*33m ?⚠ contended 31%", buf.getvalue())
+
+
+def test_unflagged_reports_show_no_flag(data: RunData, html: str) -> None:
+    assert "⚠" not in TerminalReporter(width=250).render(data)
+    assert "⚠" not in MarkdownReporter().render(data)
+    assert 'class="flag' not in html and "⚠" not in html
+    d = _strict_loads(JsonReporter().render(data))
+    assert d["flagged"]["flagged"] == 0 and d["flagged"]["text"] == ""
+    assert all(m["flags"] == [] for r in d["results"] for m in r["measurements"])
+
+
+def test_markdown_marks_flagged_figures_and_explains_them(flagged: RunData) -> None:
+    md = MarkdownReporter().render(flagged)
+    first_heading = md.index("\n## ")
+    assert "figures are flagged" in md[:first_heading]
+    rows = [ln for ln in md.splitlines() if ln.startswith(("| infer |", "| train |"))]
+    for _r, (fw, mode, bs, variant) in _speed_cells(flagged):
+        label = f"{fw}\\[{variant}\\]"
+        row = next(ln for ln in rows if ln.startswith(f"| {mode} | {bs} |") and f"| {label} |" in ln)
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        for name, idx in (("throughput", 5), ("latency", 7)):
+            want = _expected(fw, mode, bs, variant, name)
+            assert (cells[idx].endswith(want)) if want else ("⚠" not in cells[idx]), (name, row)
+    legend = md[md.index("## Flags"):]
+    for name in ("contended", "not converged", "drifting", "inconsistent", "repeats disagree"):
+        assert f"- ⚠ **{name}**: " in legend
+
+
+def test_html_shows_a_badge_with_its_explanation(flagged: RunData) -> None:
+    from dlbench.result import FLAGS
+
+    html = HtmlReporter().render(flagged)
+    badges = [a for t, a in _parse(html).tags if t == "span" and a.get("class") == "flag"]
+    names = [str(a["data-flag"]) for a in badges]
+    # the speed leaderboard (throughput + latency), the All-cells and baseline tables (headline)
+    expected = [n for cell in FLAGGED.values() for ns in cell.values() for n in ns]
+    headlines = [n for cell in FLAGGED.values() for n in cell.get("throughput", [])]
+    assert sorted(names) == sorted(expected + 2 * headlines)
+    for a in badges:
+        assert str(a["title"]).startswith(FLAGS[str(a["data-flag"])])  # the tooltip explains it
+    assert '⚠ contended 31%</span>' in html and "⚠ repeats disagree (k=3)</span>" in html
+    head = html[:html.index("<nav>")]
+    assert 'class="flag-summary"' in head and "5 of " in head and "figures are flagged" in head
+    assert "it keeps its rank" in html
+    # charts mark the flagged bar too
+    fig = json.loads(re.search(r'id="fig-chart-throughput-vision-infer">(.*?)</script>', html,
+                               re.S).group(1))  # type: ignore[union-attr]
+    xs = [x for trace in fig["data"] for x in trace["x"]]
+    assert "torch[eager] ⚠" in xs and "torch[compiled]" in xs
+
+
+def test_html_cells_table_has_threads(flagged: RunData) -> None:
+    from dlbench.report.html import cells_table
+
+    table = cells_table(flagged.results)
+    assert "Threads" in table.columns
+    by_key = dict(zip((c.text for c in table.column("Cell")), table.column("Threads"), strict=True))
+    assert all(by_key[r.cell.key].text == "2" for r, _ in _speed_cells(flagged))
+    no_threads = cells_table([r for r in flagged.results if r.cell.scenario == "parity"])
+    assert "Threads" not in no_threads.columns
+
+
+def test_unknown_flags_are_escaped_everywhere() -> None:
+    d = make_run_data(hostile=True, flagged=True, with_baseline=False)
+    html = HtmlReporter().render(d)
+    assert "<script>window.__pwned" not in html and "<img src=x" not in html
+    assert "⚠ &lt;script&gt;window.__pwned = 1&lt;/script&gt;" in html
+    md = MarkdownReporter().render(d)
+    assert "<script>" not in md and "⚠ &lt;script&gt;window.\\_\\_pwned" in md
+    text = TerminalReporter(width=400).render(d)
+    assert "⚠ <script>window.__pwned = 1</script>" in text
+    out = _strict_loads(JsonReporter().render(d))
+    assert any(HOSTILE in m["flags"] for r in out["results"] for m in r["measurements"])
+
+
+def test_json_puts_flags_and_contention_on_each_measurement(flagged: RunData) -> None:
+    d = _strict_loads(JsonReporter().render(flagged))
+    assert d["flagged"]["flagged"] == 5 and d["flagged"]["counts"]["inconsistent"] == 2
+    by_key = {r["key"]: r for r in d["results"]}
+    for r, cell in _speed_cells(flagged):
+        for m in by_key[r.cell.key]["measurements"]:
+            want = FLAGGED.get(cell, {}).get(m["name"], [])
+            assert m["flags"] == want, (r.cell.key, m["name"])
+            assert m["contention"] == (0.31 if want == ["contended"] else 0.01)
+    back = run_data_from_json(JsonReporter().render(flagged))  # extra keys do not break the way back
+    assert [m.flags for r in back.results for m in r.measurements] == [
+        m.flags for r in flagged.results for m in r.measurements]
+
+
+def test_baseline_comparison_keeps_flagged_changes_inconclusive() -> None:
+    def run(tput: float) -> list[Result]:
+        cell = Cell("speed", "t", "torch", "cpu", {"mode": "infer", "batch_size": 8})
+        samples = [tput + ((8 * i) % 21 - 10) / 10 for i in range(21)]
+        return [Result(cell, "ok", [Measurement("throughput", "samples/s", samples)])]
+
+    cur, base = run(80), run(100)
+    flag(cur[0].measurement("throughput"), "contended", contention=0.4)
+    t = baseline_table(cur, base)
+    assert t is not None
+    row = t.rows[0]
+    assert row[-1].text == "inconclusive (flagged)"
+    assert [f.label for f in row[3].flags] == ["contended 40%"] and row[2].flags == ()
+
+
+def test_scalability_headline_carries_its_points_flags() -> None:
+    try:
+        from tests.report_data import scalability
+    except ImportError:
+        from report_data import scalability
+    import numpy as np
+
+    r = scalability("torch", np.random.default_rng(0))
+    top = max((p for p in r.series["scaling"] if "throughput" in p), key=lambda p: p["throughput"])
+    r.measurements.append(Measurement(f"throughput@threads={top['value']}", "samples/s",
+                                      [1.0] * 10, meta={"flags": ["contended"], "contention": 0.5}))
+    h = headline(r)
+    assert h is not None and h.flags_text == "⚠ contended 50%"
+
+
+def test_results_frame_has_flag_and_thread_columns(flagged: RunData, tmp_path) -> None:
+    from dlbench.results import load
+    from dlbench.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'flags.db'}")
+    rid = store.start_run("quick", {}, None, {})
+    for r in flagged.results:
+        store.add_result(rid, r)
+    df = load(store, run_id=rid)
+    for col in ("flags", "contended", "contention", "converged", "repeats", "threads"):
+        assert col in df.columns, col
+    tput = df[(df.kind == "measurement") & (df.name == "throughput") & (df.scenario == "speed")]
+    contended = tput[tput.contended.astype(bool)]
+    assert list(contended.framework) == ["torch"] and contended.contention.iloc[0] == 0.31
+    assert set(tput["flags"]) == {"", "contended", "not_converged", "inconsistent", "repeats_disagree"}
+    assert tput[tput["flags"] == "repeats_disagree"].repeats.iloc[0] == 3
+    assert not tput[tput["flags"] == "not_converged"].converged.iloc[0]
+    lat = df[(df.name == "latency") & (df["flags"] != "")]
+    assert list(lat["flags"]) == ["drifting,inconsistent"]
+    assert set(tput.threads) == {2}
+    assert (df[df.kind == "metric"]["flags"] == "").all()

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlbench.report.common import (
+    FLAG_MARK,
+    Flag,
     as_float,
     config_labels,
+    flags_of,
+    flags_text,
     fmt_ci,
     fmt_num,
     group_by,
@@ -112,6 +116,11 @@ def _labels(results: list[Result], exclude: tuple[str, ...] = ()) -> dict[int, s
                     strict=True))
 
 
+def flagged_name(label: str, flags: tuple[Flag, ...]) -> str:
+    """A bar's or box's axis label, marked when its figure is flagged (the hover says why)."""
+    return f"{label} {FLAG_MARK}" if flags else label
+
+
 def throughput_charts(results: list[Result], color: _Colors) -> list[Chart]:
     """Per task and mode: one panel per batch size (own y axis), one bar per framework
     configuration with its 95% CI as error bar."""
@@ -128,17 +137,20 @@ def throughput_charts(results: list[Result], color: _Colors) -> list[Chart]:
                                 subplot_titles=[f"batch size {fmt_num(bs)}" for (bs,) in panels])
             for col, panel in enumerate(panels.values(), 1):
                 panel = sorted(panel, key=lambda r: labels[id(r)])
-                hs = [measurement_headline(r, "throughput") for r in panel]
-                names = [labels[id(r)] for r in panel]
+                hs = [h for h in (measurement_headline(r, "throughput") for r in panel) if h]
+                names = [flagged_name(labels[id(r)], h.flags) for r, h in zip(panel, hs, strict=True)]
                 fig.add_trace(go.Bar(
-                    x=names, y=[h.value for h in hs if h], marker_color=[color(n) for n in names],
+                    x=names, y=[h.value for h in hs],
+                    marker={"color": [color(labels[id(r)]) for r in panel],
+                            "pattern": {"shape": ["/" if h.flags else "" for h in hs]}},
                     error_y={"type": "data", "symmetric": False,
                              "array": [0 if is_nan(h.ci_high) else h.ci_high - h.value
-                                       for h in hs if h],
+                                       for h in hs],
                              "arrayminus": [0 if is_nan(h.ci_low) else h.value - h.ci_low
-                                            for h in hs if h]},
-                    customdata=[[fmt_ci(h.ci_low, h.ci_high)] for h in hs if h],
-                    hovertemplate="%{x}<br>%{y:.4g} samples/s %{customdata[0]}<extra></extra>",
+                                            for h in hs]},
+                    customdata=[[fmt_ci(h.ci_low, h.ci_high), h.flags_text] for h in hs],
+                    hovertemplate="%{x}<br>%{y:.4g} samples/s %{customdata[0]}<br>"
+                                  "%{customdata[1]}<extra></extra>",
                     showlegend=False), row=1, col=col)
             title = f"Throughput — {task}" + (f" ({mode})" if mode else "")
             _layout(fig, title, "", "samples/s (median, 95% CI)", height=420)
@@ -161,8 +173,10 @@ def latency_charts(results: list[Result], color: _Colors) -> list[Chart]:
             for r in sorted(group, key=lambda r: labels[id(r)]):
                 m = r.measurement("latency")
                 assert m is not None
-                fig.add_trace(go.Box(y=m.samples, name=labels[id(r)], boxpoints="outliers",
-                                     marker_color=color(labels[id(r)]), boxmean=True))
+                flags = flags_of(m)
+                fig.add_trace(go.Box(y=m.samples, name=flagged_name(labels[id(r)], flags),
+                                     boxpoints="outliers", marker_color=color(labels[id(r)]),
+                                     boxmean=True, hovertext=flags_text(flags) or None))
             unit = next((r.measurement("latency").unit for r in group  # type: ignore[union-attr]
                          if r.measurement("latency") is not None), "ms")
             title = f"Latency — {task}" + (f" ({mode})" if mode else "")

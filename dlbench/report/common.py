@@ -1,5 +1,6 @@
-"""Helpers shared by the reporters: metric direction, number formatting with CIs, grouping by
-task, readable configuration labels and the headline figure of a result."""
+"""Helpers shared by the reporters: metric direction, number formatting with CIs, the warnings a
+figure carries (flags), grouping by task, readable configuration labels and the headline figure of
+a result."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlbench.cell import Cell
-from dlbench.result import STATUSES, Result
+from dlbench.result import FLAGS, STATUSES, Measurement, Result
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "error", "err", "perplexity", "latency",
                              "time", "duration", "memory", "mb", "s", "ms", "seconds"})
@@ -107,6 +108,109 @@ def first_line(text: str | None, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+# -- flags: the warnings a figure carries -----------------------------------------------------------
+FLAG_MARK = "⚠"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One warning on a figure, ready to show: ``label`` next to the figure (``contended 31%``),
+    ``title`` the explanation (a tooltip, a legend line). Plain text: every renderer escapes it."""
+
+    name: str
+    label: str
+    title: str
+
+
+def _flag_label(name: str, meta: dict[str, Any]) -> str:
+    if name == "contended" and not is_nan(as_float(meta.get("contention"))):
+        return f"contended {fmt_pct(meta['contention'], 0)}"
+    if name == "repeats_disagree" and meta.get("repeats"):
+        return f"repeats disagree (k={meta['repeats']})"
+    return flag_name(name)
+
+
+def flag_name(name: str) -> str:
+    """A flag's name for readers: ``not converged``; unknown names as they are."""
+    return name.replace("_", " ") if name in FLAGS else name
+
+
+def _flag_title(name: str, meta: dict[str, Any]) -> str:
+    title = FLAGS.get(name, f"a warning dlbench does not know: {name}")
+    if name == "contended":
+        source = meta.get("contention_source")
+        measured = [f"{fmt_pct(meta['contention'])} of the windows' wall time runnable but waiting "
+                    f"for a CPU" if not is_nan(as_float(meta.get("contention"))) else "",
+                    f"measured by {source}" if source and source != "none" else "",
+                    f"{meta['windows_discarded']} contended windows retaken"
+                    if meta.get("windows_discarded") else ""]
+        extra = "; ".join(p for p in measured if p)
+        title += f" ({extra})" if extra else ""
+    return title
+
+
+def flags_of(m: Measurement | None) -> tuple[Flag, ...]:
+    """The warnings of a figure, in the order they were raised; a figure stored as not converged
+    without the flag (older runs) gets ``not_converged`` too."""
+    if m is None:
+        return ()
+    names = [str(f) for f in m.flags]
+    if m.meta.get("converged") is False and "not_converged" not in names:
+        names.append("not_converged")
+    return tuple(Flag(n, _flag_label(n, m.meta), _flag_title(n, m.meta)) for n in names)
+
+
+def flags_text(flags: Sequence[Flag]) -> str:
+    """``⚠ contended 31%, not converged``; empty for an unflagged figure."""
+    return f"{FLAG_MARK} " + ", ".join(f.label for f in flags) if flags else ""
+
+
+def with_flags(text: str, flags: Sequence[Flag]) -> str:
+    """A figure's text followed by its flags, as the one line a plain-text reader sees."""
+    return f"{text} {flags_text(flags)}" if flags else text
+
+
+@dataclass
+class FlagSummary:
+    """How many of a run's figures (measurements of finished cells) carry which flags."""
+
+    figures: int
+    flagged: int
+    counts: dict[str, int]
+    legend: dict[str, str]  # readable flag name -> explanation, for each flag seen
+
+    @property
+    def text(self) -> str:
+        """``3 of 28 figures are flagged: 2 contended, 1 not converged — ...``; empty when none."""
+        if not self.flagged:
+            return ""
+        counts = ", ".join(f"{n} {flag_name(name)}" for name, n in self.counts.items())
+        tail = "; read contended throughput as a lower bound" if "contended" in self.counts else ""
+        verb = "is" if self.flagged == 1 else "are"
+        return (f"{self.flagged} of {self.figures} figures {verb} flagged: {counts} — each is "
+                f"marked {FLAG_MARK} where it is shown{tail}")
+
+
+def flag_summary(results: Iterable[Result]) -> FlagSummary:
+    figures = flagged = 0
+    counts: Counter[str] = Counter()
+    legend: dict[str, str] = {}
+    for r in results:
+        if r.status != "ok":
+            continue
+        for m in r.measurements:
+            if m.stats is None or not m.stats.n:
+                continue
+            figures += 1
+            flags = flags_of(m)
+            flagged += bool(flags)
+            for f in flags:
+                counts[f.name] += 1
+                legend.setdefault(flag_name(f.name), FLAGS.get(f.name, f.title))
+    known = [n for n in FLAGS if n in counts] + sorted(n for n in counts if n not in FLAGS)
+    return FlagSummary(figures, flagged, {n: counts[n] for n in known}, legend)
+
+
 # -- grouping and labels ---------------------------------------------------------------------------
 def group_by_task(results: Iterable[Result],
                   scenario: str | None = None) -> dict[str, list[Result]]:
@@ -186,10 +290,21 @@ class Headline:
     n: int | None = None
     higher_is_better: bool = True
     passed: bool | None = None
+    flags: tuple[Flag, ...] = ()
+
+    @property
+    def value_text(self) -> str:
+        """The figure alone: ``516 samples/s``."""
+        return fmt_value_ci(self.value, unit=self.unit)
+
+    @property
+    def flags_text(self) -> str:
+        return flags_text(self.flags)
 
     @property
     def text(self) -> str:
-        return fmt_value_ci(self.value, unit=self.unit)
+        """The figure with its warnings: ``516 samples/s ⚠ contended 31%``."""
+        return with_flags(self.value_text, self.flags)
 
     @property
     def ci_text(self) -> str:
@@ -234,7 +349,8 @@ def measurement_headline(result: Result, name: str) -> Headline | None:
         spread = 2 * s.std / abs(s.mean) if not is_nan(s.std) else float("nan")
     else:
         spread = float("nan")
-    return Headline(name, s.median, m.unit, s.ci_low, s.ci_high, spread, s.n, m.higher_is_better)
+    return Headline(name, s.median, m.unit, s.ci_low, s.ci_high, spread, s.n, m.higher_is_better,
+                    flags=flags_of(m))
 
 
 def metric_headline(result: Result, name: str) -> Headline | None:
@@ -250,6 +366,13 @@ def metric_headline(result: Result, name: str) -> Headline | None:
 def parity_rows(result: Result) -> list[dict[str, Any]]:
     rows = result.details.get("parity") or []
     return [r for r in rows if isinstance(r, dict)]
+
+
+def point_measurement(result: Result, point: dict[str, Any]) -> Measurement | None:
+    """The raw measurement of a scaling point (``throughput@bs=64`` for batch size 64)."""
+    axis, value = str(point.get("axis", "")), point.get("value")
+    v = f"{value:g}" if isinstance(value, float) else str(value)
+    return result.measurement(f"throughput@{PARAM_ABBREV.get(axis, axis)}={v}")
 
 
 def headline(result: Result) -> Headline | None:
@@ -283,8 +406,9 @@ def headline(result: Result) -> Headline | None:
         pts = [p for p in result.series.get("scaling", [])
                if not is_nan(as_float(p.get("throughput")))]
         if pts:
-            return Headline("max throughput", max(as_float(p["throughput"]) for p in pts),
-                            "samples/s", n=len(pts))
+            top = max(pts, key=lambda p: as_float(p["throughput"]))
+            return Headline("max throughput", as_float(top["throughput"]), "samples/s",
+                            n=len(pts), flags=flags_of(point_measurement(result, top)))
         acc = [p for p in result.series.get("scaling", []) if not is_nan(as_float(p.get("metric")))]
         if acc:
             last = max(acc, key=lambda p: as_float(p.get("value")))

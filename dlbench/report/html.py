@@ -19,6 +19,7 @@ from dlbench.report.common import (
     as_float,
     config_labels,
     first_line,
+    flag_summary,
     fmt_duration,
     fmt_num,
     group_by_task,
@@ -29,9 +30,11 @@ from dlbench.report.tables import (
     Table,
     TCell,
     baseline_table,
+    drop_empty_columns,
     leaderboards,
     parity_table,
     status_cell,
+    threads_text,
 )
 from dlbench.result import Result
 
@@ -146,12 +149,15 @@ def cells_table(results: list[Result]) -> Table:
     for r in sorted(results, key=lambda r: r.cell.key):
         h = headline(r) if r.status == "ok" else None
         rows.append([TCell(r.cell.key, "label"), status_cell(r),
-                     TCell(f"{h.name}: {h.text}" if h else first_line(r.error, 120)),
+                     TCell(f"{h.name}: {h.value_text}", flags=h.flags) if h else
+                     TCell(first_line(r.error, 120)),
                      TCell(h.ci_text if h else "", "num"), TCell(h.spread_text if h else "", "num"),
                      TCell("" if h is None or h.n is None else str(h.n), "num"),
+                     TCell(threads_text(r), "num"),
                      TCell(fmt_duration(r.duration) if r.duration is not None else "", "num")])
-    return Table("All cells", ["Cell", "Status", "Headline", "95% CI", "Spread", "n", "Duration"],
-                 rows)
+    table = Table("All cells", ["Cell", "Status", "Headline", "95% CI", "Spread", "n", "Threads",
+                                "Duration"], rows)
+    return drop_empty_columns(table, keep=[c for c in table.columns if c != "Threads"])
 
 
 def _when(ts: float | None) -> str:
@@ -170,7 +176,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         "run": run, "started": _when(run.started_at), "finished": _when(run.finished_at),
         "wall": fmt_duration(run.finished_at - run.started_at)
         if run.finished_at and run.started_at else DASH,
-        "counts": status_counts(results), "total": len(results),
+        "counts": status_counts(results), "total": len(results), "flags": flag_summary(results),
         "failures": failures, "skipped": skipped,
         "leaderboards": leaderboards(results), "charts": charts,
         "parity": parity_table(results), "corruptions": corruption_tables(results),

@@ -1,5 +1,7 @@
 """JSON reporter: the whole RunData (raw samples included) as strict JSON (NaN/inf become null),
-and the way back (``run_data_from_json``)."""
+and the way back (``run_data_from_json``). Each measurement also carries its warnings as
+``flags`` (names from :data:`dlbench.result.FLAGS`) and ``contention`` next to its statistics,
+and ``flagged`` sums them up for the run."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import asdict
 from typing import Any, ClassVar
 
 from dlbench.report.base import Reporter, RunData, RunInfo
+from dlbench.report.common import flag_summary, flags_of
 from dlbench.result import Result, Stats
 
 SCHEMA = "dlbench.run/1"
@@ -29,11 +32,23 @@ def _clean(o: Any) -> Any:
     return str(o)
 
 
+def result_to_dict(result: Result) -> dict[str, Any]:
+    """A result as JSON values, each measurement with its ``flags`` and ``contention``."""
+    d = _clean(result.to_dict())
+    for m, md in zip(result.measurements, d["measurements"], strict=True):
+        md["flags"] = [f.name for f in flags_of(m)]
+        md["contention"] = _clean(m.meta.get("contention"))
+    return d
+
+
 def run_data_to_dict(data: RunData) -> dict[str, Any]:
+    flags = flag_summary(data.results)
     return {
         "schema": SCHEMA,
         "run": _clean(asdict(data.run)),
-        "results": [_clean(r.to_dict()) for r in data.results],
+        "flagged": {"figures": flags.figures, "flagged": flags.flagged, "counts": flags.counts,
+                    "text": flags.text},
+        "results": [result_to_dict(r) for r in data.results],
         "baseline": run_data_to_dict(data.baseline) if data.baseline is not None else None,
         "history": _clean(data.history),
     }

@@ -1,5 +1,6 @@
 """Markdown reporter: a GitHub-flavoured summary with a leaderboard per task (for PR comments
-and job summaries)."""
+and job summaries); a flagged figure carries its marker (``⚠ contended 31%``), explained in the
+legend at the end, and a line at the top says how many figures are flagged."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import datetime as dt
 from typing import ClassVar
 
 from dlbench.report.base import Reporter, RunData
-from dlbench.report.common import first_line, status_counts
+from dlbench.report.common import (
+    FLAG_MARK,
+    FlagSummary,
+    first_line,
+    flag_summary,
+    flags_text,
+    status_counts,
+)
 from dlbench.report.tables import Table, baseline_table, leaderboards, parity_table
 
 
@@ -31,9 +39,21 @@ def md_table(table: Table) -> str:
             t = md_escape(c.text)
             if t and ("best" in c.cls or "fail" in c.cls):
                 t = f"**{t}**"
+            if c.flags:
+                t = f"{t} {md_escape(flags_text(c.flags))}".lstrip()
             cells.append(t)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def flag_notes(flags: FlagSummary) -> tuple[list[str], list[str]]:
+    """The line at the top and the legend at the end; both empty when no figure is flagged."""
+    if not flags.flagged:
+        return [], []
+    top = [f"> **{md_escape(flags.text)}**", ""]
+    legend = ["## Flags", ""] + [f"- {FLAG_MARK} **{md_escape(name)}**: {md_escape(text)}"
+                                 for name, text in flags.legend.items()] + [""]
+    return top, legend
 
 
 def _when(ts: float | None) -> str:
@@ -56,6 +76,8 @@ class MarkdownReporter(Reporter):
             meta.append(f"commit `{run.git_commit[:12].replace('`', '')}`")
         meta.append(", ".join(f"{n} {s}" for s, n in counts.items()) or "no results")
         out += [" · ".join(meta), ""]
+        flagged, legend = flag_notes(flag_summary(data.results))
+        out += flagged
         for task, tables in leaderboards(data.results).items():
             out += [f"## {md_escape(task)}", ""]
             for t in tables:
@@ -80,4 +102,5 @@ class MarkdownReporter(Reporter):
             out += [f"- `{r.cell.key.replace('`', '')}`: {md_escape(first_line(r.error, 300))}"
                     for r in sorted(skipped, key=lambda r: r.cell.key)]
             out += ["", "</details>", ""]
+        out += legend
         return "\n".join(out).rstrip() + "\n"

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 from dlbench.report.common import (
     DASH,
+    Flag,
     as_float,
     config_labels,
     first_line,
+    flags_of,
     fmt_duration,
     fmt_num,
     fmt_value_ci,
@@ -30,11 +32,13 @@ from dlbench.result import Result
 
 @dataclass
 class TCell:
-    """One table cell: its text and CSS classes (``num``, ``best``, ``pass``, ``fail``...)."""
+    """One table cell: its text, CSS classes (``num``, ``best``, ``pass``, ``fail``...) and the
+    flags of the figure it shows (each reporter renders them next to the text)."""
 
     text: str
     cls: str = ""
     title: str = ""
+    flags: tuple[Flag, ...] = ()
 
 
 @dataclass
@@ -49,10 +53,10 @@ class Table:
         return [r[i] for r in self.rows]
 
 
-def _drop_empty_columns(table: Table, keep: Iterable[str]) -> Table:
+def drop_empty_columns(table: Table, keep: Iterable[str]) -> Table:
     keep_set = set(keep)
     idx = [i for i, c in enumerate(table.columns)
-           if c in keep_set or any(r[i].text not in ("", DASH) for r in table.rows)]
+           if c in keep_set or any(r[i].text not in ("", DASH) or r[i].flags for r in table.rows)]
     return Table(table.title, [table.columns[i] for i in idx],
                  [[r[i] for i in idx] for r in table.rows], table.note)
 
@@ -63,6 +67,12 @@ def status_cell(result: Result) -> TCell:
     return TCell(result.status, f"status-{result.status}", first_line(result.error, 300))
 
 
+def threads_text(result: Result) -> str:
+    """The intra-op thread count the cell used (``environment["threads"]``), or empty."""
+    threads = result.environment.get("threads")
+    return "" if threads is None else str(threads)
+
+
 def speed_table(task: str, results: list[Result]) -> Table | None:
     """Speed leaderboard of one task: per (mode, batch size), fastest first, with the
     throughput's 95% CI, the ratio to the best, latency percentiles, first call and memory."""
@@ -71,8 +81,8 @@ def speed_table(task: str, results: list[Result]) -> Table | None:
         return None
     labels = dict(zip(map(id, speed), config_labels([r.cell for r in speed],
                                                      exclude=("mode", "batch_size")), strict=True))
-    cols = ["Mode", "Batch", "#", "Framework", "Throughput (samples/s) [95% CI]", "vs best",
-            "Latency p50 / p90 / p99 (ms)", "First call (s)", "Peak host (MB)",
+    cols = ["Mode", "Batch", "#", "Framework", "Threads", "Throughput (samples/s) [95% CI]",
+            "vs best", "Latency p50 / p90 / p99 (ms)", "First call (s)", "Peak host (MB)",
             "Peak device (MB)", "Status"]
     table = Table(f"Speed — {task}", cols)
     for (mode, bs), group in group_by(speed, "mode", "batch_size").items():
@@ -103,16 +113,18 @@ def speed_table(task: str, results: list[Result]) -> Table | None:
                 TCell(fmt_num(bs) if bs is not None else DASH, "num"),
                 TCell(str(rank) if ok else "", "num"),
                 TCell(labels[id(r)], "label"),
+                TCell(threads_text(r) if ok else "", "num"),
                 TCell(fmt_value_ci(t.value, t.ci_low, t.ci_high) if t and ok else
-                      (DASH if ok else r.status), "num best" if is_best else "num"),
+                      (DASH if ok else r.status), "num best" if is_best else "num",
+                      flags=t.flags if t and ok else ()),
                 TCell("" if math.isnan(ratio) else f"{ratio:.2f}×", "num"),
-                TCell(lat_text, "num"),
+                TCell(lat_text, "num", flags=flags_of(lat)),
                 TCell(fmt_num(fc_val) if ok else "", "num"),
                 TCell(fmt_num(r.metrics.get("peak_host_memory_mb")) if ok else "", "num"),
                 TCell(fmt_num(r.metrics.get("peak_device_memory_mb")) if ok else "", "num"),
                 status_cell(r),
             ])
-    return _drop_empty_columns(table, keep=cols[:6] + ["Status"])
+    return drop_empty_columns(table, keep=[c for c in cols[:7] if c != "Threads"] + ["Status"])
 
 
 def accuracy_table(task: str, results: list[Result]) -> Table | None:
@@ -156,7 +168,7 @@ def accuracy_table(task: str, results: list[Result]) -> Table | None:
                           else fmt_duration(ttt)) if ok else "", "num"))
         row.append(status_cell(r))
         table.rows.append(row)
-    return _drop_empty_columns(table, keep=cols[:2] + ["Status"])
+    return drop_empty_columns(table, keep=cols[:2] + ["Status"])
 
 
 def robustness_table(task: str, results: list[Result]) -> Table | None:
@@ -186,7 +198,7 @@ def robustness_table(task: str, results: list[Result]) -> Table | None:
                            TCell(fmt_value_ci(r.metrics.get("clean_metric"), lo, hi, sig=4), "num"),
                            TCell(fmt_num(r.metrics.get("auc"), 4), "num"), audit_cell,
                            status_cell(r)])
-    return _drop_empty_columns(table, keep=["Framework", "Status"])
+    return drop_empty_columns(table, keep=["Framework", "Status"])
 
 
 def leaderboards(results: list[Result]) -> dict[str, list[Table]]:
@@ -227,7 +239,7 @@ def parity_table(results: list[Result]) -> Table | None:
 
 def baseline_table(results: list[Result], baseline: list[Result]) -> Table | None:
     """Per cell present (ok) in both runs: the headline medians and their ratio; a change is
-    flagged only when the 95% CIs do not overlap."""
+    called only when the 95% CIs do not overlap and neither figure carries a flag."""
     base = {r.cell.key: r for r in baseline if r.status == "ok"}
     rows: list[list[TCell]] = []
     for r in sorted(results, key=lambda r: r.cell.key):
@@ -242,12 +254,14 @@ def baseline_table(results: list[Result], baseline: list[Result]) -> Table | Non
         overlap = not (hc.ci_low > hb.ci_high or hc.ci_high < hb.ci_low)
         if any(math.isnan(x) for x in (hc.ci_low, hc.ci_high, hb.ci_low, hb.ci_high)):
             verdict, overlap = "no CI", True
-        if not overlap:
+        if not overlap and (hc.flags or hb.flags):
+            verdict = "inconclusive (flagged)"
+        elif not overlap:
             better = (ratio > 1) == hc.higher_is_better
             verdict, cls = ("better", "pass") if better else ("worse", "fail")
         rows.append([TCell(r.cell.key, "label"), TCell(hc.name),
-                     TCell(fmt_value_ci(hb.value, hb.ci_low, hb.ci_high), "num"),
-                     TCell(fmt_value_ci(hc.value, hc.ci_low, hc.ci_high), "num"),
+                     TCell(fmt_value_ci(hb.value, hb.ci_low, hb.ci_high), "num", flags=hb.flags),
+                     TCell(fmt_value_ci(hc.value, hc.ci_low, hc.ci_high), "num", flags=hc.flags),
                      TCell(f"{ratio:.3f}×", "num"), TCell(verdict, cls)])
     if not rows:
         return None

@@ -1,5 +1,6 @@
-"""Terminal reporter: a rich table with one row per cell (key, status, headline figure, its 95%
-CI and spread), followed by the failures."""
+"""Terminal reporter: a rich table with one row per cell (key, status, headline figure with its
+flags, its 95% CI, spread, n and threads), followed by the failures; a line above the table says
+how many figures are flagged."""
 
 from __future__ import annotations
 
@@ -11,28 +12,45 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench.report.base import Reporter, RunData
-from dlbench.report.common import first_line, fmt_duration, headline, status_counts
+from dlbench.report.common import (
+    FLAG_MARK,
+    Flag,
+    first_line,
+    flag_summary,
+    flags_text,
+    fmt_duration,
+    headline,
+    status_counts,
+)
+from dlbench.report.tables import threads_text
 from dlbench.result import Result
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "timeout": "yellow", "crashed": "bold magenta",
                 "skipped": "dim"}
+FLAG_STYLE = "bold yellow"
+
+
+def flag_text(flags: tuple[Flag, ...]) -> Text:
+    """The flags of a figure as a yellow marker (``⚠ contended 31%``), after a space."""
+    return Text(f" {flags_text(flags)}", style=FLAG_STYLE) if flags else Text("")
 
 
 def result_row(result: Result) -> list[Text]:
-    """The cells of one result's row: key, status, headline, 95% CI, spread, n."""
+    """The cells of one result's row: key, status, headline (with its flags), 95% CI, spread, n,
+    threads."""
     style = STATUS_STYLE.get(result.status, "")
     key = Text(result.cell.key)
     status = Text(result.status, style=style)
     h = headline(result) if result.status == "ok" else None
     if h is None:
         msg = first_line(result.error, 100) if result.status != "ok" else ""
-        return [key, status, Text(msg, style="dim"), Text(""), Text(""), Text("")]
+        return [key, status, Text(msg, style="dim"), Text(""), Text(""), Text(""), Text("")]
     name = Text(f"{h.name} ", style="dim")
-    value = Text(h.text, style="bold")
+    value = Text(h.value_text, style="bold")
     if h.passed is not None:
         value.append(" pass" if h.passed else " FAIL", style="green" if h.passed else "bold red")
-    return [key, status, name + value, Text(h.ci_text), Text(h.spread_text),
-            Text("" if h.n is None else str(h.n))]
+    return [key, status, name + value + flag_text(h.flags), Text(h.ci_text), Text(h.spread_text),
+            Text("" if h.n is None else str(h.n)), Text(threads_text(result))]
 
 
 def build_table(data: RunData) -> Table:
@@ -47,15 +65,23 @@ def build_table(data: RunData) -> Table:
     table.add_column("95% CI", justify="right")
     table.add_column("Spread", justify="right")
     table.add_column("n", justify="right")
+    threads = any(threads_text(r) for r in data.results)
+    if threads:
+        table.add_column("Threads", justify="right")
     for r in sorted(data.results, key=lambda r: r.cell.key):
-        table.add_row(*result_row(r))
+        table.add_row(*result_row(r)[:None if threads else -1])
     return table
 
 
 def print_report(data: RunData, console: Console | None = None) -> None:
     """Print the report to a live console (stdout by default)."""
     console = console or Console()
+    flags = flag_summary(data.results)
+    if flags.text:
+        console.print(Text(flags.text, style=FLAG_STYLE))
     console.print(build_table(data))
+    for name, explanation in flags.legend.items():
+        console.print(Text(f"{FLAG_MARK} {name}", style=FLAG_STYLE) + Text(f": {explanation}"))
     counts = status_counts(data.results)
     summary = Text("  ".join(f"{s}: {n}" for s, n in counts.items()) or "no results")
     if data.run.finished_at and data.run.started_at:
