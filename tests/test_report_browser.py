@@ -35,6 +35,10 @@ CHART_STATE = """(() => {
     pwned: typeof window.__pwned,
     injected: document.querySelectorAll("img[src='x'], textarea").length,
     failureText: [...document.querySelectorAll("details.failure summary")].map(s => s.textContent),
+    badges: [...document.querySelectorAll("#leaderboard span.flag")].map(s => ({
+      text: s.textContent.trim(), title: s.title, visible: s.getBoundingClientRect().width > 0,
+      cell: s.parentElement.firstChild.textContent.trim()})),
+    flagSummary: (document.querySelector("header .flag-summary") || {}).innerText || "",
   };
 })()"""
 
@@ -50,7 +54,8 @@ def browser():
 @pytest.fixture(scope="module")
 def report_page(browser: Chromium, tmp_path_factory: pytest.TempPathFactory) -> PageResult:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(HtmlReporter().render(make_run_data(hostile=True)), encoding="utf-8")
+    path.write_text(HtmlReporter().render(make_run_data(hostile=True, flagged=True)),
+                    encoding="utf-8")
     return browser.load(path.as_uri(), wait_for=READY, evaluate=CHART_STATE, timeout=120)
 
 
@@ -77,6 +82,23 @@ def test_hostile_strings_stay_text(report_page: PageResult) -> None:
     v = report_page.value
     assert v["pwned"] == "undefined" and v["injected"] == 0
     assert any("<script>window.__pwned = 1</script>" in t for t in v["failureText"])
+
+
+def test_flagged_figures_show_a_visible_badge_with_its_explanation(report_page: PageResult) -> None:
+    from dlbench.result import FLAGS
+
+    badges = report_page.value["badges"]
+    assert all(b["visible"] for b in badges), badges
+    texts = {b["text"] for b in badges}
+    assert {"⚠ contended 31%", "⚠ not converged", "⚠ drifting", "⚠ inconsistent",
+            "⚠ repeats disagree (k=3)"} <= texts
+    contended = next(b for b in badges if b["text"] == "⚠ contended 31%")
+    assert contended["title"].startswith(FLAGS["contended"])
+    assert contended["cell"][0].isdigit()  # next to the throughput figure
+    hostile = [b for b in badges if "__pwned" in b["text"]]  # an unknown flag stays text
+    assert hostile and hostile[0]["text"].startswith("⚠ <script>window.__pwned = 1</script>")
+    summary = report_page.value["flagSummary"]
+    assert "figures are flagged" in summary and "contended" in summary
 
 
 # -- the checks above can fail ------------------------------------------------------------------
