@@ -68,4 +68,5 @@ class SimProbe(ContentionProbe):
         self.machine = machine
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.machine.t, self.machine.t - self.machine.wait, {1: self.machine.wait})
+        cpu = self.machine.t - self.machine.wait
+        return Snapshot(self.machine.t, cpu, {1: self.machine.wait}, {1: cpu})

@@ -131,6 +131,7 @@ def test_contention_probe_reads_this_process() -> None:
         assert w.wait is None and w.fraction == 0.0
     else:
         assert w.wait is not None and w.wait >= 0
-    assert Window(1.0, 1.0, 0.25).fraction == 0.25
+    assert Window(1.0, 1.0, 0.25).fraction == 0.25  # PSI: wait over wall
+    assert Window(1.0, 1.0, 1.0, 1.0).fraction == 0.5  # schedstat: two threads sharing one core
     with pytest.raises(ValueError, match="unknown contention source"):
         ContentionProbe("bogus")

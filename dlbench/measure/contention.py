@@ -14,9 +14,10 @@ region, at the start and end of every window:
   and are never marked contended, which the reports state rather than imply a quiet machine.
 
 Each window also records the process's CPU time (``time.process_time``) beside its wall time.
-The contention *fraction* of a window is run-queue wait divided by wall time: 0.31 means the
-process's threads waited for a CPU for 31% of the window's length (summed over threads, so a
-multi-threaded process can exceed 1).
+The contention *fraction* of a window is the share of the threads' runnable time they spent
+waiting: ``wait / (wait + run)`` summed over threads (schedstat gives both), so 0.5 means that
+whenever the process's threads wanted a CPU they got one only half the time (two threads sharing
+the one core a neighbour left free). With PSI it is the machine's ``some`` time over wall time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Snapshot:
     cpu: float
     waits: dict[int, float] = field(default_factory=dict)
     """Cumulative run-queue wait per thread id (schedstat) or under key 0 (psi)."""
+    runs: dict[int, float] = field(default_factory=dict)
+    """Cumulative time on a CPU per thread id (schedstat only)."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,18 @@ class Window:
     cpu: float
     wait: float | None
     """Seconds the process's threads were runnable but waiting (None: not measured)."""
+    run: float | None = None
+    """Seconds the process's threads ran on a CPU (schedstat only)."""
 
     @property
     def fraction(self) -> float:
-        """Run-queue wait relative to the window's wall time (0 when not measured)."""
-        if self.wait is None or self.wall <= 0:
+        """Share of the runnable time spent waiting (see the module docstring; 0 unmeasured)."""
+        if self.wait is None:
             return 0.0
-        return self.wait / self.wall
+        if self.run is not None:
+            busy = self.wait + self.run
+            return self.wait / busy if busy > 0 else 0.0
+        return self.wait / self.wall if self.wall > 0 else 0.0
 
 
 class ContentionProbe:
@@ -73,19 +81,18 @@ class ContentionProbe:
 
     def snapshot(self) -> Snapshot:
         if self.source == "schedstat":
-            waits = _thread_waits()
-        elif self.source == "psi":
-            waits = {0: _psi_total()}
-        else:
-            waits = {}
+            runs, waits = _thread_times()
+            return Snapshot(self.clock(), self.cpu_clock(), waits, runs)
+        waits = {0: _psi_total()} if self.source == "psi" else {}
         return Snapshot(self.clock(), self.cpu_clock(), waits)
 
     def window(self, start: Snapshot, end: Snapshot) -> Window:
-        wait: float | None = None
-        if self.source != "none":
-            # threads born during the window count from zero; threads that ended are lost (rare)
-            wait = sum(max(w - start.waits.get(tid, 0.0), 0.0) for tid, w in end.waits.items())
-        return Window(end.wall - start.wall, end.cpu - start.cpu, wait)
+        if self.source == "none":
+            return Window(end.wall - start.wall, end.cpu - start.cpu, None)
+        # threads born during the window count from zero; threads that ended are lost (rare)
+        wait = _delta(start.waits, end.waits)
+        run = _delta(start.runs, end.runs) if end.runs else None
+        return Window(end.wall - start.wall, end.cpu - start.cpu, wait, run)
 
 
 def detect_source() -> str:
@@ -94,7 +101,8 @@ def detect_source() -> str:
     if forced:
         return forced
     try:
-        if _thread_waits():
+        runs, _ = _thread_times()
+        if any(runs.values()):  # schedstat readable and counting (zeros: accounting is off)
             return "schedstat"
     except OSError:
         pass
@@ -105,8 +113,14 @@ def detect_source() -> str:
         return "none"
 
 
-def _thread_waits() -> dict[int, float]:
-    out: dict[int, float] = {}
+def _delta(a: dict[int, float], b: dict[int, float]) -> float:
+    return sum(max(v - a.get(tid, 0.0), 0.0) for tid, v in b.items())
+
+
+def _thread_times() -> tuple[dict[int, float], dict[int, float]]:
+    """(time on a CPU, time runnable but waiting) per thread of this process, in seconds."""
+    runs: dict[int, float] = {}
+    waits: dict[int, float] = {}
     for tid in os.listdir(_TASKS):
         try:
             with open(f"{_TASKS}/{tid}/schedstat", "rb") as f:
@@ -114,8 +128,9 @@ def _thread_waits() -> dict[int, float]:
         except (FileNotFoundError, ProcessLookupError):  # the thread ended while we listed
             continue
         if len(fields) >= 2:
-            out[int(tid)] = int(fields[1]) / 1e9
-    return out
+            runs[int(tid)] = int(fields[0]) / 1e9
+            waits[int(tid)] = int(fields[1]) / 1e9
+    return runs, waits
 
 
 def _psi_total() -> float:

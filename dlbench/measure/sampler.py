@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dlbench.errors import DlbenchError
-from dlbench.measure.contention import ContentionProbe
+from dlbench.measure.contention import ContentionProbe, Window
 from dlbench.measure.stats import median_ci, relative_ci_halfwidth
 from dlbench.result import Measurement
 
@@ -197,8 +197,8 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
     # 4. sample windows adaptively (verdict 0: go on, 1: converged, 2: out of time or samples)
     kept: list[float] = []
     contended: list[tuple[int, list[float]]] = []  # (window number, samples), kept for the end
-    used_wall = used_cpu = used_wait = 0.0
-    bad_wall = bad_cpu = bad_wait = 0.0
+    used = Tally()
+    bad = Tally()
     windows = discarded = 0
     last_window = 0.0
     next_look = budget.min_samples
@@ -219,11 +219,11 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
         if win.fraction > budget.max_contention:
             discarded += 1
             contended.append((windows + discarded, chunk))
-            bad_wall, bad_cpu, bad_wait = bad_wall + win.wall, bad_cpu + win.cpu, bad_wait + (win.wait or 0.0)
+            bad.add(win)
         else:
             windows += 1
             kept.extend(chunk)
-            used_wall, used_cpu, used_wait = used_wall + win.wall, used_cpu + win.cpu, used_wait + (win.wait or 0.0)
+            used.add(win)
         if on_sample:
             on_sample(len(kept))
         verdict = 0
@@ -243,14 +243,41 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
     used_contended = len(kept) < budget.min_samples and bool(contended)
     if used_contended:  # the machine stayed busy: use every window, in order, and say so
         kept = [x for _, c in sorted(contended, key=lambda t: t[0]) for x in c] + kept
-        used_wall, used_cpu, used_wait = used_wall + bad_wall, used_cpu + bad_cpu, used_wait + bad_wait
+        used.merge(bad)
         windows, discarded = windows + discarded, 0
         converged = False
     sync_check = _sync_check(fetch, out, now, last_window)
     return Sampling(first, kept, per, warm, converged, sampling_time,
                     "per-iteration" if per == 1 else "window", windows, discarded, used_contended,
-                    used_wait / used_wall if used_wall > 0 else 0.0, probe.source,
-                    used_cpu / used_wall if used_wall > 0 else float("nan"), sync_check)
+                    used.fraction, probe.source, used.cpu / used.wall if used.wall > 0 else float("nan"),
+                    sync_check)
+
+
+@dataclass
+class Tally:
+    """Sums of the windows' contention readings."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    wait: float = 0.0
+    run: float = 0.0
+    has_run: bool = True
+
+    def add(self, w: Window) -> None:
+        self.wall += w.wall
+        self.cpu += w.cpu
+        self.wait += w.wait or 0.0
+        self.run += w.run or 0.0
+        self.has_run = self.has_run and w.run is not None
+
+    def merge(self, other: Tally) -> None:
+        self.wall, self.cpu = self.wall + other.wall, self.cpu + other.cpu
+        self.wait, self.run = self.wait + other.wait, self.run + other.run
+        self.has_run = self.has_run and other.has_run
+
+    @property
+    def fraction(self) -> float:
+        return Window(self.wall, self.cpu, self.wait, self.run if self.has_run else None).fraction
 
 
 def _ceil(x: float) -> int:
