@@ -107,9 +107,10 @@ def run(
     paths = session.write_reports()
     for name, path in paths.items():
         out.print(f"{name} report: {path}", highlight=False)
-    bad = [r for r in data.results if r.status in ("failed", "crashed", "timeout")]
+    rows = st.results(session.run_id, combine=False)  # every process, repeats included
+    bad = [r for r in rows if r.status in ("failed", "crashed", "timeout")]
     if bad:
-        err.print(f"{len(bad)} of {len(data.results)} cells did not finish ok (see the report); exit code 1")
+        err.print(f"{len(bad)} of {len(rows)} cell processes did not finish ok (see the report); exit code 1")
         raise typer.Exit(1)
     return 0
 

@@ -4,6 +4,11 @@ Runs hold the suite, git commit and environment fingerprint; cells hold key, par
 error, metrics, curves and details; measurements hold summary statistics and raw samples; models
 hold parameter count, FLOPs, weight digests and the path of the trained-weights artifact. Each
 result is committed as soon as its cell ends.
+
+A cell with ``repeats: k`` has one row per process (``details["repeat"]``); :meth:`Store.results`
+merges them into one Result per cell (:func:`dlbench.measure.replicates.combine_results`), which
+is what comparisons, reports and the pandas frame read. ``results(run_id, combine=False)`` gives
+the row of every process.
 """
 
 from __future__ import annotations
@@ -169,10 +174,19 @@ class Store:
 
     def add_result(self, run_id: int, r: Result) -> int:
         """Store one cell's result in its own transaction (committed when this returns)."""
+        from dlbench.measure.replicates import repeat_index
+
         cell = r.cell
         with self.engine.begin() as c:
-            # a re-measured cell (resume, gate confirmation) replaces the earlier one in this run
-            c.execute(delete(cells).where(cells.c.run_id == run_id, cells.c.key == cell.key))
+            # a re-measured cell (resume) replaces the earlier row of the same repeat in this run;
+            # the other repeats of the cell are rows of their own
+            earlier = c.execute(select(cells.c.id, cells.c.details).where(
+                cells.c.run_id == run_id, cells.c.key == cell.key)).all()
+            stale = [row[0] for row in earlier if _repeat(row[1]) == repeat_index(r)]
+            if stale:
+                c.execute(delete(measurements).where(measurements.c.cell_id.in_(stale)))
+                c.execute(delete(models).where(models.c.cell_id.in_(stale)))
+                c.execute(delete(cells).where(cells.c.id.in_(stale)))
             cid = _new_id(c.execute(insert(cells).values(
                 run_id=run_id, key=cell.key, scenario=cell.scenario, task=cell.task,
                 framework=cell.framework, device=cell.device, params=_clean(cell.params),
@@ -216,7 +230,17 @@ class Store:
             raise StoreError(f"no run{what} in store {_redact(self.url)!r} yet (run: dlbench run <suite>)")
         return found[0].id
 
-    def results(self, run_id: int) -> list[Result]:
+    def results(self, run_id: int, combine: bool = True) -> list[Result]:
+        """A run's results, one per cell with process repeats merged (``combine=False``: one per
+        stored process row, in the order they were stored)."""
+        rows = self._rows(run_id)
+        if not combine:
+            return rows
+        from dlbench.measure.replicates import combine_results
+
+        return combine_results(rows)
+
+    def _rows(self, run_id: int) -> list[Result]:
         with self.engine.connect() as c:
             cell_rows = list(c.execute(select(cells).where(cells.c.run_id == run_id).order_by(cells.c.id)).mappings())
             ids = [r["id"] for r in cell_rows]
@@ -247,6 +271,24 @@ class Store:
             q = select(cells.c.key).where(cells.c.run_id == run_id, cells.c.status.in_(("ok", "skipped")))
             return {row[0] for row in c.execute(q)}
 
+    def finished_repeats(self, run_id: int) -> dict[str, set[int]]:
+        """Per key, the repeats (0-based) that ended ``ok`` or ``skipped``; ``--resume`` runs only
+        the others. A cell the parent skipped (not installed, no dataset) has one row without a
+        repeat: it counts as repeat 0, and the session skips such a cell's other repeats too."""
+        with self.engine.connect() as c:
+            q = select(cells.c.key, cells.c.details).where(
+                cells.c.run_id == run_id, cells.c.status.in_(("ok", "skipped")))
+            out: dict[str, set[int]] = {}
+            for key, details in c.execute(q):
+                out.setdefault(key, set()).add(_repeat(details))
+            return out
+
+    def skipped_keys(self, run_id: int) -> set[str]:
+        """Keys with a ``skipped`` row (a skip holds for every repeat of the cell)."""
+        with self.engine.connect() as c:
+            q = select(cells.c.key).where(cells.c.run_id == run_id, cells.c.status == "skipped")
+            return {row[0] for row in c.execute(q)}
+
     def history(self, key_pattern: str = "%", measurement: str | None = None, limit_runs: int = 50) -> list[dict[str, Any]]:
         """Per cell and run: the headline median (or metric) with commit and time, oldest first."""
         q = (select(cells.c.key, cells.c.run_id, cells.c.status, cells.c.metrics, runs.c.git_commit,
@@ -271,6 +313,13 @@ def _new_id(res: Any) -> int:
     key = res.inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def _repeat(details: Any) -> int:
+    try:
+        return int((details or {}).get("repeat", 0) or 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0
 
 
 def _run_info(row: Any) -> RunInfo:

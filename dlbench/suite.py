@@ -14,6 +14,7 @@ matrix:
     params: {batch_size: [1, 64], mode: [infer, train], variant: [eager, compiled]}
     budget: {max_time: 3}
     exclude: [{framework: sklearn, mode: train}]
+    repeats: 3               # fresh processes per cell, interleaved (blocks override the top level)
 ```
 """
 
@@ -35,6 +36,17 @@ from dlbench.plugins import Plugins
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+MAX_REPEATS = 100
+REPEATS_RANGE = f"an integer from 1 to {MAX_REPEATS}"
+
+
+def check_repeats(v: Any) -> int:
+    """``repeats``: a whole number of fresh processes per cell, 1..MAX_REPEATS."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"repeats must be {REPEATS_RANGE} (got {v!r})")
+    if not 1 <= v <= MAX_REPEATS:
+        raise ValueError(f"repeats must be {REPEATS_RANGE} (got {v})")
+    return v
 
 
 class Block(BaseModel):
@@ -48,6 +60,13 @@ class Block(BaseModel):
     budget: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
+    repeats: int | None = None
+    """Fresh processes per cell of this block (overrides the suite's ``repeats``)."""
+
+    @field_validator("repeats", mode="before")
+    @classmethod
+    def _repeats(cls, v: Any) -> int | None:
+        return None if v is None else check_repeats(v)
 
     @field_validator("devices")
     @classmethod
@@ -67,6 +86,14 @@ class SuiteModel(BaseModel):
     seed: int = 0
     matrix: list[Block]
     gate: dict[str, Any] = Field(default_factory=dict)
+    repeats: int = 1
+    """Fresh processes per cell, interleaved with the other cells (round 1 of every cell, then
+    round 2 ...); the store merges them (see dlbench.measure.replicates)."""
+
+    @field_validator("repeats", mode="before")
+    @classmethod
+    def _repeats(cls, v: Any) -> int:
+        return check_repeats(v)
 
 
 class Suite:
@@ -86,11 +113,20 @@ class Suite:
 
     def cells(self, plugins: Plugins) -> list[Cell]:
         """Expand every block into cells (duplicates across blocks are dropped, first wins)."""
-        out: dict[str, Cell] = {}
+        return [cell for cell, _ in self.plan(plugins)]
+
+    def plan(self, plugins: Plugins) -> list[tuple[Cell, int]]:
+        """Every cell with its number of repeats (the block's ``repeats``, else the suite's)."""
+        out: dict[str, tuple[Cell, int]] = {}
         for i, block in enumerate(self.model.matrix):
+            k = block.repeats or self.model.repeats
             for cell in _expand(block, i, self, plugins):
-                out.setdefault(cell.key, cell)
+                out.setdefault(cell.key, (cell, k))
         return list(out.values())
+
+    def repeats(self, plugins: Plugins) -> dict[str, int]:
+        """Cell key -> repeats."""
+        return {cell.key: k for cell, k in self.plan(plugins)}
 
 
 def resolve(name_or_path: str) -> Path:
@@ -141,6 +177,8 @@ def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
             msg = f"unknown field; choose one of {choices(owner.model_fields)}{hint}"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        else:
+            msg = msg.removeprefix("Value error, ")
         raise SuiteError(f"{where}: field {field}: {msg}") from None
     suite = Suite(model, path)
     suite.cells(plugins)  # validates names and parameters

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from dlbench.cell import Cell
-from dlbench.launch.base import Launcher, tail
+from dlbench.launch.base import Job, Launcher, tail
 from dlbench.result import Result
 from dlbench.worker import execute
 
@@ -14,9 +13,10 @@ from dlbench.worker import execute
 class InlineLauncher(Launcher):
     name = "inline"
 
-    def run(self, cell: Cell) -> Result:
+    def execute(self, job: Job) -> Result:
+        """In this process: the config's ``python`` does not apply (use the subprocess launcher)."""
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            result = execute(self.config.payload(cell))
+            result = execute(self.config.payload(job.cell))
         result.log_tail = tail(buf.getvalue())
         return result

@@ -15,14 +15,14 @@ from typing import Any
 
 from dlbench.cell import Cell
 from dlbench.errors import DlbenchError
-from dlbench.launch.base import LaunchConfig, Launcher
+from dlbench.launch.base import Job, LaunchConfig, Launcher, as_job
 from dlbench.result import Result
 
 
-def _run_on_node(config: LaunchConfig, cell_dict: dict[str, Any]) -> str:
+def _run_on_node(config: LaunchConfig, job_dict: dict[str, Any]) -> str:
     from dlbench.launch.subprocess import SubprocessLauncher
 
-    return SubprocessLauncher(config).run(Cell.from_dict(cell_dict)).to_json()
+    return SubprocessLauncher(config).run_job(Job.from_dict(job_dict)).to_json()
 
 
 class RayLauncher(Launcher):
@@ -42,24 +42,30 @@ class RayLauncher(Launcher):
                                          max(1, len(ray.nodes())))
         self._remote = ray.remote(_run_on_node)
 
-    def _submit(self, cell: Cell) -> Any:
-        gpus = 1 if cell.device.startswith("cuda") else 0
+    def _submit(self, job: Job) -> Any:
+        gpus = 1 if job.cell.device.startswith("cuda") else 0
         return self._remote.options(num_cpus=self.cpus, num_gpus=gpus, max_retries=0).remote(
-            self.config, cell.to_dict())
+            self.config, job.to_dict())
 
-    def run(self, cell: Cell) -> Result:
-        return next(self.run_many([cell]))
+    def execute(self, job: Job) -> Result:
+        return next(self.run_many([job]))
 
-    def run_many(self, cells: Iterable[Cell]) -> Iterator[Result]:
-        pending = {self._submit(c): c for c in cells}
+    def run_job(self, job: Job) -> Result:
+        return self.execute(job)  # tagged on the node, or below when the task is lost
+
+    def run_many(self, jobs: Iterable[Job | Cell]) -> Iterator[Result]:
+        """Every job is submitted at once (in the session's interleaved order); results come back
+        as they end, each tagged with its repeat."""
+        pending = {self._submit(j): j for j in map(as_job, jobs)}
         while pending:
             done, _ = self.ray.wait(list(pending), num_returns=1)
             ref = done[0]
-            cell = pending.pop(ref)
+            job = pending.pop(ref)
             try:
                 yield Result.from_json(self.ray.get(ref))
             except Exception as exc:  # noqa: BLE001 - a lost node fails its cell, not the run
-                yield Result(cell, status="crashed", error=f"Ray task failed: {type(exc).__name__}: {exc}")
+                yield job.tag(Result(job.cell, status="crashed",
+                                     error=f"Ray task failed: {type(exc).__name__}: {exc}"))
 
     def close(self) -> None:
         if self.ray.is_initialized():

@@ -2,7 +2,8 @@
 
 Framework thread pools, GPU memory, Keras backends and crashes stay inside the cell's process.
 A non-zero exit without a result is ``crashed`` (segfault, out-of-memory kill), running past the
-timeout is ``timeout`` (the whole process group is killed); both keep the log tail.
+timeout is ``timeout`` (the whole process group is killed); both keep the log tail. The
+interpreter is the launch config's ``python`` (the current one by default).
 """
 
 from __future__ import annotations
@@ -12,22 +13,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from dlbench.cell import Cell
-from dlbench.launch.base import Launcher, tail
+from dlbench.launch.base import Job, Launcher, tail
 from dlbench.result import Result
 
 
 class SubprocessLauncher(Launcher):
     name = "subprocess"
 
-    def run(self, cell: Cell) -> Result:
+    def execute(self, job: Job) -> Result:
+        cell = job.cell
         self.config.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.config.logs_dir / f"{cell.id}.log"
+        log_path = self.config.logs_dir / f"{job.log_name}.log"
         started = time.time()
         with tempfile.TemporaryDirectory(prefix="dlbench-cell-") as tmp:
             payload = Path(tmp) / "payload.json"
@@ -38,7 +38,7 @@ class SubprocessLauncher(Launcher):
             if threads:
                 env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
             with open(log_path, "w") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "dlbench.worker", str(payload), str(out)],
+                proc = subprocess.Popen([self.config.interpreter(), "-m", "dlbench.worker", str(payload), str(out)],
                                         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
                 try:
                     code = proc.wait(timeout=cell.timeout)
