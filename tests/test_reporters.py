@@ -382,9 +382,9 @@ def test_robustness_table_ranks_error_metrics_low_first() -> None:
 
 # -- flags: every warning reaches the reader --------------------------------------------------------
 try:
-    from tests.report_data import FLAGGED, flag
+    from tests.report_data import FLAGGED, flag, speed_result
 except ImportError:
-    from report_data import FLAGGED, flag
+    from report_data import FLAGGED, flag, speed_result
 
 LABELS = {"contended": "contended 31%", "not_converged": "not converged", "drifting": "drifting",
           "inconsistent": "inconsistent", "repeats_disagree": "repeats disagree (k=3)"}
@@ -632,3 +632,20 @@ def test_results_frame_has_flag_and_thread_columns(flagged: RunData, tmp_path) -
     assert list(lat["flags"]) == ["drifting,inconsistent"]
     assert set(tput.threads) == {2}
     assert (df[df.kind == "metric"]["flags"] == "").all()
+
+
+def test_baseline_and_history_charts_mark_flagged_figures(flagged: RunData) -> None:
+    from dlbench.report.trends import FLAGGED_COLOR, baseline_chart, history_charts
+
+    assert flagged.baseline is not None
+    chart = baseline_chart(flagged.results, flagged.baseline.results)
+    assert chart is not None
+    bar = chart.figure.data[0]
+    key = speed_result(flagged.results, "torch", "infer", 32, "eager").cell.key
+    i = list(bar.y).index(f"{key} ⚠")
+    assert bar.marker.color[i] == FLAGGED_COLOR
+    assert sum(str(y).endswith("⚠") for y in bar.y) == 4
+    history = {key: [{"run_id": 3, "commit": "c3", "median": 900.0}]}
+    [h] = history_charts(flagged.results, history, flagged.run.id)
+    assert list(h.figure.data[0].text)[-1] == "this run ⚠ contended 31%"
+

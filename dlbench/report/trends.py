@@ -7,9 +7,11 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from dlbench.report.charts import PALETTE, Chart, _layout, _new_figure, slug
-from dlbench.report.common import as_float, headline, is_nan
+from dlbench.report.charts import PALETTE, Chart, _layout, _new_figure, flagged_name, slug
+from dlbench.report.common import as_float, headline, is_nan, with_flags
 from dlbench.result import Result
+
+FLAGGED_COLOR = "#bab0ac"  # a flagged ratio is neither better nor worse
 
 
 def history_points(rows: list[dict[str, Any]], figure: str) -> list[dict[str, Any]]:
@@ -64,14 +66,16 @@ def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]
             h = headline(r) if r is not None and r.status == "ok" else None
             pts = history_points(history[key], h.name if h else "throughput")
             if h is not None and not any(p["run_id"] == run_id for p in pts):
-                pts.append({"run_id": run_id, "commit": "this run", "value": h.value,
+                pts.append({"run_id": run_id, "commit": with_flags("this run", h.flags),
+                            "value": h.value,
                             "ci_low": h.ci_low, "ci_high": h.ci_high})
             if len(pts) < 2:
                 continue
             values += [p["value"] for p in pts]
             fig.add_trace(go.Scatter(
                 x=[p["run_id"] for p in pts], y=[p["value"] for p in pts],
-                text=[str(p["commit"])[:12] for p in pts], mode="lines+markers",
+                text=[str(p["commit"])[:12] if p["run_id"] != run_id else str(p["commit"])
+                      for p in pts], mode="lines+markers",
                 name=key.split("/", 2)[-1],
                 hovertemplate="run %{x} (%{text})<br>%{y:.4g}<extra></extra>"))
         if not fig.data:
@@ -97,15 +101,18 @@ def baseline_chart(results: list[Result], baseline: list[Result]) -> Chart | Non
         if hc is None or hb is None or not hb.value or is_nan(hb.value) or is_nan(hc.value):
             continue
         ratio = hc.value / hb.value
-        names.append(r.cell.key)
+        names.append(flagged_name(r.cell.key, hc.flags + hb.flags))
         ratios.append(ratio)
-        colors.append(PALETTE[2] if (ratio >= 1) == hc.higher_is_better else PALETTE[3])
+        colors.append(FLAGGED_COLOR if hc.flags or hb.flags else
+                      PALETTE[2] if (ratio >= 1) == hc.higher_is_better else PALETTE[3])
     if not names:
         return None
     fig = go.Figure(go.Bar(y=names, x=[x - 1 for x in ratios], base=1, orientation="h",
                            marker_color=colors, customdata=ratios,
                            hovertemplate="%{y}<br>ratio %{customdata:.3f}<extra></extra>"))
     title = "This run / baseline (headline medians; green is better)"
+    if FLAGGED_COLOR in colors:
+        title = "This run / baseline (headline medians; green better, grey ⚠ flagged)"
     _layout(fig, title, "ratio", "", height=max(260, 60 + 26 * len(names)))
     fig.update_layout(margin={"l": 20, "r": 20, "t": 50, "b": 50}, showlegend=False)
     fig.update_yaxes(automargin=True, autorange="reversed")
