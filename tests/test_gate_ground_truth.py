@@ -1,17 +1,34 @@
-"""The gate against ground truth: planted slowdowns and accuracy drops are caught; identical
-configurations rarely raise a false alarm. Runs real sessions (inline launcher) on a framework
-plugin whose step time and error rate are set by the test."""
+"""The gate against ground truth.
+
+Real sessions (inline launcher) on a framework plugin whose step is a fixed amount of CPU work and
+whose error rate is set by the test: planted slowdowns and accuracy drops are caught, identical
+configurations rarely raise a false alarm, and a run taken while CPU-burning processes load the
+machine never gives a regression (its figures are flagged and their rows inconclusive, or they
+are measured right). Then simulated results (seeded AR(1) windows around a fixed mean with
+process-level random offsets, in-process, fast): the false-positive rate over repeated identical
+trials stays under alpha and a planted 20% slowdown is found. No wall-clock threshold is asserted.
+"""
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats as st
 
 from dlbench import suite as suites
-from dlbench.compare import compare_runs
+from dlbench.cell import Cell
+from dlbench.compare import Thresholds, compare_runs
+from dlbench.effects import ratio_effect
 from dlbench.gate import GateConfig, decide
 from dlbench.plugins import PluginConfig, get_plugins
+from dlbench.result import Measurement, Result, Stats
 from dlbench.session import RunOptions, Session
 from dlbench.store import Store
 
@@ -23,13 +40,14 @@ matrix:
     tasks: [labelled]
     frameworks: [steadyfw]
     params: {batch_size: 16}
-    budget: {max_time: 1.5, warmup_time: 0.05, min_samples: 15, max_samples: 25, target_ci: 0.0, min_window: 0.04}
+    budget: {max_time: 2.0, warmup_time: 0.05, min_samples: 15, max_samples: 400, target_ci: 0.02, min_window: 0.04}
   - scenario: accuracy
     tasks: [labelled]
     frameworks: [steadyfw]
 gate:
   thresholds: {speed: 0.05, accuracy: 0.01}
 """
+BURNERS = 3  # CPU-bound processes loading this 2-core machine during one run
 
 
 @pytest.fixture
@@ -53,13 +71,46 @@ def setup(tmp_path):
     return run, gate
 
 
+@contextmanager
+def burning(n: int = BURNERS) -> Iterator[None]:
+    """``n`` processes spinning ``while True: pass`` for as long as the block runs."""
+    procs = []
+    try:
+        for _ in range(n):
+            procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def _speed_rows(d):
+    return [r for r in d.rows if r.kind == "speed" and r.gated]
+
+
 def test_planted_slowdown_is_a_regression(setup, monkeypatch):
+    """20% more CPU work per step on unloaded runs. Other work on this shared machine can still
+    contend a run; its figures then say so and the row is inconclusive, never a wrong verdict.
+    Such a pair is measured again (three tries); only when every try was contended is the test
+    skipped, since the planted change could not be measured."""
     run, gate = setup
-    base = run(monkeypatch, 5.0)
-    head = run(monkeypatch, 6.0)  # 20% slower
-    d = gate(base, head)
-    assert d.exit_code == 1, _debug(d)
-    assert any(r.verdict == "regression" and r.name == "throughput" for r in d.rows)
+    tries = []
+    for _ in range(3):
+        base = run(monkeypatch, 5.0)
+        head = run(monkeypatch, 6.0)  # 20% slower
+        d = gate(base, head)
+        thr = next(r for r in _speed_rows(d) if r.name == "throughput")
+        assert thr.verdict in ("regression", "inconclusive"), _debug(d)
+        assert thr.verdict == "regression" or thr.flags, _debug(d)  # inconclusive: flagged
+        if d.exit_code == 1:
+            break
+        tries.append(_debug(d))
+    else:
+        pytest.skip(f"every try was contended by other work on this machine: {tries}")
+    planted = 1 / 1.2  # the CI (widened by 5% each way for the unmodelled offset) covers it
+    assert thr.ci_low / 1.05 <= planted <= thr.ci_high * 1.05, _debug(d)
 
 
 def test_planted_accuracy_drop_is_caught(setup, monkeypatch):
@@ -80,5 +131,129 @@ def test_identical_configurations_rarely_alarm(setup, monkeypatch):
     assert false_alarms <= 1
 
 
+@pytest.mark.parametrize("loaded", ["head", "base"])
+def test_a_run_under_cpu_load_gives_no_wrong_verdict(setup, monkeypatch, loaded):
+    """The same configuration twice, CPU-burning processes running during one of the two runs:
+    the fixed CPU work takes longer in wall time there, exactly as a real model's would. No row
+    may be a regression (or, with the base loaded, an improvement): either the sampler retook
+    the contended windows and measured right, or the figure is flagged and the row inconclusive."""
+    run, gate = setup
+    if loaded == "base":
+        with burning():
+            base = run(monkeypatch, 5.0)
+        head = run(monkeypatch, 5.0)
+    else:
+        base = run(monkeypatch, 5.0)
+        with burning():
+            head = run(monkeypatch, 5.0)
+    d = gate(base, head)
+    wrong = [r for r in d.rows if r.gated and r.verdict in ("regression", "improvement")]
+    assert not wrong, _debug(d)
+    assert d.exit_code != 1, _debug(d)
+    for r in _speed_rows(d):  # a row that is not flagged was measured right
+        if not r.flags:
+            assert r.verdict in ("unchanged", "inconclusive"), _debug(d)
+
+
 def _debug(d):
     return [(r.key, r.name, r.verdict, r.reason) for r in d.rows]
+
+
+# ----------------------------------------------------------------------------- simulated
+
+ALPHA = 0.05
+TRIALS = 300
+CELL = Cell("speed", "vision", "steadyfw", "cpu", {"batch_size": 16, "mode": "infer"})
+NAN = float("nan")
+
+
+def _ar1(rng: np.random.Generator, n: int, rho: float, sigma: float) -> np.ndarray:
+    e = rng.normal(0, sigma * math.sqrt(1 - rho**2), n)
+    x = np.empty(n)
+    x[0] = rng.normal(0, sigma)
+    for i in range(1, n):
+        x[i] = rho * x[i - 1] + e[i]
+    return x
+
+
+def simulated_run(rng: np.random.Generator, processes: int, scale: float = 1.0, *,
+                  windows: int = 40, rho: float = 0.6, sigma: float = 0.03,
+                  between: float = 0.03) -> list[Result]:
+    """One run of one speed cell: ``processes`` fresh processes, each with its own log-normal
+    offset (sd ``between``: thread placement, clock, neighbours) and AR(1) windows around it
+    (lag-1 autocorrelation ``rho``, sd ``sigma``), combined as process repeats are."""
+    parts, medians = [], []
+    for _ in range(processes):
+        w = 1000 * scale * np.exp(rng.normal(0, between) + _ar1(rng, windows, rho, sigma))
+        parts.append(w)
+        medians.append(float(np.median(w)))
+    x = np.concatenate(parts)
+    meta = {"process_medians": medians, "repeats": processes} if processes > 1 else {}
+    stats = Stats(x.size, float(np.median(x)), float(x.mean()), float(x.std()), float(x.min()),
+                  float(x.max()), NAN, NAN, NAN, NAN)
+    return [Result(CELL, measurements=[Measurement("throughput", "samples/s", x.tolist(), stats,
+                                                   meta=meta)])]
+
+
+def _margin(trials: int, p: float = ALPHA) -> float:
+    """Largest false-positive count an honest level-p test reaches with probability 0.999."""
+    return float(st.binom.ppf(0.999, trials, p))
+
+
+def test_simulated_false_positive_rate_and_power_with_process_repeats():
+    """3 vs 3 processes with between-process offsets: the process-level test keeps its level
+    (pooling the windows of those processes into one rank test would not), the gate rarely
+    alarms, and a planted 20% slowdown is a regression in nearly every trial."""
+    rng = np.random.default_rng(2026)
+    significant = alarms = pooled = found = 0
+    for _ in range(TRIALS):
+        base, head = simulated_run(rng, 3), simulated_run(rng, 3)
+        pure = compare_runs(base, head, Thresholds(min_effect=0.0)).rows[0]  # the test alone
+        assert pure.level == "processes"
+        significant += pure.verdict in ("regression", "improvement")
+        alarms += decide(compare_runs(base, head)).exit_code == 1
+        pooled += ratio_effect(base[0].measurements[0].samples,
+                               head[0].measurements[0].samples, serial=False).p_value < ALPHA
+        found += decide(compare_runs(base, simulated_run(rng, 3, 1 / 1.2))).exit_code == 1
+    print(f"3 vs 3 processes: FPR {significant / TRIALS:.3f} (test), {alarms / TRIALS:.3f} "
+          f"(gate alarms); pooled windows {pooled / TRIALS:.3f}; power at 20% {found / TRIALS:.3f}")
+    assert significant <= _margin(TRIALS)
+    assert alarms <= _margin(TRIALS)
+    assert pooled > 3 * ALPHA * TRIALS  # the offsets are large enough to fool a pooled test
+    assert found >= 0.9 * TRIALS
+
+
+def test_simulated_false_positive_rate_of_one_process_per_side():
+    """One process per side, autocorrelated windows (rho 0.6), no process offset: the
+    autocorrelation-aware rank test keeps its level where the plain one (windows as independent
+    draws) does not, and still finds a 20% slowdown. (With one process per side no test can see
+    between-process variance: that is what process repeats are for.)"""
+    rng = np.random.default_rng(2027)
+    significant = naive = found = 0
+    for _ in range(TRIALS):
+        base, head = simulated_run(rng, 1, between=0.0), simulated_run(rng, 1, between=0.0)
+        pure = compare_runs(base, head, Thresholds(min_effect=0.0)).rows[0]
+        assert pure.level == "windows"
+        significant += pure.verdict in ("regression", "improvement")
+        naive += ratio_effect(base[0].measurements[0].samples, head[0].measurements[0].samples,
+                              serial=False).p_value < ALPHA
+        slow = simulated_run(rng, 1, 1 / 1.2, between=0.0)
+        found += decide(compare_runs(base, slow)).exit_code == 1
+    print(f"1 vs 1 process: FPR {significant / TRIALS:.3f} (autocorrelation-aware), "
+          f"{naive / TRIALS:.3f} (windows as independent); power at 20% {found / TRIALS:.3f}")
+    assert significant <= _margin(TRIALS)
+    assert naive > 2 * ALPHA * TRIALS
+    assert found >= 0.9 * TRIALS
+
+
+def test_simulated_contended_head_never_regresses():
+    """Every trial's head figure is 20% slower *and flagged contended* (the machine, not the
+    code): never a regression, always inconclusive, and the gate exits 2."""
+    rng = np.random.default_rng(2028)
+    for _ in range(50):
+        base, head = simulated_run(rng, 3), simulated_run(rng, 3, 1 / 1.2)
+        head[0].measurements[0].flag("contended")
+        head[0].measurements[0].meta["contention"] = 0.4
+        d = decide(compare_runs(base, head))
+        assert d.rows[0].verdict == "inconclusive" and d.exit_code == 2
+        assert "head contended (40% run-queue wait)" in d.rows[0].reason
