@@ -58,7 +58,7 @@ def test_sampler_syncs_every_window_and_separates_first_call():
 def test_sampler_stops_when_ci_target_is_met():
     dev = FakeDevice()
     b = Budget(max_time=30, min_samples=10, max_samples=10_000, warmup_time=0.0, window_iterations=50,
-               target_ci=0.5)
+               target_ci=0.5, min_time=0.0, min_windows=1)
     s = sample(dev.step, dev.sync, b)
     assert s.converged and len(s.samples) < 10_000
 

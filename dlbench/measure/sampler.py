@@ -58,6 +58,10 @@ class Budget:
     min_samples: int = 30
     """Samples before the first look at the stop rule (fewer leave the CI's coverage short)."""
     max_samples: int = 5000
+    min_windows: int = 5
+    """Contention-checked windows before the stop rule may stop sampling."""
+    min_time: float = 0.1
+    """Seconds of sampling before the stop rule may stop (slow fluctuations need time to show)."""
     warmup_time: float = 1.0
     warmup_iterations: int = 3
     min_window: float = 0.05
@@ -66,7 +70,7 @@ class Budget:
     """Force this many iterations per sample (1 for latency distributions)."""
     min_sample_time: float = 1e-4
     """A step shorter than this is timed in groups of iterations lasting at least this long."""
-    contention_window: float = 0.02
+    contention_window: float = 0.005
     """Seconds of samples between two contention readings."""
     max_contention: float = 0.05
     """A window whose threads waited for a CPU longer than this fraction of it is retaken."""
@@ -227,7 +231,7 @@ def sample(step: Callable[[], Any], sync: Callable[[], None], budget: Budget,
         if on_sample:
             on_sample(len(kept))
         verdict = 0
-        if len(kept) >= next_look:
+        if len(kept) >= next_look and windows >= budget.min_windows and now() - start >= budget.min_time:
             next_look = max(next_look + 1, math.ceil(len(kept) * budget.look_growth))
             if relative_ci_halfwidth(kept, budget.stop_confidence) <= budget.target_ci:
                 verdict = 1
