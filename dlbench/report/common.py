@@ -192,9 +192,11 @@ class FlagSummary:
 
 
 def flag_summary(results: Iterable[Result]) -> FlagSummary:
+    """Count the flagged figures (measurements with samples) of the finished cells; counts and
+    legend in the order of :data:`FLAGS`, unknown flags after them."""
     figures = flagged = 0
     counts: Counter[str] = Counter()
-    legend: dict[str, str] = {}
+    titles: dict[str, str] = {}
     for r in results:
         if r.status != "ok":
             continue
@@ -206,9 +208,10 @@ def flag_summary(results: Iterable[Result]) -> FlagSummary:
             flagged += bool(flags)
             for f in flags:
                 counts[f.name] += 1
-                legend.setdefault(flag_name(f.name), FLAGS.get(f.name, f.title))
+                titles.setdefault(f.name, FLAGS.get(f.name, f.title))
     known = [n for n in FLAGS if n in counts] + sorted(n for n in counts if n not in FLAGS)
-    return FlagSummary(figures, flagged, {n: counts[n] for n in known}, legend)
+    return FlagSummary(figures, flagged, {n: counts[n] for n in known},
+                       {flag_name(n): titles[n] for n in known})
 
 
 # -- grouping and labels ---------------------------------------------------------------------------
