@@ -6,10 +6,15 @@ failed, crashed or timed out, a baseline cell is missing in head, there is no ba
 confirmation re-run failed). A confirmed regression wins over everything else (exit 1), so a
 regression is never mistaken for a retryable infrastructure failure.
 
-Confirmation: cells flagged as regressions are measured once more (the caller's ``confirm``
-callback re-runs those cell keys in fresh processes) and compared again with the baseline; a
-regression is kept only when the re-run is a regression too. Its re-run verdict replaces an
-unconfirmed one (unchanged or improvement: pass; inconclusive: exit 2).
+Rows whose figures carry warnings (contended, not converged, drifting, inconsistent, repeats
+disagree; see :mod:`dlbench.compare`) are never regressions, so a comparison whose changes all
+sit on flagged figures is inconclusive (exit 2), and its summary names each flag: rerun on a
+quiet machine, or with ``repeats``, rather than read a number the run says it cannot vouch for.
+
+Confirmation: cells found to regress are measured once more (the caller's ``confirm`` callback
+re-runs those cell keys in fresh processes) and compared again with the baseline; a regression
+is kept only when the re-run is a regression too (a re-run with flagged figures is not). Its
+re-run verdict replaces an unconfirmed one (unchanged or improvement: pass; inconclusive: exit 2).
 """
 
 from __future__ import annotations
