@@ -31,8 +31,9 @@ class Thresholds:
     * ``drift_correction``: divide a significant canary drift out of CPU speed rows. Off by
       default: on a shared machine the canary can swing by an order of magnitude while the cells
       do not (seen here: x13 between two runs minutes apart), and a wrong correction invents
-      regressions. The drift is always reported. ``drift_max`` caps a correction: a larger drift
-      is reported and not applied.
+      regressions. The drift is always reported, with its 95% CI. ``drift_max`` caps a
+      correction: a larger drift is reported and not applied; so is the drift of a flagged
+      (e.g. contended) canary.
     * ``drift_tolerance``: a canary change smaller than this is not corrected for.
     * ``informational``: measurements reported but never gating (first-call time by default).
     * ``overrides``: ``{glob: {field: value}}``; ``*`` matches any text (also ``/``), ``?`` one

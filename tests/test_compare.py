@@ -410,6 +410,7 @@ def test_a_flag_makes_a_would_be_regression_inconclusive(flag, side):
         assert f"{side} {FLAG_REASONS[flag]}" in r.reason
         assert "would be a regression" in r.reason
         assert r.flags == [f"{side} {flag}"]
+        assert math.isnan(r.q_value) and f"p={r.p_value:.2g}" in r.reason  # not in the family
     assert cmp.worst_verdict == "inconclusive"
     again = np.random.default_rng(20)
     unflagged = compare_runs([speed_result(again)], [speed_result(again, 1 / 1.2)])
