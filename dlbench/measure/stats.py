@@ -5,7 +5,7 @@ row slow (lag-1 autocorrelation of stored windows: median 0.29, up to 0.8). The 
 is therefore the distribution-free binomial order-statistic interval computed at the *effective*
 sample size ``n / tau``, where ``tau`` is the integrated autocorrelation time of the samples'
 ranks (1 for independent samples; the larger of an AR(1) fit, bias-corrected, and Geyer's initial
-positive sequence estimate). Independent samples get exactly the classic interval.
+positive sequence estimate, from 50 samples on). Independent samples get the classic interval.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def autocorrelation_time(samples: Sequence[float] | np.ndarray) -> float:
     rho1 = min(max(rho1 + (1 + 4 * rho1) / n, 0.0), 0.95)
     tau_ar1 = (1 + rho1) / (1 - rho1)
     # Geyer's initial positive sequence: sum pairs of autocorrelations while they stay positive
+    # (from 50 samples on: below that its noise alone would often void the interval)
     tau_ips = -1.0
-    for k in range(0, max_lag - 1, 2):
+    for k in range(0, max_lag - 1 if n >= 50 else 0, 2):
         pair = acf[k] + acf[k + 1]
         if pair <= 0:
             break
