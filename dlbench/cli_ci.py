@@ -1,4 +1,4 @@
-"""CLI commands for CI and history: compare, gate, history, export, import."""
+"""CLI commands for CI and history: compare, gate, ab, history, export, import."""
 
 from __future__ import annotations
 
@@ -88,50 +88,152 @@ def compare(
         json_out.write_text(json.dumps(cmp.to_dict(), indent=1, default=str))
 
 
+def gate_config(s: Any) -> Any:
+    """A suite's ``gate:`` section as a GateConfig (one line naming the field when it is wrong)."""
+    from dlbench.gate import GateConfig
+
+    try:
+        return GateConfig.model_validate(s.model.gate or {})
+    except Exception as exc:  # pydantic ValidationError: one line naming the field
+        raise DlbenchError(f"{s.where}: field gate: {str(exc).splitlines()[-1].strip()}") from None
+
+
+BasePython = Annotated[str | None, typer.Option("--base-python", metavar="PATH",
+                                                help="A/B: the base side's Python interpreter (default: this one).")]
+HeadPython = Annotated[str | None, typer.Option("--head-python", metavar="PATH",
+                                                help="A/B: the head side's Python interpreter (default: this one).")]
+BasePlugins = Annotated[str | None, typer.Option("--base-plugins-dir", metavar="DIR",
+                                                 help="A/B: plugins dir of the base side (added to --plugins-dir).")]
+HeadPlugins = Annotated[str | None, typer.Option("--head-plugins-dir", metavar="DIR",
+                                                 help="A/B: plugins dir of the head side (added to --plugins-dir).")]
+Repeats = Annotated[int, typer.Option(help="A/B: fresh processes per cell and side (overrides the suite's repeats).")]
+Select = Annotated[str | None, typer.Option(help="Only cells whose key matches this glob.")]
+
+
+def _ab_run(suite: str, st: Store, output_dir: Path, repeats: int, select: str | None,
+            base_python: str | None, head_python: str | None, base_plugins_dir: str | None,
+            head_plugins_dir: str | None) -> Any:
+    """Validate both sides (nothing stored yet) and return the ready A/B run."""
+    from dlbench.ab import ABRun, check_repeats, prepare_sides, specs
+
+    k = check_repeats(repeats)
+    sides = prepare_sides(suite, specs(base_python, head_python, base_plugins_dir, head_plugins_dir),
+                          State.plugins().config, st, select)
+    return ABRun(sides, st, k, select, output_dir)
+
+
+@app.command()
+def ab(
+    suite: Annotated[str, typer.Argument(help="Suite to run on both sides (its 'gate:' section sets thresholds).")],
+    base_python: BasePython = None,
+    head_python: HeadPython = None,
+    base_plugins_dir: BasePlugins = None,
+    head_plugins_dir: HeadPlugins = None,
+    repeats: Repeats = 3,
+    select: Select = None,
+    store: StoreOpt = DEFAULT_URL,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+) -> None:
+    """A/B: every cell on two sides (interpreters and/or plugins dirs) in interleaved fresh processes
+    (rounds AB, BA, AB ...), stored as two runs, compared on their merged repeats.
+
+    Exit codes as dlbench gate: 0 no regression, 1 regression, 2 inconclusive or failure.
+    """
+    from dlbench.compare import compare_runs
+    from dlbench.gate import decide
+
+    st = Store(store)
+    run = _ab_run(suite, st, Path("reports"), repeats, select, base_python, head_python,
+                  base_plugins_dir, head_plugins_dir)
+    cfg = gate_config(run.sides[-1].suite)
+    base, head = run.run()
+    cmp = compare_runs(base, head, cfg.to_thresholds())
+    decision = decide(cmp, config=cfg)
+    for line in cmp.environment:
+        err.print(f"[yellow]environment differs: {escape(line)}[/]")
+    ids = run.run_ids
+    out.print(comparison_table(cmp.rows, f"A/B: run {ids['base']} (base) -> run {ids['head']} (head)"))
+    out.print(cmp.summary(), highlight=False)
+    for s in run.sides:
+        out.print(f"{s.spec.describe()}: run {ids[s.name]}", highlight=False)
+    if json_out:
+        json_out.write_text(json.dumps(cmp.to_dict(), indent=1, default=str))
+    out.print(f"ab: {decision.outcome} — {decision.message} (exit {decision.exit_code})", highlight=False)
+    raise typer.Exit(decision.exit_code)
+
+
+NO_BASELINE = ("no baseline to compare with: pass --baseline FILE (a run exported on a dedicated quiet "
+               "machine: dlbench export RUN -o FILE) or run base and head in this job with A/B mode: "
+               "dlbench gate {suite} --ab --base-python PATH --head-python PATH (or --base-plugins-dir "
+               "DIR --head-plugins-dir DIR); see docs/ci.md")
+
+
 @app.command()
 def gate(
     suite: Annotated[str, typer.Argument(help="Suite to run (its 'gate:' section sets thresholds).")] = "ci",
-    baseline: Annotated[str, typer.Option(help="Baseline: exported JSON file or run id.")] = "reports/baselines/ci.json",
+    baseline: Annotated[str | None, typer.Option(help="Baseline: exported JSON file or run id.")] = None,
     head: Annotated[str | None, typer.Option(help="Read this run id instead of running the suite.")] = None,
     store: StoreOpt = DEFAULT_URL,
     output_dir: Annotated[Path, typer.Option(help="Where gate.md and gate.xml are written.")] = Path("reports"),
     confirm: Annotated[bool, typer.Option(help="Re-run flagged regressions once to confirm.")] = True,
+    ab: Annotated[bool, typer.Option("--ab", help="A/B mode: run base and head interleaved in this job "
+                                                  "instead of comparing with a stored baseline.")] = False,
+    base_python: BasePython = None,
+    head_python: HeadPython = None,
+    base_plugins_dir: BasePlugins = None,
+    head_plugins_dir: HeadPlugins = None,
+    repeats: Repeats = 3,
+    select: Select = None,
 ) -> None:
-    """Run (or read) the head run, compare with the baseline, confirm regressions by re-running them.
+    """Run (or read) the head run, compare with the baseline (or run an A/B of two environments),
+    confirm regressions by re-running them.
 
     Exit codes: 0 pass, 1 confirmed regression, 2 inconclusive or infrastructure failure.
     """
     from dlbench import suite as suites
     from dlbench.compare import compare_runs
-    from dlbench.gate import GateConfig, decide, to_junit, to_markdown
+    from dlbench.gate import ConfirmFn, decide, to_junit, to_markdown
     from dlbench.session import RunOptions, Session
 
-    plugins = State.plugins()
-    s = suites.load(suite, plugins)
-    try:
-        cfg = GateConfig.model_validate(s.model.gate or {})
-    except Exception as exc:  # pydantic ValidationError: one line naming the field
-        raise DlbenchError(f"{s.where}: field gate: {str(exc).splitlines()[-1].strip()}") from None
     st = Store(store)
-    _, base_results = load_results(baseline, st)
-    if head is None:
-        session = Session(s, plugins, RunOptions(store, output_dir, reporters=()), st).run()
-        head_id = session.run_id
+    ab_mode = ab or any(v is not None for v in (base_python, head_python, base_plugins_dir, head_plugins_dir))
+    rerun: ConfirmFn
+    if ab_mode:
+        if baseline is not None or head is not None:
+            raise DlbenchError("--ab runs base and head in this job: drop --baseline and --head "
+                               "(or drop --ab and the --base-*/--head-* options to compare with a stored baseline)")
+        run = _ab_run(suite, st, output_dir, repeats, select, base_python, head_python,
+                      base_plugins_dir, head_plugins_dir)
+        cfg = gate_config(run.sides[-1].suite)
+        base_results, head_results = run.run()
+        title = f"gate A/B: run {run.run_ids['head']} (head) vs run {run.run_ids['base']} (base)"
+        rerun = run.confirm
     else:
-        head_id = _int(head, "--head")
-    head_results = st.results(head_id)
+        plugins = State.plugins()
+        s = suites.load(suite, plugins)
+        cfg = gate_config(s)
+        if baseline is None:
+            raise DlbenchError(NO_BASELINE.format(suite=suite))
+        _, base_results = load_results(baseline, st)
+        if head is None:
+            opts = RunOptions(store, output_dir, reporters=(), select=select)
+            head_id = Session(s, plugins, opts, st).run().run_id
+        else:
+            head_id = _int(head, "--head")
+        head_results = st.results(head_id)
+        title = f"gate: run {head_id} vs {baseline}"
+
+        def rerun(keys: list[str]) -> list[Result]:
+            """Measure the flagged cells (and the canary) again, in fresh processes, as a new run."""
+            from dlbench.session import CANARY_KEY
+
+            wanted = set(keys)
+            cells = [c for c in s.cells(plugins) if c.key in wanted]
+            opts = RunOptions(store, output_dir, reporters=(), quiet=True, canary=CANARY_KEY in wanted,
+                              label=f"{s.name}:confirm")
+            return st.results(Session(s, plugins, opts, st, only=cells).run().run_id)
+
     cmp = compare_runs(base_results, head_results, cfg.to_thresholds())
-
-    def rerun(keys: list[str]) -> list[Result]:
-        """Measure the flagged cells (and the canary) again, in fresh processes, as a new run."""
-        from dlbench.session import CANARY_KEY
-
-        wanted = set(keys)
-        cells = [c for c in s.cells(plugins) if c.key in wanted]
-        opts = RunOptions(store, output_dir, reporters=(), quiet=True, canary=CANARY_KEY in wanted,
-                          label=f"{s.name}:confirm")
-        return Session(s, plugins, opts, st, only=cells).run().results
-
     decision = decide(cmp, confirm=rerun if confirm else None, config=cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     md = to_markdown(decision)
@@ -140,7 +242,7 @@ def gate(
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
             fh.write(md)
-    out.print(comparison_table([r for r in decision.rows if r.gated], f"gate: run {head_id} vs {baseline}"))
+    out.print(comparison_table([r for r in decision.rows if r.gated], title))
     out.print(f"gate: {decision.outcome} — {decision.message} (exit {decision.exit_code}); "
               f"{output_dir / 'gate.md'}, {output_dir / 'gate.xml'}", highlight=False)
     raise typer.Exit(decision.exit_code)

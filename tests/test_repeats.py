@@ -86,7 +86,7 @@ class Recording(Launcher):
 
     name = "recording"
 
-    def __init__(self, config: LaunchConfig, log: list[tuple[str, int]], fail: set[tuple[str, int]] = frozenset(),
+    def __init__(self, config: LaunchConfig, log: list[tuple[str, int]], fail: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
                  stop_after: int | None = None) -> None:
         super().__init__(config)
         self.log, self.fail, self.stop_after = log, fail, stop_after
