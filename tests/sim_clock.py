@@ -66,6 +66,7 @@ class SimProbe(ContentionProbe):
     def __init__(self, machine: SimMachine) -> None:
         super().__init__("schedstat", clock=machine.clock, cpu_clock=machine.clock)
         self.machine = machine
+        self.cores = 1
 
     def snapshot(self) -> Snapshot:
         cpu = self.machine.t - self.machine.wait

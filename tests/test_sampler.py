@@ -132,6 +132,8 @@ def test_contention_probe_reads_this_process() -> None:
     else:
         assert w.wait is not None and w.wait >= 0
     assert Window(1.0, 1.0, 0.25).fraction == 0.25  # PSI: wait over wall
-    assert Window(1.0, 1.0, 1.0, 1.0).fraction == 0.5  # schedstat: two threads sharing one core
+    assert Window(1.0, 1.0, 1.0, 1.0, cores=2).fraction == 0.5  # two threads sharing one core
+    # four threads on two cores with the machine to itself: they wait for each other, not others
+    assert Window(1.0, 2.0, 2.0, 2.0, cores=2).fraction == 0.0
     with pytest.raises(ValueError, match="unknown contention source"):
         ContentionProbe("bogus")

@@ -15,9 +15,13 @@ region, at the start and end of every window:
 
 Each window also records the process's CPU time (``time.process_time``) beside its wall time.
 The contention *fraction* of a window is the share of the threads' runnable time they spent
-waiting: ``wait / (wait + run)`` summed over threads (schedstat gives both), so 0.5 means that
-whenever the process's threads wanted a CPU they got one only half the time (two threads sharing
-the one core a neighbour left free). With PSI it is the machine's ``some`` time over wall time.
+waiting *because of other processes*: ``stolen / (wait + run)`` summed over threads (schedstat
+gives both), where ``stolen = min(wait, cores x wall - run)``: waiting beyond what the process's
+own threads caused by outnumbering the cores it may use (``cores x wall - run`` is the CPU time
+the process left unused; threads that waited while the process used every core waited for each
+other, which is the framework's own doing and part of its figure). So 0.5 means that whenever the
+process's threads wanted a CPU they got one only half the time (two threads sharing the one core a
+neighbour left free). With PSI it is the machine's ``some`` time over wall time.
 """
 
 from __future__ import annotations
@@ -56,15 +60,19 @@ class Window:
     """Seconds the process's threads were runnable but waiting (None: not measured)."""
     run: float | None = None
     """Seconds the process's threads ran on a CPU (schedstat only)."""
+    cores: int = 1
+    """Cores the process may use."""
 
     @property
     def fraction(self) -> float:
-        """Share of the runnable time spent waiting (see the module docstring; 0 unmeasured)."""
+        """Share of the runnable time spent waiting for other processes (see the module
+        docstring; 0 when not measured)."""
         if self.wait is None:
             return 0.0
         if self.run is not None:
             busy = self.wait + self.run
-            return self.wait / busy if busy > 0 else 0.0
+            stolen = min(self.wait, max(self.cores * self.wall - self.run, 0.0))
+            return stolen / busy if busy > 0 else 0.0
         return self.wait / self.wall if self.wall > 0 else 0.0
 
 
@@ -78,6 +86,7 @@ class ContentionProbe:
             raise ValueError(f"unknown contention source {self.source!r}: choose one of {', '.join(SOURCES)}")
         self.clock = clock
         self.cpu_clock = cpu_clock
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     def snapshot(self) -> Snapshot:
         if self.source == "schedstat":
@@ -92,7 +101,7 @@ class ContentionProbe:
         # threads born during the window count from zero; threads that ended are lost (rare)
         wait = _delta(start.waits, end.waits)
         run = _delta(start.runs, end.runs) if end.runs else None
-        return Window(end.wall - start.wall, end.cpu - start.cpu, wait, run)
+        return Window(end.wall - start.wall, end.cpu - start.cpu, wait, run, self.cores)
 
 
 def detect_source() -> str:

@@ -266,8 +266,10 @@ class Tally:
     wait: float = 0.0
     run: float = 0.0
     has_run: bool = True
+    cores: int = 1
 
     def add(self, w: Window) -> None:
+        self.cores = w.cores
         self.wall += w.wall
         self.cpu += w.cpu
         self.wait += w.wait or 0.0
@@ -278,10 +280,12 @@ class Tally:
         self.wall, self.cpu = self.wall + other.wall, self.cpu + other.cpu
         self.wait, self.run = self.wait + other.wait, self.run + other.run
         self.has_run = self.has_run and other.has_run
+        self.cores = max(self.cores, other.cores)
 
     @property
     def fraction(self) -> float:
-        return Window(self.wall, self.cpu, self.wait, self.run if self.has_run else None).fraction
+        return Window(self.wall, self.cpu, self.wait, self.run if self.has_run else None,
+                      self.cores).fraction
 
 
 def _ceil(x: float) -> int:
