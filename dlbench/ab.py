@@ -12,8 +12,9 @@ The two runs' merged (repeat-combined) results are compared with
 :func:`dlbench.compare.compare_runs`.
 
 Everything is validated before any run is stored: each interpreter exists, is executable and
-imports dlbench (``PATH -c "import dlbench, dlbench.worker"`` from the current directory, as the
-cell processes are started, under a timeout); each plugins dir exists; both sides expand the suite to the same cells. Cells
+imports dlbench (``PATH -c "import dlbench, dlbench.worker"`` under a timeout, with the
+environment its cell processes get: ``PYTHONSAFEPATH=1``, so a dlbench checkout in the current
+directory does not stand in for the environment's own); each plugins dir exists; both sides expand the suite to the same cells. Cells
 are expanded in this process with each side's plugins; a side with its own interpreter checks
 its frameworks' availability in its own cell processes (a missing one is a skipped cell there).
 No canary is measured: both sides share the machine at the same time, so there is no drift
@@ -42,6 +43,9 @@ SIDES = ("base", "head")
 DEFAULT_REPEATS = 3
 IMPORT_TIMEOUT = 60.0
 SHOW_KEYS = 3
+FOREIGN_ENV = {"PYTHONSAFEPATH": "1"}
+"""Cell processes of a side's own interpreter import *its* dlbench, never a checkout that happens
+to lie in the current directory (Python 3.11+: the current directory is not put on sys.path)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,10 @@ def check_python(side: str, path: str, timeout: float = IMPORT_TIMEOUT) -> str:
         raise DlbenchError(f"{opt} {path}: not an executable file (give the path of the {side} "
                            f"environment's Python interpreter, e.g. /path/to/venv/bin/python)")
     exe = os.path.abspath(p)
-    try:  # from this directory, as the cell processes will be started
+    try:  # with the environment its cell processes will get
         proc = subprocess.run([exe, "-c", "import dlbench, dlbench.worker"], capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env={**os.environ, **FOREIGN_ENV})
     except subprocess.TimeoutExpired:
         raise DlbenchError(f"{opt} {path}: 'import dlbench' did not finish within {timeout:g} s "
                            f"(check that environment: {exe} -c 'import dlbench')") from None
@@ -158,7 +163,7 @@ def prepare_sides(suite_ref: str, specs: Sequence[SideSpec], base_config: Plugin
             raise DlbenchError(f"{spec.name} side: {exc}") from None
         folder = store.folder
         launch = LaunchConfig(pcfg, folder / "artifacts" / f"ab-{spec.name}", folder / "logs" / f"ab-{spec.name}",
-                              python=python)
+                              env=dict(FOREIGN_ENV) if python else {}, python=python)
         sides.append(Side(spec, plugins, suite, launch))
     keys = {s.name: [c.key for c in _select(s.suite.cells(s.plugins), select)] for s in sides}
     if (msg := different_cells(keys)) is not None:
