@@ -302,7 +302,35 @@ class Store:
             q = q.where(measurements.c.name == measurement)
         with self.engine.connect() as c:
             rows = [dict(r) for r in c.execute(q).mappings()]
-        return rows
+        return self._merge_repeat_points(rows)
+
+    def _merge_repeat_points(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One point per (cell, run, measurement): the rows of a run's process repeats become the
+        merged figure (median and between-process CI, as :meth:`results` gives it)."""
+        seen: dict[tuple[Any, Any, Any], int] = {}
+        for r in rows:
+            k = (r["key"], r["run_id"], r["name"])
+            seen[k] = seen.get(k, 0) + 1
+        repeated = {k for k, n in seen.items() if n > 1}
+        if not repeated:
+            return rows
+        merged: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+        for run_id in sorted({k[1] for k in repeated}):
+            for res in self.results(run_id):
+                for m in res.measurements:
+                    if (res.cell.key, run_id, m.name) in repeated and m.stats is not None:
+                        merged[(res.cell.key, run_id, m.name)] = {
+                            "status": res.status, "metrics": res.metrics, "median": m.stats.median,
+                            "ci_low": m.stats.ci_low, "ci_high": m.stats.ci_high}
+        out, done = [], set()
+        for r in rows:
+            k = (r["key"], r["run_id"], r["name"])
+            if k not in repeated:
+                out.append(r)
+            elif k not in done:
+                done.add(k)
+                out.append({**r, **merged.get(k, {})})
+        return out
 
     def count_runs(self) -> int:
         with self.engine.connect() as c:

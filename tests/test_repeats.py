@@ -132,6 +132,10 @@ def test_repeats_are_interleaved_round_by_round_and_stored_as_rows(tmp_path, sui
 
     df = dlbench.results.load(store, s.run_id)
     assert len(df[df.name == "throughput"]) == 2  # one row per cell in the pandas frame, not per process
+    points = store.history(measurement="throughput")  # history: one point per cell and run
+    assert sorted(p["key"] for p in points) == [K_BS16, K_BS8]
+    assert points[0]["median"] == pytest.approx(
+        {K_BS8: thr, K_BS16: merged[K_BS16].measurement("throughput")}[points[0]["key"]].stats.median)
 
 
 def test_resume_runs_exactly_the_missing_repeats(tmp_path, suite, plugins, monkeypatch):
