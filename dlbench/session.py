@@ -1,4 +1,11 @@
-"""A run of a suite: expand cells, launch each in isolation, store each result as it ends, report."""
+"""A run of a suite: expand cells, launch each in isolation, store each result as it ends, report.
+
+A cell with ``repeats: k`` is launched k times, each in a fresh process, round by round (round 1
+of every cell, then round 2 ...); each process's Result is stored as its own row and merged on
+reading (:meth:`dlbench.store.Store.results`). ``--resume`` launches exactly the repeats that have
+not ended ok or skipped. :mod:`dlbench.ab` drives two sessions (base, head) interleaved through
+:meth:`Session.start`, :meth:`Session.prepare`, :meth:`Session.record` and :meth:`Session.finish`.
+"""
 
 from __future__ import annotations
 
@@ -60,12 +67,12 @@ class Session:
     run_id: int = 0
     cells: list[Cell] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
+    """Each stored process's Result as it ended (repeats not merged: read the store for that)."""
     reports: dict[str, Path] = field(default_factory=dict)
     _fetch_failed: set[str] = field(default_factory=set)
     only: list[Cell] | None = None
     """Run exactly these cells (gate confirmation re-runs) instead of the suite's expansion."""
     console: Console = field(default_factory=lambda: Console(stderr=True))
-
     launch: LaunchConfig | None = None
     """The cell processes' launch configuration (interpreter, plugins); default: this process's
     interpreter, ``plugins.config``, logs and artifacts beside the store. ``dlbench ab`` gives
