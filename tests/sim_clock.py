@@ -11,6 +11,16 @@ import numpy as np
 from dlbench.measure.contention import ContentionProbe, Snapshot
 
 
+def ar1(rng: np.random.Generator, n: int, rho: float, sigma: float) -> np.ndarray:
+    """``n`` steps of a stationary AR(1) series with coefficient ``rho`` and s.d. ``sigma``."""
+    e = rng.normal(0, sigma * np.sqrt(1 - rho**2), n)
+    x = np.empty(n)
+    x[0] = rng.normal(0, sigma)
+    for i in range(1, n):
+        x[i] = rho * x[i - 1] + e[i]
+    return x
+
+
 class SimMachine:
     """Steps of true duration ``mu`` with multiplicative AR(1) noise of ``sigma`` (coefficient
     ``rho``). ``preempt(i)`` returns extra seconds the scheduler steals from step ``i`` (counted

@@ -20,6 +20,7 @@ from dlbench.errors import DlbenchError
 from dlbench.measure.canary import canary_workload
 from dlbench.measure.stats import effective_sample_size
 from dlbench.result import Measurement, Result, Stats
+from tests.sim_clock import ar1
 
 ALPHA = 0.05
 NAN = float("nan")
@@ -447,15 +448,6 @@ def process_result(rng: np.random.Generator, medians: list[float], n: int = 30,
     m = Measurement("throughput", "samples/s", samples, quick_stats(np.asarray(samples)),
                     meta={"process_medians": pm, "repeats": len(medians)})
     return Result(cell, measurements=[m])
-
-
-def ar1(rng: np.random.Generator, n: int, rho: float, sigma: float) -> np.ndarray:
-    e = rng.normal(0, sigma * math.sqrt(1 - rho**2), n)
-    x = np.empty(n)
-    x[0] = rng.normal(0, sigma)
-    for i in range(1, n):
-        x[i] = rho * x[i - 1] + e[i]
-    return x
 
 
 def test_consistent_slowdown_over_three_processes_is_a_regression():

@@ -11,7 +11,6 @@ trials stays under alpha and a planted 20% slowdown is found. No wall-clock thre
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Measurement, Result, Stats
 from dlbench.session import RunOptions, Session
 from dlbench.store import Store
+from tests.sim_clock import ar1
 
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "gate_plugins"
 SUITE = """
@@ -171,15 +171,6 @@ CELL = Cell("speed", "vision", "steadyfw", "cpu", {"batch_size": 16, "mode": "in
 NAN = float("nan")
 
 
-def _ar1(rng: np.random.Generator, n: int, rho: float, sigma: float) -> np.ndarray:
-    e = rng.normal(0, sigma * math.sqrt(1 - rho**2), n)
-    x = np.empty(n)
-    x[0] = rng.normal(0, sigma)
-    for i in range(1, n):
-        x[i] = rho * x[i - 1] + e[i]
-    return x
-
-
 def simulated_run(rng: np.random.Generator, processes: int, scale: float = 1.0, *,
                   windows: int = 40, rho: float = 0.6, sigma: float = 0.03,
                   between: float = 0.03) -> list[Result]:
@@ -188,7 +179,7 @@ def simulated_run(rng: np.random.Generator, processes: int, scale: float = 1.0, 
     (lag-1 autocorrelation ``rho``, sd ``sigma``), combined as process repeats are."""
     parts, medians = [], []
     for _ in range(processes):
-        w = 1000 * scale * np.exp(rng.normal(0, between) + _ar1(rng, windows, rho, sigma))
+        w = 1000 * scale * np.exp(rng.normal(0, between) + ar1(rng, windows, rho, sigma))
         parts.append(w)
         medians.append(float(np.median(w)))
     x = np.concatenate(parts)
