@@ -1,5 +1,5 @@
 import sys
 
-from dlbench.cli import main
+from dlbench.cli.main import main
 
 sys.exit(main())

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from dlbench.framework import Framework
     from dlbench.report.base import Reporter
     from dlbench.result import Result
+    from dlbench.run.session import Session
     from dlbench.scenarios.base import Scenario
-    from dlbench.session import Session
     from dlbench.task import Task
 
 hookspec = pluggy.HookspecMarker("dlbench")
@@ -59,7 +59,7 @@ def dlbench_register_attacks(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def dlbench_register_datasets(register: Callable[[Any], None]) -> None:
-    """Register datasets (:class:`dlbench.data.DatasetInfo`): upstream addresses, SHA-256 per file,
+    """Register datasets (:class:`dlbench.data.registry.DatasetInfo`): upstream addresses, SHA-256 per file,
     licence and citation, so ``dlbench data list|fetch|verify`` can manage them.
     """
 

@@ -84,7 +84,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         r.environment = env
     url = cfg.getoption("--dlbench-store")
     if url:
-        from dlbench.store import Store
+        from dlbench.store.database import Store
 
         st = Store(url)
         rid = st.start_run("pytest", env, git_commit(), {"source": "pytest plugin"})
@@ -95,8 +95,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if path:
         import json
 
-        from dlbench.pytest_benchmark_io import export_pytest_benchmark
         from dlbench.report.base import RunInfo
+        from dlbench.store.pytest_benchmark import export_pytest_benchmark
 
         info = RunInfo(0, "pytest", results[0].started_at or time.time(), time.time(), git_commit(), env)
         with open(path, "w") as fh:

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from dlbench.result import Measurement, Result
-from dlbench.store import DEFAULT_URL, Store
+from dlbench.store.database import DEFAULT_URL, Store
 
 NO_FLAGS: dict[str, Any] = {"flags": "", "contended": False, "contention": None, "converged": None,
                             "repeats": None}

@@ -83,7 +83,7 @@ def dlbench_step(step_us: float, tmp: Path, max_time: float) -> tuple[float, lis
     subprocess.run([sys.executable, "-m", "dlbench", "--plugins-dir", str(PLUGINS), "run", str(suite),
                     "--store", f"sqlite:///{db}", "--output-dir", str(tmp), "--quiet"],
                    env=env, check=False, capture_output=True, text=True, timeout=600)
-    from dlbench.store import Store
+    from dlbench.store.database import Store
 
     store = Store(f"sqlite:///{db}")
     for r in store.results(store.latest_run_id()):

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 def quick_jax() -> Iterator[None]:
     try:
         import jax
-
-        from plugins.jax_framework import share_compilations
+        from dlbench.builtin.frameworks.jax import share_compilations
     except ImportError:
         yield
         return

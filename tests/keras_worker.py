@@ -20,9 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dlbench import parity, spec_numpy  # noqa: E402
+from dlbench import spec_numpy  # noqa: E402
 from dlbench.errors import DlbenchError, UnsupportedError  # noqa: E402
 from dlbench.framework import BuildOptions, TrainConfig  # noqa: E402
+from dlbench.measure import parity
 
 MARKER = "KERAS_WORKER_JSON"
 SPECS = parity.layer_specs()
@@ -153,7 +154,7 @@ def check_compiled(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def check_misc(ctx: dict[str, Any]) -> dict[str, Any]:
     """Embeddings, devices, the graph variant's availability and switching backends."""
-    from plugins.keras_framework import select_backend
+    from dlbench.builtin.frameworks.keras import select_backend
 
     fw, backend = ctx["keras"], ctx["backend"]
     spec = SPECS["position_embedding"]
@@ -218,8 +219,8 @@ CHECKS: dict[str, Callable[[dict[str, Any]], Any]] = {
 def main(argv: list[str]) -> int:
     backend, checks = argv[0], argv[1].split(",")
     specs = argv[2].split(",") if len(argv) > 2 and argv[2] != "all" else sorted(SPECS)
-    from plugins.keras_framework import KerasFramework
-    from plugins.torch_framework import TorchFramework
+    from dlbench.builtin.frameworks.keras import KerasFramework
+    from dlbench.builtin.frameworks.torch import TorchFramework
 
     keras_fw = KerasFramework()
     keras_fw.setup(1, 0, {"backend": backend})

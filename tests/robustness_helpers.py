@@ -9,7 +9,7 @@ from dlbench.cell import Cell
 from dlbench.params import COMMON_PARAMS
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Result
-from dlbench.worker import execute
+from dlbench.run.worker import execute
 
 MASKED_PLUGINS = Path(__file__).resolve().parent / "fixtures" / "masked_plugins"
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from dlbench import ab as abmod
 from dlbench.cell import Cell
-from dlbench.cli import main
-from dlbench.launch.base import Job, LaunchConfig, Launcher
+from dlbench.cli.main import main
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Measurement, Result
-from dlbench.session import RunOptions, Session
-from dlbench.store import Store
+from dlbench.run import ab as abmod
+from dlbench.run.launch.base import Job, LaunchConfig, Launcher
+from dlbench.run.session import RunOptions, Session
+from dlbench.store.database import Store
 
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "gate_plugins"
 SUITE = """
@@ -240,7 +240,7 @@ def test_the_stored_ci_baseline_is_gone():
 
 def test_session_run_records_the_interpreter(tmp_path, suite, monkeypatch):
     plugins = get_plugins(PluginConfig(plugins_dirs=(str(PLUGINS),)))
-    from dlbench import suite as suites
+    from dlbench.run import suite as suites
 
     s = suites.load(str(suite), plugins)
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")

@@ -74,7 +74,7 @@ matrix:
     res = run_cli("--plugins-dir", str(plugin_dir), "run", str(suite), "--store", db, "--report", "json",
                   "--output-dir", str(tmp_path / "out"), env={"DLBENCH_DATA_DIR": str(empty), "DLBENCH_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr
-    from dlbench.store import Store
+    from dlbench.store.database import Store
 
     st = Store(db)
     by_task = {r.cell.task: r for r in st.results(st.latest_run_id())}

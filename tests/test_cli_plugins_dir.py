@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli  # noqa: I001
 
 from dlbench.results import load
-from dlbench.store import Store
+from dlbench.store.database import Store
 
 
 def test_new_framework_and_task_run_end_to_end(tmp_path, plugin_dir):

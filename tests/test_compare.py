@@ -8,14 +8,20 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from dlbench.cell import Cell
-from dlbench.compare import Thresholds, compare_runs, environment_diff, matches, metric_direction
-from dlbench.effects import (
+from dlbench.analysis.compare import (
+    Thresholds,
+    compare_runs,
+    environment_diff,
+    matches,
+    metric_direction,
+)
+from dlbench.analysis.effects import (
     benjamini_hochberg,
     paired_proportion_effect,
     ratio_effect,
     two_proportion_effect,
 )
+from dlbench.cell import Cell
 from dlbench.errors import DlbenchError
 from dlbench.measure.canary import canary_workload
 from dlbench.measure.stats import effective_sample_size

@@ -1,4 +1,4 @@
-"""Dataset registry, verification, clear errors and atomic download (dlbench.data)."""
+"""Dataset registry, verification, clear errors and atomic download (dlbench.data.registry)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dlbench import data
-from dlbench.data import DatasetInfo, FileEntry
+from dlbench.data import registry as data
+from dlbench.data.registry import DatasetInfo, FileEntry
 from dlbench.errors import DatasetError
 from dlbench.plugins import get_plugins
 

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
+from dlbench.analysis.compare import compare_runs
 from dlbench.cell import Cell
-from dlbench.compare import compare_runs
 from dlbench.errors import DlbenchError
-from dlbench.exchange import FORMAT, FORMAT_VERSION, export_run, import_any, import_run
-from dlbench.pytest_benchmark_io import export_pytest_benchmark
 from dlbench.report.base import RunInfo
 from dlbench.result import Measurement, ModelInfo, Result
+from dlbench.store.exchange import FORMAT, FORMAT_VERSION, export_run, import_any, import_run
+from dlbench.store.pytest_benchmark import export_pytest_benchmark
 
 
 def sample_run() -> tuple[RunInfo, list[Result]]:

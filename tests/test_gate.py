@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from dlbench.analysis.compare import compare_runs
+from dlbench.analysis.gate import GateConfig, decide, to_junit, to_markdown
 from dlbench.cell import Cell
-from dlbench.compare import compare_runs
-from dlbench.gate import GateConfig, decide, to_junit, to_markdown
 from dlbench.result import Measurement, Result
 
 

@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from dlbench import suite as suites
+from dlbench.analysis.compare import Thresholds, compare_runs
+from dlbench.analysis.effects import ratio_effect
+from dlbench.analysis.gate import GateConfig, decide
 from dlbench.cell import Cell
-from dlbench.compare import Thresholds, compare_runs
-from dlbench.effects import ratio_effect
-from dlbench.gate import GateConfig, decide
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Measurement, Result, Stats
-from dlbench.session import RunOptions, Session
-from dlbench.store import Store
+from dlbench.run import suite as suites
+from dlbench.run.session import RunOptions, Session
+from dlbench.store.database import Store
 from tests.sim_clock import ar1
 
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "gate_plugins"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlbench.history import detect_steps, segments, trend
+from dlbench.analysis.history import detect_steps, segments, trend
 
 
 def series(rng: np.random.Generator, n: int, sigma: float = 0.02, level: float = 100.0):

@@ -14,11 +14,12 @@ pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
+from dlbench.builtin.frameworks.jax import JaxFramework, JaxModel  # noqa: E402
+
 from dlbench import spec_numpy  # noqa: E402
 from dlbench.errors import UnsupportedError  # noqa: E402
 from dlbench.framework import BuildOptions, TrainConfig  # noqa: E402
-from dlbench.parity import example_inputs, layer_specs, loss_for, relative_error  # noqa: E402
-from plugins.jax_framework import JaxFramework, JaxModel  # noqa: E402
+from dlbench.measure.parity import example_inputs, layer_specs, loss_for, relative_error  # noqa: E402
 
 SPECS = layer_specs()
 FW = JaxFramework()
@@ -64,7 +65,7 @@ def test_unsupported_options_raise_with_the_choices() -> None:
 
 
 def test_setup_threads_before_import_pins_cpus_and_flags() -> None:
-    code = ("import os; from plugins.jax_framework import JaxFramework; "
+    code = ("import os; from dlbench.builtin.frameworks.jax import JaxFramework; "
             "JaxFramework().setup(1, 0, {}); import jax; jax.numpy.ones(2).block_until_ready(); "
             "print(len(os.sched_getaffinity(0)), os.environ.get('XLA_FLAGS', ''))")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -79,7 +80,7 @@ def test_setup_threads_before_import_pins_cpus_and_flags() -> None:
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])  # sgd: tests/test_parity_layers.py
 def test_optimizers_match_torch_over_two_steps(optimizer: str) -> None:
     pytest.importorskip("torch")
-    from plugins.torch_framework import TorchFramework
+    from dlbench.builtin.frameworks.torch import TorchFramework
 
     jm, weights, x, y = _build("dense", optimizer=optimizer, lr=0.01, variant="compiled")
     tm, _, _, _ = _build("dense", optimizer=optimizer, lr=0.01, fw=TorchFramework())

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from dlbench import parity
 from dlbench.errors import DlbenchError
+from dlbench.measure import parity
 
 # find_spec, not importorskip: importing keras here would fix a backend in the test process.
 if importlib.util.find_spec("keras") is None or importlib.util.find_spec("torch") is None:
@@ -104,7 +104,7 @@ def _check(result: dict[str, Any], name: str) -> Any:
 
 
 def test_framework_metadata_without_importing_keras() -> None:
-    from plugins.keras_framework import KerasFramework, select_backend
+    from dlbench.builtin.frameworks.keras import KerasFramework, select_backend
 
     fw = KerasFramework()
     assert fw.name == "keras" and fw.availability().installed

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dlbench.builtin.tasks import nlp
+from dlbench.builtin.tasks.nlp import NlpTask, Vocabulary, stratified_split, tokenize
 
-from dlbench import data as dldata
 from dlbench import spec_numpy
+from dlbench.data import registry as dldata
 from dlbench.errors import DatasetError, DlbenchError
-from plugins import nlp
-from plugins.nlp import NlpTask, Vocabulary, stratified_split, tokenize
 
 DATA = Path(os.environ.get("DLBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "sms-spam").is_dir(), reason=f"no shared datasets in {DATA}")
@@ -277,7 +277,7 @@ def test_tfidf_logistic_regression_baselines(task: NlpTask, sentiment, spam) -> 
 def _torch_train(task: NlpTask, ds, params: dict, epochs: int) -> dict[str, float]:
     from dlbench.framework import BuildOptions
 
-    torch_framework = pytest.importorskip("plugins.torch_framework")
+    torch_framework = pytest.importorskip("dlbench.builtin.frameworks.torch")
     fw = torch_framework.TorchFramework()
     fw.setup(1, 0, {})
     spec = task.model_spec(params, ds)

@@ -19,7 +19,7 @@ import pytest
 
 from dlbench import spec_numpy
 from dlbench.framework import BuildOptions, Framework, Model, TrainConfig
-from dlbench.parity import (
+from dlbench.measure.parity import (
     example_inputs,
     gradient_inputs,
     layer_specs,
@@ -148,7 +148,7 @@ def test_compiled_variant_parity(fw_name: str, spec_name: str) -> None:
 
 
 def test_update_error_forgives_only_float32_rounding_of_the_weights():
-    from dlbench.parity import update_error
+    from dlbench.measure.parity import update_error
 
     w = np.array([0.1, 0.5, -0.3], dtype=np.float32)
     step = np.array([2e-6, -1e-6, 3e-6], dtype=np.float32)

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlbench.analysis.compare import compare_runs
 from dlbench.cell import Cell
-from dlbench.compare import compare_runs
-from dlbench.pytest_benchmark_io import (
+from dlbench.report.base import RunInfo
+from dlbench.result import Measurement, Result
+from dlbench.store.pytest_benchmark import (
     export_pytest_benchmark,
     import_pytest_benchmark,
     pytest_benchmark_stats,
 )
-from dlbench.report.base import RunInfo
-from dlbench.result import Measurement, Result
 
 pb_stats = pytest.importorskip("pytest_benchmark.stats")
 

@@ -36,7 +36,7 @@ def test_fixture_times_and_exports(pytester):
     cmp = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", str(out)],
                          capture_output=True, text=True)
     assert cmp.returncode == 0, cmp.stderr
-    from dlbench.store import Store
+    from dlbench.store.database import Store
 
     st = Store(f"sqlite:///{db}")
     (r,) = st.results(st.latest_run_id("pytest"))

@@ -23,7 +23,7 @@ matrix:
     res = run_cli("--plugins-dir", str(plugin_dir), "run", str(suite), "--store", db, "--launcher", "ray",
                   "--cpus-per-cell", "1", "--report", "json", "--output-dir", str(tmp_path / "out"))
     assert res.returncode == 1, res.stderr  # the planted failure is reported, the run completes
-    from dlbench.store import Store
+    from dlbench.store.database import Store
 
     st = Store(db)
     by = {r.cell.params["behaviour"]: r for r in st.results(st.latest_run_id()) if r.cell.scenario != "canary"}

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dlbench.builtin.tasks import recsys
+from dlbench.builtin.tasks.recsys import CANDIDATES, RecsysTask
 
-from dlbench import data as dldata
 from dlbench import spec_numpy
+from dlbench.data import registry as dldata
 from dlbench.errors import DatasetError, DlbenchError
-from plugins import recsys
-from plugins.recsys import CANDIDATES, RecsysTask
 
 DATA = Path(os.environ.get("DLBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "ml-100k").is_dir(), reason=f"no shared datasets in {DATA}")
@@ -278,7 +278,7 @@ def test_popularity_baseline_hit_ratio(task: RecsysTask, ranking_ds) -> None:
 @needs_data
 def test_torch_mf_reaches_the_guide_rmse(task: RecsysTask, rating_ds) -> None:
     pytest.importorskip("torch")
-    torch_framework = pytest.importorskip("plugins.torch_framework")
+    torch_framework = pytest.importorskip("dlbench.builtin.frameworks.torch")
     from dlbench.framework import BuildOptions, TrainConfig
 
     fw = torch_framework.TorchFramework()

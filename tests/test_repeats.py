@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlbench import suite as suites
 from dlbench.cell import Cell
 from dlbench.errors import SuiteError
-from dlbench.launch.base import Job, LaunchConfig, Launcher
 from dlbench.measure.replicates import combine_repeats, combine_results
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Measurement, Result
-from dlbench.session import RunOptions, Session, describe
-from dlbench.store import Store
+from dlbench.run import suite as suites
+from dlbench.run.launch.base import Job, LaunchConfig, Launcher
+from dlbench.run.session import RunOptions, Session, describe
+from dlbench.store.database import Store
 
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "gate_plugins"
 BUDGET = "{max_time: 0.4, warmup_time: 0.02, min_samples: 6, max_samples: 12, min_window: 0.02}"

@@ -44,7 +44,7 @@ def html(data: RunData) -> str:
 
 # -- registration ---------------------------------------------------------------------------------
 def test_plugin_registers_the_four_reporters() -> None:
-    from plugins import reporters
+    from dlbench.builtin import reporters
 
     registry: Registry[object] = Registry("reporter")
     reporters.dlbench_register_reporters(register=registry.register_from("reporters"))
@@ -426,7 +426,7 @@ def test_flag_labels_and_explanations() -> None:
 
 
 def test_headline_and_live_log_carry_the_flags(flagged: RunData) -> None:
-    from dlbench.session import describe
+    from dlbench.run.session import describe
 
     for r, cell in _speed_cells(flagged):
         h = headline(r)
@@ -613,7 +613,7 @@ def test_scalability_headline_carries_its_points_flags() -> None:
 
 def test_results_frame_has_flag_and_thread_columns(flagged: RunData, tmp_path) -> None:
     from dlbench.results import load
-    from dlbench.store import Store
+    from dlbench.store.database import Store
 
     store = Store(f"sqlite:///{tmp_path / 'flags.db'}")
     rid = store.start_run("quick", {}, None, {})

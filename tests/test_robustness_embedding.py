@@ -27,7 +27,7 @@ CASES = [
 
 
 def _torch():
-    from plugins.torch_framework import TorchFramework
+    from dlbench.builtin.frameworks.torch import TorchFramework
 
     fw = TorchFramework()
     fw.setup(1, 0, {})

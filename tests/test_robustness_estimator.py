@@ -23,7 +23,7 @@ def _spec():
 
 @pytest.fixture(scope="module")
 def model():
-    from plugins.torch_framework import TorchFramework
+    from dlbench.builtin.frameworks.torch import TorchFramework
 
     fw = TorchFramework()
     fw.setup(1, 0, {})

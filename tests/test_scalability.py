@@ -20,8 +20,8 @@ from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.framework import BuildOptions, DataParallelRun
 from dlbench.plugins import get_plugins
 from dlbench.result import Measurement, Result
+from dlbench.run.worker import execute
 from dlbench.scenarios.scalability import ScalabilityScenario, summarize_points, sweep_values
-from dlbench.worker import execute
 
 TINY = {"max_time": 0.3, "warmup_time": 0.05, "min_samples": 4, "target_ci": 0.2, "min_window": 0.01}
 MLP = {"dataset": "digits", "model": "mlp", "seed": 0}
@@ -108,7 +108,7 @@ def test_parent_side_skips_need_no_framework_import() -> None:
 
 
 def test_scalability_suite_expands_one_cell_per_sweep() -> None:
-    from dlbench.suite import load
+    from dlbench.run.suite import load
 
     plugins = get_plugins()
     cells = load("scalability", plugins).cells(plugins)
@@ -170,7 +170,7 @@ def test_threads_on_a_threads_or_workers_sweep_is_an_error(tmp_path: Path, plugi
 
 @needs["torch"]
 def test_ddp_with_two_gloo_workers_returns_throughput() -> None:
-    from plugins.torch_framework import TorchFramework
+    from dlbench.builtin.frameworks.torch import TorchFramework
 
     task, spec, xs, y = vision_batch(2, 16)
     fw = TorchFramework()
@@ -229,11 +229,11 @@ def _equivalence(setup: str, training: str, reference: str) -> dict:
 @needs["jax"]
 def test_jax_two_host_devices_train_like_one_device_on_the_global_batch() -> None:
     out = _equivalence(
-        "from plugins.jax_dp import configure_host_devices, sharded_training\n"
+        "from dlbench.builtin.frameworks.jax.dp import configure_host_devices, sharded_training\n"
         "configure_host_devices(2, 1)",
         "sharded_training",
         "import jax\nreplicas = len(dp.params[next(iter(dp.params))]['kernel'].sharding.device_set)\n"
-        "from plugins.jax_framework import JaxFramework\nfw = JaxFramework()")
+        "from dlbench.builtin.frameworks.jax import JaxFramework\nfw = JaxFramework()")
     assert out["replicas"] == 2
     assert out["moved"] > 1e-3 and out["dp_vs_single"] < 1e-5
 
@@ -241,10 +241,10 @@ def test_jax_two_host_devices_train_like_one_device_on_the_global_batch() -> Non
 @needs["tensorflow"]
 def test_tensorflow_mirrored_strategy_trains_like_one_device_on_the_global_batch() -> None:
     out = _equivalence(
-        "from plugins.tensorflow_dp import mirrored_training",
+        "from dlbench.builtin.frameworks.tensorflow.dp import mirrored_training",
         "mirrored_training",
         "import tensorflow as tf\nreplicas = len(dp._vars[0].values)\n"
-        "from plugins.tensorflow_framework import TensorFlowFramework\nfw = TensorFlowFramework()")
+        "from dlbench.builtin.frameworks.tensorflow import TensorFlowFramework\nfw = TensorFlowFramework()")
     assert out["replicas"] == 2
     assert out["moved"] > 1e-3 and out["dp_vs_single"] < 1e-5
 
@@ -288,7 +288,7 @@ def test_ddp_with_nccl_on_two_gpus() -> None:
 
     if torch.cuda.device_count() < 2:
         pytest.skip("NCCL DDP needs two GPUs")
-    from plugins.torch_framework import TorchFramework
+    from dlbench.builtin.frameworks.torch import TorchFramework
 
     task, spec, xs, y = vision_batch(2, 64)
     samples = TorchFramework().data_parallel_throughput(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dlbench.builtin.frameworks.sklearn import SklearnFramework
+from dlbench.builtin.tasks._classify import ClassicClassifier
 
 from dlbench.errors import UnsupportedError
 from dlbench.framework import BuildOptions, Model
 from dlbench.plugins import get_plugins
-from plugins._classify import ClassicClassifier
-from plugins.sklearn_framework import SklearnFramework
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import pytest
 
 from dlbench import spec_numpy
 from dlbench.errors import DlbenchError
-from dlbench.parity import example_inputs, layer_specs, relative_error
+from dlbench.measure.parity import example_inputs, layer_specs, relative_error
 from dlbench.spec import ModelSpec, SpecBuilder, check_weights, same_padding, weights_digest
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dlbench.builtin.tasks import _audio, speech
 
-from dlbench import data
+from dlbench.data import registry as data
 from dlbench.errors import DatasetError
 from dlbench.plugins import get_plugins
 from dlbench.spec import ACTIVATIONS
 from dlbench.task import Task
-from plugins import _audio, speech
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not (SHARED / "fsdd" / "recordings").is_dir(),

@@ -8,7 +8,7 @@ import pytest
 from dlbench.cell import Cell
 from dlbench.errors import StoreError
 from dlbench.result import Measurement, ModelInfo, Result
-from dlbench.store import Store
+from dlbench.store.database import Store
 
 URLS = ["sqlite"]
 if os.environ.get("DLBENCH_TEST_POSTGRES_URL"):
@@ -20,7 +20,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         return Store(f"sqlite:///{tmp_path / 'db' / 'r.db'}")
     st = Store(os.environ["DLBENCH_TEST_POSTGRES_URL"])
-    from dlbench.store import metadata
+    from dlbench.store.database import metadata
 
     metadata.drop_all(st.engine)
     metadata.create_all(st.engine)

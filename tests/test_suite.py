@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from dlbench import suite as suites
 from dlbench.errors import DlbenchError, SuiteError
 from dlbench.plugins import PluginConfig, Plugins
+from dlbench.run import suite as suites
 
 
 @pytest.fixture(scope="module")

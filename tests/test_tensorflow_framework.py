@@ -7,16 +7,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dlbench import parity, spec_numpy
+from dlbench import spec_numpy
 from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.framework import BuildOptions, TrainConfig
+from dlbench.measure import parity
 from dlbench.spec import SpecBuilder
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("torch")
 
-from plugins.tensorflow_framework import TensorFlowFramework, configure_tensorflow  # noqa: E402
-from plugins.torch_framework import TorchFramework  # noqa: E402
+from dlbench.builtin.frameworks.tensorflow import TensorFlowFramework, configure_tensorflow  # noqa: E402
+from dlbench.builtin.frameworks.torch import TorchFramework  # noqa: E402
 
 SPECS = parity.layer_specs()
 PARITY_SPECS = ("conv2d_same_stride2", "attention_masked", "layer_norm", "position_embedding",

@@ -7,17 +7,18 @@ import pytest
 
 pytest.importorskip("torch")
 
+from dlbench.builtin.frameworks.torch import TorchFramework, TorchModel  # noqa: E402
+
 from dlbench import spec_numpy  # noqa: E402
 from dlbench.errors import UnsupportedError  # noqa: E402
 from dlbench.framework import BuildOptions, TrainConfig  # noqa: E402
-from dlbench.parity import (  # noqa: E402
+from dlbench.measure.parity import (  # noqa: E402
     example_inputs,
     gradient_inputs,
     layer_specs,
     loss_for,
     relative_error,
 )
-from plugins.torch_framework import TorchFramework, TorchModel  # noqa: E402
 
 SPECS = layer_specs()
 FW = TorchFramework()

@@ -2,7 +2,7 @@
 
 Its throughput changes only when the machine does (CPU model, clock, thermal state, noisy
 neighbours, BLAS build), never with dlbench or framework code, so ``dlbench compare`` divides it
-out of CPU speed cells (see :mod:`dlbench.compare`). The runner measures it as a cell of scenario
+out of CPU speed cells (see :mod:`dlbench.analysis.compare`). The runner measures it as a cell of scenario
 ``canary`` (task ``matmul``, framework ``numpy``) in every run.
 """
 

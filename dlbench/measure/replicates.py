@@ -2,7 +2,7 @@
 
 A cell with ``repeats: k`` runs in k fresh processes; the store keeps each process's Result as
 its own row (``details["repeat"]``, ``details["repeats"]``). Everything that reads a run for
-comparison, reports or pandas reads the merged results: :meth:`dlbench.store.Store.results`
+comparison, reports or pandas reads the merged results: :meth:`dlbench.store.database.Store.results`
 returns :func:`combine_results` of the stored rows by default (``combine=False`` gives the rows
 of every process). That is the one way; nothing else merges repeats.
 

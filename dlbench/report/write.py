@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dlbench.plugins import Plugins
 from dlbench.report.base import RunData
-from dlbench.store import Store
+from dlbench.store.database import Store
 
 
 def load_run_data(store: Store, run_id: int, baseline_id: int | None = None) -> RunData:

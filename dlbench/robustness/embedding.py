@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlbench.errors import UnsupportedError
-from dlbench.parity import mask_inputs
+from dlbench.measure.parity import mask_inputs
 from dlbench.robustness.estimator import Codec
 from dlbench.spec import ModelSpec, Node
 

@@ -21,8 +21,8 @@ from dlbench.robustness.budgets import Budget, budget_for
 from dlbench.robustness.estimator import InputCodec, is_classifier, make_estimator
 
 if TYPE_CHECKING:
-    from dlbench.context import CellContext
     from dlbench.framework import Model
+    from dlbench.run.context import CellContext
     from dlbench.spec import ModelSpec
     from dlbench.task import Dataset, Task
 

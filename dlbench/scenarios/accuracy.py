@@ -24,8 +24,8 @@ from dlbench.scenarios.base import Scenario
 from dlbench.spec import weights_digest
 
 if TYPE_CHECKING:
-    from dlbench.context import CellContext
     from dlbench.framework import Model
+    from dlbench.run.context import CellContext
     from dlbench.spec import ModelSpec
     from dlbench.task import Dataset
 

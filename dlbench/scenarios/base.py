@@ -9,8 +9,8 @@ from dlbench.params import Param
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
-    from dlbench.context import CellContext
     from dlbench.framework import Framework
+    from dlbench.run.context import CellContext
     from dlbench.task import Task
 
 

@@ -18,8 +18,8 @@ from dlbench.scenarios.base import Scenario
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
-    from dlbench.context import CellContext
     from dlbench.framework import Framework
+    from dlbench.run.context import CellContext
     from dlbench.task import Task
 
 FP32_TOLERANCE = 1e-4
@@ -40,7 +40,8 @@ class ParityScenario(Scenario):
         return None
 
     def run(self, ctx: CellContext) -> None:
-        from dlbench import parity, spec_numpy
+        from dlbench import spec_numpy
+        from dlbench.measure import parity
 
         p = ctx.params
         spec = ctx.spec().without_dropout()

@@ -39,9 +39,9 @@ from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load, training_
 from dlbench.scenarios.base import Scenario
 
 if TYPE_CHECKING:
-    from dlbench.context import CellContext
     from dlbench.robustness.audit import Run
     from dlbench.robustness.target import EvalSet, Score, Target
+    from dlbench.run.context import CellContext
     from dlbench.task import Dataset
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square", "noise")

@@ -9,7 +9,7 @@ One cell sweeps one ``axis`` over ``values`` (a list; in a suite matrix it is ne
   running out of memory ends the sweep. Efficiency is the fraction of the peak throughput;
   ``saturation_batch_size`` is the smallest batch reaching ``saturation`` (0.9) of the peak.
 * ``threads``: each point is a speed cell with ``threads=N`` in a fresh process (the subprocess
-  launcher and :func:`dlbench.worker.execute`); efficiency ``T(N) / ((N / N0) * T(N0))``.
+  launcher and :func:`dlbench.run.worker.execute`); efficiency ``T(N) / ((N / N0) * T(N0))``.
 * ``workers``: :meth:`dlbench.framework.Framework.data_parallel_throughput` (DDP, JAX sharding,
   MirroredStrategy), ``batch_size`` per worker, ``worker_threads`` per worker on CPU (default 1:
   N workers need N cores, so ``[1, 2]`` is the most a 2-core machine can tell); same efficiency.
@@ -41,7 +41,7 @@ from dlbench.scenarios.base import Scenario
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
-    from dlbench.context import CellContext
+    from dlbench.run.context import CellContext
     from dlbench.task import Task
 
 AXES = ("batch_size", "threads", "workers", "train_fraction")
@@ -159,8 +159,8 @@ def _batch_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) ->
 
 def _threads_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) -> list[Point]:
     from dlbench.cell import Cell
-    from dlbench.launch.base import LaunchConfig
-    from dlbench.launch.subprocess import SubprocessLauncher
+    from dlbench.run.launch.base import LaunchConfig
+    from dlbench.run.launch.subprocess import SubprocessLauncher
 
     logs = ctx.artifacts_dir.parent / "logs"
     launcher = SubprocessLauncher(LaunchConfig(ctx.plugins.config, ctx.artifacts_dir, logs))

@@ -22,8 +22,8 @@ from dlbench.scenarios.base import Scenario
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
-    from dlbench.context import CellContext
     from dlbench.framework import Framework, Model
+    from dlbench.run.context import CellContext
     from dlbench.task import Task
 
 

@@ -1,0 +1,1 @@
+"""Comparing runs: rows, effects, thresholds, the CI gate, history, environment diffs."""

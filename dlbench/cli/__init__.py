@@ -1,0 +1,1 @@
+"""The command line: typer apps split by command group."""

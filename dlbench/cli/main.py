@@ -1,0 +1,324 @@
+"""The command line: ``dlbench run | list | data | report | compare | gate | history | export | import``.
+
+User errors print one line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dlbench.errors import DlbenchError, choices
+from dlbench.plugins import PluginConfig, Plugins, Registry, get_plugins
+from dlbench.store.database import DEFAULT_URL, Store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
+                  help="Benchmark deep-learning frameworks: speed, accuracy, scalability, robustness.")
+data_app = typer.Typer(no_args_is_help=True, help="Manage datasets: list, fetch, verify.")
+app.add_typer(data_app, name="data")
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+class State:
+    plugins_dirs: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+    debug: bool = False
+
+    @classmethod
+    def plugins(cls) -> Plugins:
+        return get_plugins(PluginConfig(cls.plugins_dirs, cls.disabled))
+
+
+StoreOpt = Annotated[str, typer.Option("--store", envvar="DLBENCH_STORE",
+                                       help="SQLAlchemy URL of the results store.")]
+
+
+@app.callback()
+def _global(
+    plugins_dir: Annotated[list[str] | None, typer.Option("--plugins-dir", metavar="DIR", help="Load *.py plugin files from DIR.")] = None,
+    disable_plugin: Annotated[list[str] | None, typer.Option("--disable-plugin", metavar="NAME", help="Do not load plugin NAME.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    State.plugins_dirs = tuple(plugins_dir or ())
+    State.disabled = tuple(disable_plugin or ())
+    State.debug = debug
+
+
+# -- run ---------------------------------------------------------------------------------------
+@app.command()
+def run(
+    suite: Annotated[str, typer.Argument(help="Suite name (suites/NAME.yaml) or path to a YAML file.")],
+    store: StoreOpt = DEFAULT_URL,
+    output_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+    launcher: Annotated[str, typer.Option(help="subprocess (one process per cell), inline, or ray.")] = "subprocess",
+    resume: Annotated[str | None, typer.Option(help="Continue run ID (or 'latest'), skipping finished cells.")] = None,
+    select: Annotated[str | None, typer.Option(help="Only cells whose key matches this glob.")] = None,
+    report: Annotated[str, typer.Option(help="Comma-separated reporters to write.")] = "html,json",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and exit.")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run cells on (--launcher ray).")] = None,
+    cpus_per_cell: Annotated[float | None, typer.Option(help="Ray CPUs reserved per cell (default: a whole node).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> int:
+    """Run a suite; every cell in a fresh process; results stored as each cell ends."""
+    from dlbench.run import suite as suites
+    from dlbench.run.session import LAUNCHERS, RunOptions, Session
+
+    plugins = State.plugins()
+    s = suites.load(suite, plugins)
+    if launcher not in LAUNCHERS:
+        raise DlbenchError(f"unknown launcher {launcher!r}: choose one of {choices(LAUNCHERS)}")
+    reporters = tuple(r for r in report.split(",") if r)
+    for r in reporters:
+        plugins.reporters.get(r, "--report")
+    if dry_run:
+        for cell in s.cells(plugins):
+            out.print(escape(cell.key), highlight=False)
+        return 0
+    st = Store(store)
+    resume_id = None
+    if resume is not None:
+        resume_id = st.latest_run_id(s.name) if resume == "latest" else _int(resume, "--resume")
+    opts = RunOptions(store, output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell)
+    session = Session(s, plugins, opts, st)
+    try:
+        with _sigterm_interrupts():
+            session.run()
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {len(session.results)} results of run {session.run_id} are stored; "
+                  f"continue with: dlbench run {suite} --resume {session.run_id}")
+        raise typer.Exit(130) from None
+    from dlbench.report.terminal import print_report as print_run
+
+    data = st.load_run(session.run_id)
+    print_run(data, out)
+    paths = session.write_reports()
+    for name, path in paths.items():
+        out.print(f"{name} report: {path}", highlight=False)
+    rows = st.results(session.run_id, combine=False)  # every process, repeats included
+    bad = [r for r in rows if r.status in ("failed", "crashed", "timeout")]
+    if bad:
+        err.print(f"{len(bad)} of {len(rows)} cell processes did not finish ok (see the report); exit code 1")
+        raise typer.Exit(1)
+    return 0
+
+
+# -- list --------------------------------------------------------------------------------------
+LIST_WHAT = ("plugins", "frameworks", "tasks", "scenarios", "attacks", "suites", "devices", "reporters",
+             "datasets")
+
+
+@app.command("list")
+def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHAT)}.")] = "plugins") -> int:
+    """List plugins, frameworks (version, installed, devices), tasks, suites, devices..."""
+    plugins = State.plugins()
+    if what not in LIST_WHAT:
+        raise DlbenchError(f"unknown list {what!r}: choose one of {choices(LIST_WHAT)}")
+    table = Table(title=what)
+    if what == "plugins":
+        table.add_column("plugin")
+        table.add_column("source")
+        table.add_column("module")
+        table.add_column("registers")
+        for info in plugins.infos:
+            regs = [f"{kind} {n}" for kind, reg in _registries(plugins) for n in reg.names()
+                    if reg.owner(n) == info.name]
+            table.add_row(info.name, info.source, info.module, ", ".join(regs))
+    elif what in ("frameworks", "devices"):
+        from dlbench.run.devices import probe
+
+        fws = list(plugins.frameworks)
+        installed = [f.name for f in fws if f.availability().installed]
+        devs = probe(plugins, installed)
+        for col in ("framework", "version", "installed", "kind", "variants", "precisions", "devices"):
+            table.add_column(col)
+        for f in fws:
+            a = f.availability()
+            d = devs.get(f.name, a.reason)
+            table.add_row(f.name, a.version or "-", "yes" if a.installed else "no", f.kind,
+                          ", ".join(f.variants), ", ".join(f.precisions),
+                          ", ".join(d) if isinstance(d, list) else str(d))
+    elif what == "tasks":
+        for col in ("task", "domain", "metrics", "parameters", "description"):
+            table.add_column(col)
+        for t in plugins.tasks:
+            table.add_row(t.name, t.domain, ", ".join(t.metrics),
+                          ", ".join(f"{k}={p.default}" for k, p in t.params.items()), t.description)
+    elif what == "scenarios":
+        for col in ("scenario", "parameters", "description"):
+            table.add_column(col)
+        for s in plugins.scenarios:
+            table.add_row(s.name, ", ".join(f"{k}={p.default}" for k, p in s.params.items()), s.description)
+    elif what == "attacks":
+        for col in ("attack", "kind", "description"):
+            table.add_column(col)
+        for a in plugins.attacks:
+            table.add_row(a.name, a.kind, a.description)
+    elif what == "reporters":
+        table.add_column("reporter")
+        table.add_column("file")
+        for r in plugins.reporters:
+            table.add_row(r.name, r.extension or "-")
+    elif what == "datasets":
+        return data_list()
+    else:
+        from dlbench.run import suite as suites
+
+        table.add_column("suite")
+        table.add_column("cells")
+        table.add_column("description")
+        for name in suites.available():
+            try:
+                s = suites.load(name, plugins)
+                table.add_row(name, str(len(s.cells(plugins))), s.model.description)
+            except DlbenchError as exc:
+                table.add_row(name, "-", f"invalid: {exc}")
+    out.print(table)
+    return 0
+
+
+def _registries(plugins: Plugins) -> list[tuple[str, Registry[Any]]]:
+    return [("framework", plugins.frameworks), ("task", plugins.tasks), ("scenario", plugins.scenarios),
+            ("attack", plugins.attacks), ("reporter", plugins.reporters), ("dataset", plugins.datasets)]
+
+
+# -- data --------------------------------------------------------------------------------------
+@data_app.command("list")
+def data_list() -> int:
+    """Datasets, where they live, and whether they are present and verified."""
+    from dlbench.data import registry as data
+
+    plugins = State.plugins()
+    table = Table(title=f"datasets in {data.data_dir()}")
+    for col in ("dataset", "status", "files", "licence", "description"):
+        table.add_column(col)
+    for info in plugins.datasets:
+        st = data.status(info)
+        table.add_row(info.name, st.summary, str(len(info.files)), info.licence, info.description)
+    out.print(table)
+    return 0
+
+
+@data_app.command("fetch")
+def data_fetch(names: Annotated[list[str] | None, typer.Argument(help="Datasets (default: all).")] = None) -> int:
+    """Download datasets from upstream into the cache, verifying SHA-256."""
+    from dlbench.data import registry as data
+
+    plugins = State.plugins()
+    for info in _datasets(plugins, names):
+        data.fetch(info)
+        out.print(f"{info.name}: ok ({data.data_dir() / info.name})", highlight=False)
+    return 0
+
+
+@data_app.command("verify")
+def data_verify(names: Annotated[list[str] | None, typer.Argument(help="Datasets (default: all).")] = None) -> int:
+    """Check every file of the datasets against its SHA-256."""
+    from dlbench.data import registry as data
+
+    plugins = State.plugins()
+    bad = 0
+    for info in _datasets(plugins, names):
+        problems = data.verify(info)
+        bad += bool(problems)
+        out.print(f"{info.name}: " + ("ok" if not problems else "; ".join(problems[:5])), highlight=False)
+    if bad:
+        raise typer.Exit(1)
+    return 0
+
+
+def _datasets(plugins: Plugins, names: list[str] | None) -> list[Any]:
+    return [plugins.datasets.get(n, "dlbench data") for n in names] if names else list(plugins.datasets)
+
+
+# -- report ------------------------------------------------------------------------------------
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="Run id, or 'latest'.")] = "latest",
+    store: StoreOpt = DEFAULT_URL,
+    output_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
+    format: Annotated[str, typer.Option("--format", help="Comma-separated reporters.")] = "html,json",
+    baseline: Annotated[str | None, typer.Option(help="Run id to compare against.")] = None,
+) -> int:
+    """Rebuild a run's reports from the store (and print its table)."""
+    from dlbench.report.terminal import print_report as print_run
+    from dlbench.report.write import write_reports
+
+    plugins = State.plugins()
+    st = Store(store)
+    rid = st.latest_run_id() if run_id == "latest" else _int(run_id, "RUN_ID")
+    base = None if baseline is None else _int(baseline, "--baseline")
+    print_run(st.load_run(rid), out)
+    names = tuple(f for f in format.split(",") if f)
+    for name, path in write_reports(st, rid, plugins, output_dir, names, base).items():
+        out.print(f"{name} report: {path}", highlight=False)
+    return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``timeout``, a CI runner, ``kill``) ends a run as Ctrl-C does: the cell's process
+    group is killed, the run is marked interrupted and the results taken so far stay stored."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise DlbenchError(f"{what} must be a run id (an integer) or 'latest', got {value!r}") from None
+
+
+# -- entry point -------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: one-line errors, tracebacks only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="dlbench")
+    except SystemExit as exc:  # typer/click exit codes, usage errors included
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except DlbenchError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: say so on one line, traceback on --debug
+        if debug:
+            traceback.print_exc()
+        print(f"error: internal error {type(exc).__name__}: {exc} (rerun with --debug and report it)",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+import dlbench.cli.ci  # noqa: E402,F401  (registers compare, gate, history, export, import)
+
+if __name__ == "__main__":
+    sys.exit(main())

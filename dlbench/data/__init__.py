@@ -1,0 +1,1 @@
+"""Datasets: the registry of declared datasets and verified atomic downloads."""

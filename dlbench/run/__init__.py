@@ -1,0 +1,1 @@
+"""Running a suite: suite files, sessions, the cell worker, launchers, A/B."""

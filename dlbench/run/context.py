@@ -1,0 +1,128 @@
+"""Everything a scenario needs inside the cell's process: the cell, its plugins, data and model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlbench.cell import Cell
+from dlbench.framework import BuildOptions, Framework, Model
+from dlbench.plugins import Plugins
+from dlbench.result import ModelInfo, Result
+from dlbench.spec import ModelSpec, weights_digest
+from dlbench.task import Dataset, Task
+
+FRAMEWORK_LEVEL = ("variant", "precision")
+
+
+@dataclass
+class CellContext:
+    """One cell being measured. Scenarios read from it and fill ``result``."""
+
+    cell: Cell
+    task: Task
+    framework: Framework
+    plugins: Plugins
+    artifacts_dir: Path
+    result: Result
+    notes: list[str] = field(default_factory=list)
+
+    # -- parameters ------------------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.cell.params
+
+    @property
+    def seed(self) -> int:
+        return int(self.params.get("seed", 0) or 0)
+
+    def log(self, msg: str) -> None:
+        print(f"[dlbench] {msg}", flush=True)
+
+    # -- data and model --------------------------------------------------------------------------
+    @cached_property
+    def dataset(self) -> Dataset:
+        from dlbench.data.registry import require
+
+        for name in self.task.datasets(self.params):
+            require(self.plugins.datasets.get(name, f"task {self.task.name!r}"))
+        return self.task.load(self.params)
+
+    def spec(self, dataset: Dataset | None = None) -> ModelSpec:
+        return self.task.model_spec(self.params, dataset)
+
+    def build_options(self, **overrides: Any) -> BuildOptions:
+        train = self.task.train_config(self.params)
+        lr = self.params.get("learning_rate")
+        if lr:
+            train = type(train)(train.loss, train.optimizer, float(lr))
+        extra = {k: v for k, v in self.params.items() if k in self.framework.params}
+        kw: dict[str, Any] = dict(device=self.cell.device, variant=self.params.get("variant", "eager"),
+                                  precision=self.params.get("precision", "fp32"), train=train,
+                                  seed=self.seed, extra=extra)
+        kw.update(overrides)
+        return BuildOptions(**kw)
+
+    def build(self, spec: ModelSpec | None, weights: Mapping[str, np.ndarray] | None,
+              framework: Framework | None = None, **overrides: Any) -> Model:
+        """Build this cell's model: the neural spec, or the task's classic estimator."""
+        fw = framework or self.framework
+        options = self.build_options(**overrides)
+        fw.check(options)
+        if fw.kind == "classic":
+            from dlbench.errors import UnsupportedError
+
+            estimator = self.task.classic_model(self.params)
+            if estimator is None:
+                raise UnsupportedError(f"task {self.task.name!r} has no classic baseline for {fw.name}")
+            return fw.build_classic(estimator, options)
+        assert spec is not None and weights is not None
+        return fw.build(spec, weights, options)
+
+    def model_info(self, spec: ModelSpec | None, initial: Mapping[str, np.ndarray] | None) -> ModelInfo:
+        if spec is None or initial is None:
+            return ModelInfo("", 0, 0, "")
+        return ModelInfo(spec.digest(), spec.parameter_count(), spec.flops_per_example(),
+                         weights_digest(initial))
+
+    # -- trained-weight artifacts ----------------------------------------------------------------
+    def training_key(self, spec: ModelSpec | None, **training: Any) -> str:
+        """Digest of everything that determines trained weights (reused across cells and runs)."""
+        task_params = {k: v for k, v in self.params.items() if k in self.task.params}
+        fw_params = {k: v for k, v in self.params.items() if k in FRAMEWORK_LEVEL or k in self.framework.params}
+        blob = json.dumps({"task": self.task.name, "task_params": task_params,
+                           "framework": self.framework.name, "fw_params": fw_params,
+                           "spec": spec.digest() if spec else None, "seed": self.seed,
+                           "training": training}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def artifact_path(self, key: str) -> Path:
+        return self.artifacts_dir / "weights" / f"{key}.npz"
+
+    def save_weights(self, key: str, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> str:
+        """Write trained weights as ``.npz`` (atomically; no pickle) and return the relative path."""
+        path = self.artifact_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        arrays["__meta__"] = np.frombuffer(json.dumps(dict(meta), default=str).encode(), np.uint8)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+        return str(path.relative_to(self.artifacts_dir))
+
+    def load_weights(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        path = self.artifact_path(key)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            weights = {k: z[k] for k in z.files if k != "__meta__"}
+            meta = json.loads(bytes(z["__meta__"]).decode()) if "__meta__" in z.files else {}
+        return weights, meta

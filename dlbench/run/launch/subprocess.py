@@ -1,0 +1,81 @@
+"""One cell, one process: a fresh interpreter per cell, under a timeout.
+
+Framework thread pools, GPU memory, Keras backends and crashes stay inside the cell's process.
+A non-zero exit without a result is ``crashed`` (segfault, out-of-memory kill), running past the
+timeout is ``timeout`` (the whole process group is killed); both keep the log tail. The
+interpreter is the launch config's ``python`` (the current one by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from dlbench.result import Result
+from dlbench.run.launch.base import Job, Launcher, tail
+
+
+class SubprocessLauncher(Launcher):
+    name = "subprocess"
+
+    def execute(self, job: Job) -> Result:
+        cell = job.cell
+        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.config.logs_dir / f"{job.log_name}.log"
+        started = time.time()
+        with tempfile.TemporaryDirectory(prefix="dlbench-cell-") as tmp:
+            payload = Path(tmp) / "payload.json"
+            out = Path(tmp) / "result.json"
+            payload.write_text(json.dumps(self.config.payload(cell)))
+            env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
+            threads = cell.params.get("threads")
+            if threads:
+                env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+            with open(log_path, "w") as log:
+                proc = subprocess.Popen([self.config.interpreter(), "-m", "dlbench.run.worker", str(payload), str(out)],
+                                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                try:
+                    code = proc.wait(timeout=cell.timeout)
+                    status = None
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    code, status = None, "timeout"
+                except BaseException:  # Ctrl-C, SIGTERM: the cell's process group goes with us
+                    _kill_group(proc)
+                    raise
+            log_text = log_path.read_text(errors="replace")
+            if status is None and out.exists():
+                result = Result.from_json(out.read_text())
+            else:
+                result = Result(cell, started_at=started)
+                if status == "timeout":
+                    result.status = "timeout"
+                    result.error = f"cell ran past its timeout of {cell.timeout:g} s (raise 'timeout' in the suite)"
+                else:
+                    result.status = "crashed"
+                    result.error = f"cell process died with {_describe(code)} before reporting a result"
+        result.log_tail = tail(log_text)
+        result.duration = time.time() - started
+        result.details.setdefault("log_file", str(log_path))
+        return result
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _describe(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

@@ -1,0 +1,311 @@
+"""A run of a suite: expand cells, launch each in isolation, store each result as it ends, report.
+
+A cell with ``repeats: k`` is launched k times, each in a fresh process, round by round (round 1
+of every cell, then round 2 ...); each process's Result is stored as its own row and merged on
+reading (:meth:`dlbench.store.database.Store.results`). ``--resume`` launches exactly the repeats that have
+not ended ok or skipped. :mod:`dlbench.run.ab` drives two sessions (base, head) interleaved through
+:meth:`Session.start`, :meth:`Session.prepare`, :meth:`Session.record` and :meth:`Session.finish`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dlbench.cell import Cell
+from dlbench.errors import DatasetError, PluginError
+from dlbench.measure.environment import fingerprint, git_commit
+from dlbench.plugins import Plugins
+from dlbench.result import Result
+from dlbench.run.launch.base import Job, LaunchConfig, Launcher
+from dlbench.run.suite import Suite
+from dlbench.store.database import Store
+
+LAUNCHERS = ("subprocess", "inline", "ray")
+
+
+@dataclass
+class RunOptions:
+    store_url: str
+    output_dir: Path = Path("reports")
+    launcher: str = "subprocess"
+    resume: int | None = None
+    select: str | None = None
+    reporters: tuple[str, ...] = ("html", "json")
+    quiet: bool = False
+    ray_address: str | None = None
+    cpus_per_cell: float | None = None
+    canary: bool = True
+    """Measure the machine-drift canary at the start of the run (see dlbench.measure.canary)."""
+    label: str | None = None
+    """Store the run under this name instead of the suite's (e.g. gate confirmations)."""
+    repeats: int | None = None
+    """Processes per cell for every cell, instead of the suite's ``repeats`` (``dlbench ab``)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """Extra entries of the run's stored ``config`` (``dlbench ab``: the side)."""
+    log_prefix: str = ""
+
+
+@dataclass
+class Session:
+    """One run: the suite, its cells and the results so far (``dlbench_session_finish`` gets it)."""
+
+    suite: Suite
+    plugins: Plugins
+    options: RunOptions
+    store: Store
+    run_id: int = 0
+    cells: list[Cell] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    """Each stored process's Result as it ended (repeats not merged: read the store for that)."""
+    reports: dict[str, Path] = field(default_factory=dict)
+    _fetch_failed: set[str] = field(default_factory=set)
+    only: list[Cell] | None = None
+    """Run exactly these cells (gate confirmation re-runs) instead of the suite's expansion."""
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    launch: LaunchConfig | None = None
+    """The cell processes' launch configuration (interpreter, plugins); default: this process's
+    interpreter, ``plugins.config``, logs and artifacts beside the store. ``dlbench ab`` gives
+    each side its own."""
+    _progress_console: Console | None = None
+    _skipped: set[str] = field(default_factory=set)
+    _planned: int = 0
+    _plan: list[tuple[Cell, int]] = field(default_factory=list)
+    _done: dict[str, set[int]] = field(default_factory=dict)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def launch_config(self) -> LaunchConfig:
+        if self.launch is None:
+            self.launch = LaunchConfig(self.plugins.config, self.store.folder / "artifacts",
+                                       self.store.folder / "logs")
+        return self.launch
+
+    def make_launcher(self) -> Launcher:
+        cfg = self.launch_config()
+        if self.options.launcher == "inline":
+            from dlbench.run.launch.inline import InlineLauncher
+
+            return InlineLauncher(cfg)
+        if self.options.launcher == "ray":
+            from dlbench.run.launch.ray import RayLauncher
+
+            return RayLauncher(cfg, self.options.ray_address, self.options.cpus_per_cell)
+        from dlbench.run.launch.subprocess import SubprocessLauncher
+
+        return SubprocessLauncher(cfg)
+
+    def _precheck(self, cell: Cell) -> Result | None:
+        """Parent-side skips, without importing any framework."""
+        fw = self.plugins.frameworks.get(cell.framework)
+        avail = fw.availability()
+        reason = None if avail.installed else f"{fw.name} is not installed: {avail.reason}"
+        if reason is not None and self.launch_config().python not in (None, sys.executable):
+            reason = None  # another interpreter runs the cell: its worker checks for itself
+        if reason is None:
+            reason = self.plugins.scenarios.get(cell.scenario).skip_reason(
+                cell, self.plugins.tasks.get(cell.task), fw)
+        if reason is None and self.plugins.scenarios.get(cell.scenario).needs_data:
+            try:
+                for name in self.plugins.tasks.get(cell.task).datasets(cell.params):
+                    self._ensure_dataset(name, cell.task)
+            except (DatasetError, PluginError) as exc:
+                reason = str(exc)
+        if reason is None:
+            return None
+        return Result(cell, status="skipped", error=reason, started_at=time.time(), duration=0.0)
+
+    def _ensure_dataset(self, name: str, task: str) -> None:
+        """Datasets are downloaded on first use (once per run; never when DLBENCH_OFFLINE is set);
+        a dataset that is still missing or corrupt raises DatasetError naming the fix."""
+        from dlbench.data.download import fetch
+        from dlbench.data.registry import require
+
+        info = self.plugins.datasets.get(name, f"task {task!r}")
+        try:
+            require(info)
+            return
+        except DatasetError as missing:
+            if os.environ.get("DLBENCH_OFFLINE") or name in self._fetch_failed:
+                raise
+            try:
+                self.console.print(f"downloading dataset {name} (first use) ...")
+                fetch(info, progress=None)
+            except Exception as exc:  # noqa: BLE001 - offline, refused, digest mismatch
+                self._fetch_failed.add(name)
+                raise DatasetError(f"{missing} [download failed: {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}]") from exc
+        require(info)
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> Session:
+        """Start (or resume) the run, launch every pending repeat of every cell, store each
+        result as it ends, finish the run."""
+        self.start()
+        launcher: Launcher | None = None
+        status = "finished"
+        try:
+            with self._progress() as progress:
+                self._progress_console = progress.console
+                task_id = progress.add_task("cells", total=None)
+                jobs = self.prepare()
+                progress.update(task_id, total=self._planned, completed=self._planned - len(jobs))
+                launcher = self.make_launcher()
+                for result in launcher.run_many(self.announce(jobs, progress, task_id)):
+                    self.record(result)
+                    progress.advance(task_id)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            if launcher is not None:
+                launcher.close()
+            self.finish(status)
+        return self
+
+    def start(self) -> None:
+        """Expand the cells and open the run in the store (a new one, or ``--resume``'s)."""
+        config: dict[str, Any] = {"suite": self.suite, "store": self.store.url,
+                                  "output_dir": str(self.options.output_dir), "options": self.options}
+        self.plugins.call("dlbench_configure", config=config)
+        plan = self.suite.plan(self.plugins)
+        if self.only is not None:
+            planned = {c.key: k for c, k in plan}
+            plan = [(c, planned.get(c.key, 1)) for c in self.only]
+        if self.options.select:
+            plan = [(c, k) for c, k in plan if fnmatch.fnmatchcase(c.key, self.options.select)]
+        if self.options.repeats is not None:
+            plan = [(c, self.options.repeats) for c, _ in plan]
+        self._plan = plan
+        self.cells = [c for c, _ in plan]
+        self._done = {}
+        if self.options.resume is not None:
+            self.run_id = self.options.resume
+            self.store.run_info(self.run_id)
+            self._done = self.store.finished_repeats(self.run_id)
+            self._skipped = self.store.skipped_keys(self.run_id)
+        else:
+            self.run_id = self.store.start_run(
+                self.options.label or self.suite.name, fingerprint(), git_commit(),
+                {"suite_path": str(self.suite.path) if self.suite.path else None,
+                 "launcher": self.options.launcher, "plugins": self.plugins.names(),
+                 "cells": len(self.cells), "repeats": {c.key: k for c, k in plan if k > 1},
+                 "python": self.launch_config().interpreter(),
+                 "plugins_dirs": list(self.launch_config().plugins_dirs),
+                 "suite": self.suite.model.model_dump(), **self.options.config})
+
+    def prepare(self) -> list[Job]:
+        """The canary, the parent-side skips (recorded), and every pending job in launch order:
+        round 1 of every cell, then round 2 ..., so slow drift of the machine spreads over all
+        cells. ``--resume`` leaves out exactly the repeats already finished."""
+        if self.options.canary and CANARY_KEY not in self._done:
+            self._record(canary_result())
+        pending: list[tuple[Cell, int, list[int]]] = []
+        self._planned = 0
+        for cell, k in self._plan:
+            if cell.key in self._skipped:
+                continue
+            todo = [i for i in range(k) if i not in self._done.get(cell.key, set())]
+            self._planned += len(todo)
+            if not todo:
+                continue
+            skipped = self._precheck(cell)
+            if skipped is None:
+                pending.append((cell, k, todo))
+            else:
+                self._record(skipped)
+                self._skipped.add(cell.key)
+                self._planned -= len(todo) - 1
+        rounds = max((k for _, k, _ in pending), default=0)
+        return [Job(cell, i, k) for i in range(rounds) for cell, k, todo in pending if i in todo]
+
+    def wanted(self, job: Job) -> bool:
+        """False for a later repeat of a cell whose process skipped it (the skip holds for all)."""
+        return job.cell.key not in self._skipped
+
+    def announce(self, jobs: list[Job], progress: Progress, task_id: Any) -> Iterator[Job]:
+        for job in jobs:
+            if not self.wanted(job):
+                progress.advance(task_id)
+                continue
+            label = f" ({job.label})" if job.label else ""
+            progress.update(task_id, description=escape(job.cell.key + label))
+            yield job
+
+    def record(self, result: Result) -> None:
+        """Store one process's result as its own row (committed now) and show it."""
+        if result.status == "skipped":
+            self._skipped.add(result.cell.key)
+        self._record(result)
+
+    def finish(self, status: str = "finished") -> None:
+        self.store.finish_run(self.run_id, status)
+        self.plugins.call("dlbench_session_finish", session=self)
+
+    def _record(self, result: Result) -> None:
+        self.store.add_result(self.run_id, result)
+        self.results.append(result)
+        console = self._progress_console or self.console
+        try:
+            self.plugins.call("dlbench_cell_result", result=result)
+        except Exception as exc:  # noqa: BLE001 - a listener must not lose the run
+            console.print(f"[yellow]a dlbench_cell_result hook failed: {exc}[/]")
+        if not self.options.quiet:
+            console.print(self.prefix + describe(result))
+
+    @property
+    def prefix(self) -> str:
+        """What the live log puts before each line (``dlbench ab``: the side)."""
+        return self.options.log_prefix
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=self.console, disable=self.options.quiet,
+                        transient=True)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def write_reports(self) -> dict[str, Path]:
+        from dlbench.report.write import write_reports
+
+        self.reports = write_reports(self.store, self.run_id, self.plugins, self.options.output_dir,
+                                     self.options.reporters)
+        return self.reports
+
+
+CANARY_CELL = Cell("canary", "matmul", "numpy", "cpu", {})
+CANARY_KEY = CANARY_CELL.key
+
+
+def canary_result() -> Result:
+    """The fixed NumPy workload, measured in the parent process at the start of every run."""
+    from dlbench.measure.canary import canary_workload
+
+    t0 = time.time()
+    m = canary_workload()
+    return Result(CANARY_CELL, "ok", [m], environment=fingerprint(), started_at=t0, duration=time.time() - t0)
+
+
+_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "crashed": "red", "timeout": "red"}
+
+
+def describe(r: Result) -> str:
+    """One line per finished cell for the live log."""
+    from dlbench.report.common import headline
+
+    style = _STYLE.get(r.status, "white")
+    h = headline(r) if r.status == "ok" else None
+    head = f"{h.name} {h.text} {h.spread_text}".rstrip() if h else ""
+    err = f" — {r.error}" if r.error and r.status != "ok" else ""
+    dur = f" ({r.duration:.1f} s)" if r.duration else ""
+    k = r.details.get("repeats")
+    rep = f" repeat {int(r.details.get('repeat', 0)) + 1}/{k}" if isinstance(k, int) and k > 1 else ""
+    return f"[{style}]{r.status:>7}[/] {escape(r.cell.key)}{rep} {head}{dur}{escape(err)}"

@@ -1,0 +1,263 @@
+"""Suites: YAML validated with pydantic, expanded into cells.
+
+A suite is a list of matrix blocks; each block is scenario x tasks x frameworks x devices x
+parameters. Every mistake is reported with the file, the field and the valid choices.
+
+```yaml
+name: quick
+timeout: 300                 # seconds per cell (blocks may override)
+matrix:
+  - scenario: speed
+    tasks: [vision]          # or {vision: {dataset: digits}, nlp: {dataset: spam}}
+    frameworks: installed    # installed | all | [torch, jax] | {torch: {}, jax: {variant: compiled}}
+    devices: [cpu]
+    params: {batch_size: [1, 64], mode: [infer, train], variant: [eager, compiled]}
+    budget: {max_time: 3}
+    exclude: [{framework: sklearn, mode: train}]
+    repeats: 3               # fresh processes per cell, interleaved (blocks override the top level)
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlbench.cell import Cell
+from dlbench.errors import SuiteError, choices
+from dlbench.params import COMMON_PARAMS, Param
+from dlbench.plugins import Plugins
+
+SUITES_PACKAGE = "dlbench.suites"
+SUITES_PATH_VAR = "DLBENCH_SUITES_PATH"
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+MAX_REPEATS = 100
+REPEATS_RANGE = f"an integer from 1 to {MAX_REPEATS}"
+
+
+def check_repeats(v: Any) -> int:
+    """``repeats``: a whole number of fresh processes per cell, 1..MAX_REPEATS."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"repeats must be {REPEATS_RANGE} (got {v!r})")
+    if not 1 <= v <= MAX_REPEATS:
+        raise ValueError(f"repeats must be {REPEATS_RANGE} (got {v})")
+    return v
+
+
+class Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    tasks: list[str] | dict[str, dict[str, Any]]
+    frameworks: str | list[str] | dict[str, dict[str, Any] | None] = "installed"
+    devices: list[str] = Field(default_factory=lambda: ["cpu"])
+    params: dict[str, Any] = Field(default_factory=dict)
+    budget: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = None
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    repeats: int | None = None
+    """Fresh processes per cell of this block (overrides the suite's ``repeats``)."""
+
+    @field_validator("repeats", mode="before")
+    @classmethod
+    def _repeats(cls, v: Any) -> int | None:
+        return None if v is None else check_repeats(v)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if not DEVICE_RE.match(d):
+                raise ValueError(f"unknown device {d!r}: choose cpu, cuda or cuda:N")
+        return v
+
+
+class SuiteModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    timeout: float = 600.0
+    seed: int = 0
+    matrix: list[Block]
+    gate: dict[str, Any] = Field(default_factory=dict)
+    repeats: int = 1
+    """Fresh processes per cell, interleaved with the other cells (round 1 of every cell, then
+    round 2 ...); the store merges them (see dlbench.measure.replicates)."""
+
+    @field_validator("repeats", mode="before")
+    @classmethod
+    def _repeats(cls, v: Any) -> int:
+        return check_repeats(v)
+
+
+class Suite:
+    """A validated suite and its source path."""
+
+    def __init__(self, model: SuiteModel, path: Path | None) -> None:
+        self.model = model
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else f"suite {self.name!r}"
+
+    def cells(self, plugins: Plugins) -> list[Cell]:
+        """Expand every block into cells (duplicates across blocks are dropped, first wins)."""
+        return [cell for cell, _ in self.plan(plugins)]
+
+    def plan(self, plugins: Plugins) -> list[tuple[Cell, int]]:
+        """Every cell with its number of repeats (the block's ``repeats``, else the suite's)."""
+        out: dict[str, tuple[Cell, int]] = {}
+        for i, block in enumerate(self.model.matrix):
+            k = block.repeats or self.model.repeats
+            for cell in _expand(block, i, self, plugins):
+                out.setdefault(cell.key, (cell, k))
+        return list(out.values())
+
+    def repeats(self, plugins: Plugins) -> dict[str, int]:
+        """Cell key -> repeats."""
+        return {cell.key: k for cell, k in self.plan(plugins)}
+
+
+def suite_dirs() -> list[Path]:
+    """Where suites are found by name: the folders of ``DLBENCH_SUITES_PATH`` (``os.pathsep``
+    separated, searched first), then the ready suites installed with dlbench (package data of
+    ``dlbench.suites``, from the ``suites/`` source folder)."""
+    extra = [Path(p) for p in os.environ.get(SUITES_PATH_VAR, "").split(os.pathsep) if p]
+    return [*extra, Path(str(importlib.resources.files(SUITES_PACKAGE)))]
+
+
+def resolve(name_or_path: str) -> Path:
+    """``quick`` -> the first ``quick.yaml`` of :func:`suite_dirs`; a path is used as it is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise SuiteError(f"suite file {p} does not exist (give a path to a .yaml file or a suite name: "
+                             f"{choices(available())})")
+        return p
+    for folder in suite_dirs():
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise SuiteError(f"unknown suite {name_or_path!r}: choose one of {choices(available())}, "
+                     f"give a path to a .yaml file, or add its folder to {SUITES_PATH_VAR}")
+
+
+def available() -> list[str]:
+    """Suite names :func:`resolve` finds."""
+    return sorted({p.stem for d in suite_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load(name_or_path: str, plugins: Plugins) -> Suite:
+    path = resolve(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise SuiteError(f"{path}{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    return parse(data, plugins, path)
+
+
+def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
+    where = str(path) if path else "suite"
+    if not isinstance(data, dict):
+        raise SuiteError(f"{where}: a suite is a mapping with 'name' and 'matrix' (got {type(data).__name__})")
+    try:
+        model = SuiteModel.model_validate(data)
+    except ValidationError as exc:
+        # a misspelled field shows up as "extra" plus "missing": report the misspelling first
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        field = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            owner = SuiteModel if len(err["loc"]) == 1 else Block
+            close = difflib.get_close_matches(str(err["loc"][-1]), list(owner.model_fields), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            msg = f"unknown field; choose one of {choices(owner.model_fields)}{hint}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        else:
+            msg = msg.removeprefix("Value error, ")
+        raise SuiteError(f"{where}: field {field}: {msg}") from None
+    suite = Suite(model, path)
+    suite.cells(plugins)  # validates names and parameters
+    return suite
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _listify(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list) else [v]
+
+
+def _frameworks(block: Block, where: str, plugins: Plugins) -> dict[str, dict[str, Any]]:
+    """Framework names with their parameter overrides (``{jax: {variant: compiled}}``)."""
+    fws = block.frameworks
+    if fws == "all":
+        return {n: {} for n in plugins.frameworks.names()}
+    if fws == "installed":
+        return {f.name: {} for f in plugins.frameworks if f.availability().installed}
+    if isinstance(fws, str):
+        fws = [fws]
+    items = fws.items() if isinstance(fws, dict) else ((n, {}) for n in fws)
+    out = {}
+    for name, overrides in items:
+        plugins.frameworks.get(name, where)
+        out[name] = dict(overrides or {})
+    return out
+
+
+def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Cell]:
+    where = f"{suite.where} matrix[{index}]"
+    scenario = plugins.scenarios.get(block.scenario, f"{where}.scenario")
+    task_items = block.tasks.items() if isinstance(block.tasks, dict) else ((t, {}) for t in block.tasks)
+    frameworks = _frameworks(block, f"{where}.frameworks", plugins)
+    cells: list[Cell] = []
+    for task_name, task_overrides in task_items:
+        task = plugins.tasks.get(task_name, f"{where}.tasks")
+        for fw_name, fw_overrides in frameworks.items():
+            fw = plugins.frameworks.get(fw_name)
+            declared: dict[str, Param] = {**COMMON_PARAMS, **scenario.params, **task.params}
+            fw_params = {k: p for k, p in fw.params.items() if not p.applies_to or fw_name in p.applies_to}
+            declared.update(fw_params)
+            all_fw_params = {k for f in plugins.frameworks for k in f.params}
+            given = {**block.params, **(task_overrides or {}), **fw_overrides}
+            for k in given:
+                if k not in declared and k not in all_fw_params:
+                    raise SuiteError(f"{where}.params: unknown parameter {k!r} for scenario {scenario.name!r}, "
+                                     f"task {task_name!r}: choose one of {choices(declared)}")
+            # parameters of other frameworks (e.g. keras 'backend') do not expand this framework
+            given = {k: v for k, v in given.items() if k in declared}
+            for k, v in given.items():
+                for value in _listify(v):
+                    err = declared[k].validate(k, value)
+                    if err:
+                        raise SuiteError(f"{where}.params: {err}")
+            keys = list(given)
+            for combo in itertools.product(*(_listify(given[k]) for k in keys)):
+                params = {k: p.default for k, p in declared.items()}
+                params["seed"] = suite.model.seed if "seed" not in given else params["seed"]
+                params.update(dict(zip(keys, combo, strict=True)))
+                for device in block.devices:
+                    row = {"framework": fw_name, "task": task_name, "device": device, **params}
+                    if any(all(row.get(k) == v for k, v in ex.items()) for ex in block.exclude):
+                        continue
+                    cells.append(Cell(block.scenario, task_name, fw_name, device, params,
+                                      float(block.timeout or suite.model.timeout), dict(block.budget),
+                                      tuple(keys)))
+    return cells

@@ -1,0 +1,1 @@
+"""The results store: SQLAlchemy schema and queries, exchange formats."""

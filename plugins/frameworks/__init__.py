@@ -1,0 +1,1 @@
+"""Built-in framework plugins, one folder per framework that needs several files."""

@@ -1,0 +1,1 @@
+"""The ready suites, installed as package data (``dlbench.suites``)."""
