@@ -73,10 +73,21 @@ class Cell:
 
 
 def _fmt(v: Any) -> str:
+    """A parameter value as the key shows it: a list or tuple (the same, as a JSON round trip
+    makes one of the other) as its items joined by commas (``epsilons=0,8,16``; ``[8]`` shows
+    as ``8``), an empty or nested one in brackets (``[]``, ``[[1,2],[4]]``), a dict as compact
+    sorted JSON. (Lists were once joined by ``x``, like shapes: the store rewrites the keys of
+    stores written then when it opens them, see :data:`dlbench.store.database.KEY_FORMAT`.)"""
+    if isinstance(v, (list, tuple)) and v and not any(isinstance(x, (list, tuple)) for x in v):
+        return ",".join(map(_fmt_item, v))
+    return _fmt_item(v)
+
+
+def _fmt_item(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
-        return "x".join(map(_fmt, v))
+        return f"[{','.join(map(_fmt_item, v))}]"
     if isinstance(v, dict):
         return json.dumps(v, sort_keys=True, separators=(",", ":"))
     return str(v)

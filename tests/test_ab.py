@@ -173,7 +173,7 @@ def _bad(capsys, tmp_path, *args: str) -> str:
     assert rc == 2, err
     assert err.startswith("error: ") and "\n" not in err, err
     if db.exists():
-        assert Store(f"sqlite:///{db}").count_runs() == 0
+        assert Store(f"sqlite:///{db}").runs() == []
     return err
 
 

@@ -9,6 +9,10 @@ A cell with ``repeats: k`` has one row per process (``details["repeat"]``); :met
 merges them into one Result per cell (:func:`dlbench.measure.replicates.combine_results`), which
 is what comparisons, reports and the pandas frame read. ``results(run_id, combine=False)`` gives
 the row of every process.
+
+``cells.key`` is the cell's key when it was stored; a store from before list parameters were
+shown with commas (``epsilons=0,16``, once ``epsilons=0x16``) has its keys rewritten once, when
+it is opened (:data:`KEY_FORMAT`, table ``dlbench_meta``), so old and new runs match.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
-    func,
     insert,
     select,
     update,
@@ -115,6 +118,17 @@ models = Table(
     Column("artifact", String(400)),
 )
 
+# Facts about the store itself (``key_format``). Its own MetaData: a read-only store written
+# before it existed still opens.
+store_meta = Table(
+    "dlbench_meta", MetaData(),
+    Column("name", String(60), primary_key=True),
+    Column("value", String(200)),
+)
+KEY_FORMAT = "2"
+"""How ``cells.key`` renders list parameters: 2 joins items by commas (``epsilons=0,16``); stores
+without the mark (format 1) joined them by ``x`` (``epsilons=0x16``) and are rewritten on opening."""
+
 _STAT_FIELDS = ("n", "median", "mean", "std", "min", "max", "p90", "p99", "ci_low", "ci_high", "iqr")  # Stats order
 
 
@@ -151,6 +165,33 @@ class Store:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"cannot open results store {_redact(url)!r}: {reason} "
                              f"(check the --store URL, that the server is up and its driver is installed)") from None
+        self._migrate_keys()
+
+    def _migrate_keys(self) -> None:
+        """Rewrite the keys of cells stored in an earlier key format to today's, once per store,
+        so ``--resume``, ``history`` and ``add_result``'s replacement of a re-measured cell match
+        old rows (``results()`` recomputes keys from the stored cell anyway). Each key is
+        recomputed from the row's stored cell. A store that cannot be written (read-only) keeps
+        its keys: reading its results still works."""
+        try:
+            store_meta.create(self.engine, checkfirst=True)
+            with self.engine.begin() as c:
+                mark = c.execute(select(store_meta.c.value).where(store_meta.c.name == "key_format")).scalar()
+                if mark == KEY_FORMAT:
+                    return
+                for cid, key, cell in c.execute(select(cells.c.id, cells.c.key, cells.c.cell)).all():
+                    try:
+                        new = Cell.from_dict(cell).key if cell else key
+                    except (KeyError, TypeError, ValueError):
+                        new = key
+                    if new != key:
+                        c.execute(update(cells).where(cells.c.id == cid).values(key=new))
+                if mark is None:
+                    c.execute(insert(store_meta).values(name="key_format", value=KEY_FORMAT))
+                else:
+                    c.execute(update(store_meta).where(store_meta.c.name == "key_format").values(value=KEY_FORMAT))
+        except SQLAlchemyError:
+            pass  # read-only, or another process migrating at the same moment (it writes the same keys)
 
     @property
     def folder(self) -> Path:
@@ -331,10 +372,6 @@ class Store:
                 done.add(k)
                 out.append({**r, **merged.get(k, {})})
         return out
-
-    def count_runs(self) -> int:
-        with self.engine.connect() as c:
-            return int(c.execute(select(func.count()).select_from(runs)).scalar_one())
 
 
 def _new_id(res: Any) -> int:
