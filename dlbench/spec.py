@@ -403,11 +403,3 @@ def _flops(n: Node, ins: list[Shape], out: Shape) -> int:
     if n.op == "Dot":
         return 2 * math.prod(ins[0])
     return 0
-
-
-def reference_forward(spec: ModelSpec, weights: Mapping[str, np.ndarray],
-                      inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Plain NumPy (float64) forward pass in inference mode: the ground truth for parity tests."""
-    from dlbench import spec_numpy
-
-    return spec_numpy.forward(spec, weights, inputs)

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,11 +208,6 @@ def sha256_file(path: Path) -> str:
     return digest
 
 
-def clear_digest_cache() -> None:
-    with _DIGESTS_LOCK:
-        _DIGESTS.clear()
-
-
 def status(info: DatasetInfo, root: Path | None = None, verify: bool = True) -> DatasetStatus:
     """Check every file of ``info`` (digests too unless ``verify=False``); never writes."""
     folder = dataset_dir(info, root)
@@ -289,21 +284,6 @@ def files_from_sums(sums: Mapping[str, str], url: Callable[[str], str | None] | 
     return tuple(out)
 
 
-def registered() -> dict[str, DatasetInfo]:
-    """Every dataset registered by the loaded plugins, by name."""
-    from dlbench.plugins import get_plugins
-
-    reg = get_plugins().datasets
-    return {name: reg.get(name) for name in reg.names()}
-
-
-def get_dataset(name: str) -> DatasetInfo:
-    """A registered dataset by name (PluginError listing the valid names otherwise)."""
-    from dlbench.plugins import get_plugins
-
-    return get_plugins().datasets.get(name, "dlbench data")
-
-
 def copy_dataset(info: DatasetInfo, src_root: Path, dst_root: Path) -> None:
     """Copy a dataset's files between data folders (tests and offline mirrors)."""
     for fe in info.files:
@@ -312,12 +292,6 @@ def copy_dataset(info: DatasetInfo, src_root: Path, dst_root: Path) -> None:
         shutil.copyfile(dataset_dir(info, src_root) / fe.path, dst)
 
 
-def iter_paths(info: DatasetInfo, root: Path | None = None) -> Iterable[Path]:
-    folder = dataset_dir(info, root)
-    return (folder / fe.path for fe in info.files)
-
-
 __all__ = ["DATA_DIR_ENV", "DatasetInfo", "DatasetStatus", "FileEntry", "ProgressFn", "atomic_writer",
            "data_dir", "dataset_dir", "derived_dir", "fetch", "files_from_sums", "fix_hint",
-           "get_dataset", "read_sha256sums", "registered", "require", "sha256_file", "status",
-           "verify"]
+           "read_sha256sums", "require", "sha256_file", "status", "verify"]

@@ -11,9 +11,3 @@ def peak_host_memory_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def current_host_memory_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / (1024 * 1024)

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 AXES = ("batch_size", "threads", "workers", "train_fraction")
 DEFAULT_VALUES: dict[str, list[Any]] = {"batch_size": [1, 4, 16, 64, 256], "threads": [1, 2],
                                         "workers": [1, 2], "train_fraction": [0.1, 0.25, 0.5, 1.0]}
-LABEL = {"batch_size": "bs", "threads": "threads", "workers": "workers", "train_fraction": "fraction"}
 Point = dict[str, Any]
 
 
