@@ -53,7 +53,10 @@ class BuildOptions:
     """How to build a model: the cell's framework-level parameters."""
 
     device: str = "cpu"
-    variant: str = "eager"  # eager | compiled
+    variant: str = "eager"
+    """``eager``; ``graph`` (traced, not compiled: tf.function, on TensorFlow and Keras's
+    tensorflow backend); ``compiled`` (torch.compile, jax.jit, XLA). A framework lists the ones
+    it supports in :attr:`Framework.variants`."""
     precision: str = "fp32"  # fp32 | bf16
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0

@@ -244,7 +244,7 @@ def test_session_run_records_the_interpreter(tmp_path, suite, monkeypatch):
 
     s = suites.load(str(suite), plugins)
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    sess = Session(s, plugins, RunOptions(store.url, tmp_path, reporters=(), quiet=True, canary=False), store)
+    sess = Session(s, plugins, RunOptions(tmp_path, reporters=(), quiet=True, canary=False), store)
     monkeypatch.setattr(sess, "make_launcher", lambda: Recorder(sess.launch_config(), "x", []))
     sess.run()
     assert store.run_info(sess.run_id).config["python"] == sys.executable

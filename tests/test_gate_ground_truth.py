@@ -62,7 +62,7 @@ def setup(tmp_path):
     def run(monkeypatch, step_ms=5.0, flip=0.0, repeats=None):
         monkeypatch.setenv("STEADYFW_STEP_MS", str(step_ms))
         monkeypatch.setenv("STEADYFW_FLIP", str(flip))
-        opts = RunOptions(store.url, tmp_path, launcher="inline", reporters=(), quiet=True,
+        opts = RunOptions(tmp_path, launcher="inline", reporters=(), quiet=True,
                           canary=False, repeats=repeats)
         return store.results(Session(suite, plugins, opts, store).run().run_id)
 

@@ -106,7 +106,7 @@ class Recording(Launcher):
 
 
 def _session(suite, plugins, store, monkeypatch, log, resume=None, **kw):
-    opts = RunOptions(store.url, store.folder, reporters=(), quiet=True, canary=False, resume=resume)
+    opts = RunOptions(store.folder, reporters=(), quiet=True, canary=False, resume=resume)
     s = Session(suite, plugins, opts, store)
     monkeypatch.setattr(s, "make_launcher", lambda: Recording(s.launch_config(), log, **kw))
     return s
@@ -162,7 +162,7 @@ def test_resume_runs_exactly_the_missing_repeats(tmp_path, suite, plugins, monke
 def test_repeats_option_overrides_the_suite(tmp_path, suite, plugins, monkeypatch):
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     log: list[tuple[str, int]] = []
-    opts = RunOptions(store.url, tmp_path, reporters=(), quiet=True, canary=False, repeats=1,
+    opts = RunOptions(tmp_path, reporters=(), quiet=True, canary=False, repeats=1,
                       select="speed/*")
     s = Session(suite, plugins, opts, store)
     monkeypatch.setattr(s, "make_launcher", lambda: Recording(s.launch_config(), log))
@@ -193,7 +193,7 @@ matrix:
 """)
     s = suites.load(str(path), plugins)
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    session = Session(s, plugins, RunOptions(store.url, tmp_path, reporters=(), quiet=True, canary=False), store).run()
+    session = Session(s, plugins, RunOptions(tmp_path, reporters=(), quiet=True, canary=False), store).run()
     rows = sorted(store.results(session.run_id, combine=False), key=lambda r: r.started_at or 0)
     assert [(r.cell.key, r.details["repeat"]) for r in rows] == [(K_BS8, 0), (K_BS16, 0), (K_BS8, 1), (K_BS16, 1)]
     assert all(r.status == "ok" for r in rows), [(r.status, r.error, r.log_tail) for r in rows]

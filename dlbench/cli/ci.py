@@ -216,7 +216,7 @@ def gate(
             raise DlbenchError(NO_BASELINE.format(suite=suite))
         _, base_results = load_results(baseline, st)
         if head is None:
-            opts = RunOptions(store, output_dir, reporters=(), select=select)
+            opts = RunOptions(output_dir, reporters=(), select=select)
             head_id = Session(s, plugins, opts, st).run().run_id
         else:
             head_id = _int(head, "--head")
@@ -229,7 +229,7 @@ def gate(
 
             wanted = set(keys)
             cells = [c for c in s.cells(plugins) if c.key in wanted]
-            opts = RunOptions(store, output_dir, reporters=(), quiet=True, canary=CANARY_KEY in wanted,
+            opts = RunOptions(output_dir, reporters=(), quiet=True, canary=CANARY_KEY in wanted,
                               label=f"{s.name}:confirm")
             return st.results(Session(s, plugins, opts, st, only=cells).run().run_id)
 

@@ -91,7 +91,7 @@ def run(
     resume_id = None
     if resume is not None:
         resume_id = st.latest_run_id(s.name) if resume == "latest" else _int(resume, "--resume")
-    opts = RunOptions(store, output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell)
+    opts = RunOptions(output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell)
     session = Session(s, plugins, opts, st)
     try:
         with _sigterm_interrupts():
@@ -159,13 +159,13 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
     elif what == "scenarios":
         for col in ("scenario", "parameters", "description"):
             table.add_column(col)
-        for s in plugins.scenarios:
-            table.add_row(s.name, ", ".join(f"{k}={p.default}" for k, p in s.params.items()), s.description)
+        for sc in plugins.scenarios:
+            table.add_row(sc.name, ", ".join(f"{k}={p.default}" for k, p in sc.params.items()), sc.description)
     elif what == "attacks":
         for col in ("attack", "kind", "description"):
             table.add_column(col)
-        for a in plugins.attacks:
-            table.add_row(a.name, a.kind, a.description)
+        for atk in plugins.attacks:
+            table.add_row(atk.name, atk.kind, atk.description)
     elif what == "reporters":
         table.add_column("reporter")
         table.add_column("file")

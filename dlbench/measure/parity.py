@@ -18,7 +18,6 @@ from dlbench.framework import Model
 from dlbench.spec import ModelSpec, SpecBuilder
 
 FP32_TOLERANCE = 1e-4
-CHECKS = ("outputs", "loss", "input_gradient", "weights_after_step")
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class Target:
         return None if self.mask is None else self.mask[rows]
 
 
-def make_defence(name: str, budget: Budget, codec_shape: tuple[int, ...]) -> Any:
+def make_defence(name: str, budget: Budget) -> Any:
     """An ART input-preprocessing defence (applied in the forward pass; BPDA for gradients)."""
     if name == "none":
         return None
@@ -188,7 +188,7 @@ def build_target(
             )
         name = domain.inputs[0]
         codec = InputCodec(name, tuple(np.shape(evalset.inputs[name])[1:]))
-        defences = make_defence(defence, budget, codec.shape)
+        defences = make_defence(defence, budget)
         est = make_estimator(model, codec, nb_classes, budget.clip, defences, max_batch)
         return Target(
             est,
@@ -210,7 +210,7 @@ def build_target(
             "only corruptions apply"
         )
     if defence != "none":
-        make_defence(defence, budget, ())  # raises: defences need bounded inputs
+        make_defence(defence, budget)  # raises: defences need bounded inputs
     from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
 
     split = split_spec(spec, domain.embedding_nodes)

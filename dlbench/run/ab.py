@@ -222,7 +222,7 @@ class ABRun:
                           "plugins_dirs": list(side.launch.plugins_dirs),
                           "versus": f"{side.suite.name}@{other.get(side.name, '')}{label}",
                           "repeats": self.repeats}}
-            opts = RunOptions(self.store.url, self.output_dir, self.launcher, select=self.select,
+            opts = RunOptions(self.output_dir, self.launcher, select=self.select,
                               reporters=(), quiet=self.quiet, canary=False,
                               label=f"{side.suite.name}@{side.name}{label}", repeats=self.repeats,
                               config=cfg, log_prefix=f"[bold]{side.name}[/] ")
@@ -286,10 +286,6 @@ def run_interleaved(sessions: Sequence[Session], names: Sequence[str],
 def specs(base_python: str | None, head_python: str | None, base_plugins_dir: str | None,
           head_plugins_dir: str | None) -> list[SideSpec]:
     return [SideSpec("base", base_python, base_plugins_dir), SideSpec("head", head_python, head_plugins_dir)]
-
-
-def side_summary(run: ABRun) -> list[str]:
-    return [f"{s.spec.describe()}: run {run.run_ids.get(s.name, '?')}" for s in run.sides]
 
 
 __all__ = ["ABRun", "DEFAULT_REPEATS", "Side", "SideSpec", "check_plugins_dir", "check_python",

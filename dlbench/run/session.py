@@ -36,7 +36,6 @@ LAUNCHERS = ("subprocess", "inline", "ray")
 
 @dataclass
 class RunOptions:
-    store_url: str
     output_dir: Path = Path("reports")
     launcher: str = "subprocess"
     resume: int | None = None

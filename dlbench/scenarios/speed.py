@@ -48,7 +48,7 @@ class SpeedScenario(Scenario):
         rng = np.random.default_rng(ctx.seed)
         spec = None if ctx.framework.kind == "classic" else ctx.spec()
         weights = spec.init_weights(ctx.seed) if spec is not None else None
-        if spec is None:  # classic baselines: fit on real data when present, else synthetic
+        if spec is None:  # classic baselines: fit once on synthetic data too (speed reads no dataset)
             spec_for_shapes = ctx.spec()
             xs, y = ctx.task.synthetic_batch(spec_for_shapes, max(bs, 256), rng, ctx.params)
             model = ctx.build(None, None)

@@ -330,7 +330,7 @@ class Store:
             q = select(cells.c.key).where(cells.c.run_id == run_id, cells.c.status == "skipped")
             return {row[0] for row in c.execute(q)}
 
-    def history(self, key_pattern: str = "%", measurement: str | None = None, limit_runs: int = 50) -> list[dict[str, Any]]:
+    def history(self, key_pattern: str = "%", measurement: str | None = None) -> list[dict[str, Any]]:
         """Per cell and run: the headline median (or metric) with commit and time, oldest first."""
         q = (select(cells.c.key, cells.c.run_id, cells.c.status, cells.c.metrics, runs.c.git_commit,
                     runs.c.started_at, runs.c.suite, measurements.c.name, measurements.c.median,
