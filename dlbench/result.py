@@ -1,13 +1,18 @@
-"""Results: measurements with raw samples and statistics; JSON round-trip across processes."""
+"""Results: measurements with raw samples and statistics; JSON round-trip across processes.
+
+:class:`Stats` (the summary of a measurement's samples) lives in :mod:`dlbench.stats`, with the
+statistics that compute it; it is importable from here too."""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dlbench.cell import Cell
+from dlbench.stats import Stats, summarize
+
+__all__ = ["FLAGS", "STATUSES", "Measurement", "ModelInfo", "Result", "Stats"]
 
 STATUSES = ("ok", "failed", "skipped", "timeout", "crashed")
 
@@ -24,30 +29,6 @@ FLAGS: dict[str, str] = {
 
 
 @dataclass
-class Stats:
-    """Summary of raw samples: robust centre, spread and a 95% CI of the median."""
-
-    n: int
-    median: float
-    mean: float
-    std: float
-    min: float
-    max: float
-    p90: float
-    p99: float
-    ci_low: float
-    ci_high: float
-    iqr: float = float("nan")
-
-    @property
-    def rel_ci(self) -> float:
-        """Half-width of the 95% CI of the median relative to the median."""
-        if not self.median or math.isnan(self.ci_low):
-            return float("nan")
-        return (self.ci_high - self.ci_low) / 2 / abs(self.median)
-
-
-@dataclass
 class Measurement:
     """One measured quantity of a cell, e.g. ``throughput`` in ``samples/s``."""
 
@@ -60,8 +41,6 @@ class Measurement:
 
     def __post_init__(self) -> None:
         if self.stats is None and self.samples:
-            from dlbench.measure.stats import summarize
-
             self.stats = summarize(self.samples)
 
     @property

@@ -24,8 +24,8 @@ from dlbench.analysis.effects import (
 from dlbench.cell import Cell
 from dlbench.errors import DlbenchError
 from dlbench.measure.canary import canary_workload
-from dlbench.measure.stats import effective_sample_size
 from dlbench.result import Measurement, Result, Stats
+from dlbench.stats import effective_sample_size
 from tests.sim_clock import ar1
 
 ALPHA = 0.05

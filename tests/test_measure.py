@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlbench.measure.sampler import Budget, sample
-from dlbench.measure.stats import median_ci, proportion_ci, summarize
+from dlbench.stats import median_ci, proportion_ci, summarize
 
 
 def test_median_ci_covers_true_median_about_95_percent():

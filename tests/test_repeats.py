@@ -253,7 +253,7 @@ def test_ci_widens_with_between_process_spread():
     assert tight < loose < looser
     # the 180 windows taken as independent would claim far less than the between-process CI
     m = merged([900, 1000, 1100])
-    from dlbench.measure.stats import median_ci
+    from dlbench.stats import median_ci
 
     lo, hi = median_ci(np.random.default_rng(0).permutation(m.samples))
     assert m.stats is not None and (hi - lo) < (m.stats.ci_high - m.stats.ci_low) / 3

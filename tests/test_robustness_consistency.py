@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from dlbench.framework import BuildOptions
-from dlbench.measure.stats import proportion_ci
 from dlbench.plugins import get_plugins
 from dlbench.robustness.attacks import FGSM, PGD, AttackSettings
 from dlbench.robustness.budgets import budget_for
 from dlbench.robustness.estimator import InputCodec, make_estimator
 from dlbench.robustness.target import Target
+from dlbench.stats import proportion_ci
 
 pytest.importorskip("torch")
 pytest.importorskip("art")

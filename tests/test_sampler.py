@@ -9,7 +9,7 @@ import pytest
 
 from dlbench.measure.contention import ContentionProbe, Window
 from dlbench.measure.sampler import Budget, SyncError, drifting, sample
-from dlbench.measure.stats import autocorrelation_time, effective_sample_size, median_ci
+from dlbench.stats import autocorrelation_time, effective_sample_size, median_ci
 from tests.sim_clock import SimMachine
 
 QUICK = {"warmup_time": 0.0, "max_time": 5.0, "target_ci": 0.02}

@@ -12,7 +12,7 @@
   Windows of one process are a time series, not independent draws: a slow minute makes several
   consecutive windows slow. With ``serial=True`` (the default) each side's effective sample size
   ``n_eff`` is estimated from the autocorrelation of its ranks
-  (:func:`dlbench.measure.stats.effective_sample_size`, the estimate the figures' own CIs use:
+  (:func:`dlbench.stats.effective_sample_size`, the estimate the figures' own CIs use:
   the larger of a bias-corrected AR(1) fit and Geyer's initial positive sequence); the variance
   of U is inflated by
   ``(1/n_eff_base + 1/n_eff_head) / (1/n_base + 1/n_head)`` (the U statistic's projection is a
@@ -44,7 +44,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats as st
 
-from dlbench.measure.stats import effective_sample_size
+from dlbench.stats import effective_sample_size
 
 _MAX_PAIRS = 1_000_000  # above this, samples are thinned to evenly spaced quantiles for the CI
 _EXACT_MAX_PAIRS = 2_500  # exact U distribution below this (n*m), normal approximation above

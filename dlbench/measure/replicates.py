@@ -10,7 +10,7 @@ The merged Result of one cell (:func:`combine_repeats`):
 
 * status ``ok`` when any repeat is ok (the others are counted in ``details``);
 * each Measurement's samples are the ok repeats' samples, concatenated; its ``stats`` are
-  :func:`dlbench.measure.stats.summarize` of them, except the 95% CI of the median, which is a
+  :func:`dlbench.stats.summarize` of them, except the 95% CI of the median, which is a
   *between-process* interval: a t-interval on the log of the process medians (as asv and pyperf
   do), so a process-level effect (address-space layout, a thread pool that settled differently,
   a frequency state) widens the interval instead of hiding behind thousands of samples. It is
@@ -100,7 +100,7 @@ def combine_measurements(ms: Sequence[Measurement]) -> Measurement:
     """One Measurement from the same measurement of several processes."""
     if len(ms) == 1:
         return ms[0]
-    from dlbench.measure.stats import summarize
+    from dlbench.stats import summarize
 
     first = ms[0]
     meta = _meta(ms)

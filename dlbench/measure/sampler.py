@@ -15,7 +15,7 @@ remain at the end, the contended ones are used and the figure is flagged ``conte
 Stopping: at looks spaced geometrically (each after ``look_growth`` times more samples, so the
 number of looks grows with log n, not n), sampling stops when the half-width of the median's CI,
 computed at the *stricter* ``stop_confidence`` and at the autocorrelation-corrected effective
-sample size (:mod:`dlbench.measure.stats`), is within ``target_ci``. The stricter look keeps the
+sample size (:mod:`dlbench.stats`), is within ``target_ci``. The stricter look keeps the
 reported 95% interval's coverage despite the repeated looks (``tests/test_sampler_coverage.py``
 measures it on a simulated clock).
 
@@ -37,8 +37,8 @@ import numpy as np
 
 from dlbench.errors import DlbenchError
 from dlbench.measure.contention import ContentionProbe, Window
-from dlbench.measure.stats import median_ci, relative_ci_halfwidth
 from dlbench.result import Measurement
+from dlbench.stats import median_ci, relative_ci_halfwidth
 
 clock = time.perf_counter
 

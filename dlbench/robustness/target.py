@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlbench.errors import UnsupportedError
-from dlbench.measure.stats import proportion_ci
 from dlbench.robustness.budgets import Budget, budget_for
 from dlbench.robustness.estimator import InputCodec, is_classifier, make_estimator
+from dlbench.stats import proportion_ci
 
 if TYPE_CHECKING:
     from dlbench.framework import Model

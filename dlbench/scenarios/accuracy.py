@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from dlbench.measure.memory import peak_host_memory_mb
-from dlbench.measure.stats import proportion_ci
 from dlbench.params import Param
 from dlbench.result import Measurement
 from dlbench.scenarios.base import Scenario
 from dlbench.spec import weights_digest
+from dlbench.stats import proportion_ci
 
 if TYPE_CHECKING:
     from dlbench.framework import Model

@@ -6,18 +6,44 @@ is therefore the distribution-free binomial order-statistic interval computed at
 sample size ``n / tau``, where ``tau`` is the integrated autocorrelation time of the samples'
 ranks (1 for independent samples; the larger of an AR(1) fit, bias-corrected, and Geyer's initial
 positive sequence estimate, from 50 samples on). Independent samples get the classic interval.
+
+This module is the bottom of the statistics: :class:`dlbench.result.Measurement` summarises its
+samples with :func:`summarize`, so it imports nothing from dlbench. Every process imports it, and
+most never need SciPy (0.5 s to import): the three functions that use SciPy import it themselves.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats as st
 
-from dlbench.result import Stats
+
+@dataclass
+class Stats:
+    """Summary of raw samples: robust centre, spread and a 95% CI of the median."""
+
+    n: int
+    median: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    p90: float
+    p99: float
+    ci_low: float
+    ci_high: float
+    iqr: float = float("nan")
+
+    @property
+    def rel_ci(self) -> float:
+        """Half-width of the 95% CI of the median relative to the median."""
+        if not self.median or math.isnan(self.ci_low):
+            return float("nan")
+        return (self.ci_high - self.ci_low) / 2 / abs(self.median)
 
 
 def autocorrelation_time(samples: Sequence[float] | np.ndarray) -> float:
@@ -27,7 +53,9 @@ def autocorrelation_time(samples: Sequence[float] | np.ndarray) -> float:
     n = x.size
     if n < 8 or np.ptp(x) == 0:
         return 1.0
-    r = st.rankdata(x)
+    from scipy.stats import rankdata  # delays SciPy (0.5 s): see the module docstring
+
+    r = rankdata(x)
     r = r - r.mean()
     denom = float(r @ r)
     max_lag = min(n - 2, max(10, min(n // 3, 400)))
@@ -57,9 +85,11 @@ def effective_sample_size(samples: Sequence[float] | np.ndarray) -> float:
 @lru_cache(maxsize=4096)
 def _order_statistics(n: int, confidence: float) -> tuple[int, int]:
     """0-based indices of the order statistics bounding the median's CI for ``n`` samples."""
+    from scipy.stats import binom  # delays SciPy (0.5 s): see the module docstring
+
     alpha = 1 - confidence
-    lo = int(st.binom.ppf(alpha / 2, n, 0.5))
-    hi = int(st.binom.isf(alpha / 2, n, 0.5))
+    lo = int(binom.ppf(alpha / 2, n, 0.5))
+    hi = int(binom.isf(alpha / 2, n, 0.5))
     return max(lo - 1, 0), min(hi, n - 1)  # ppf gives a count; order statistics are 0-based
 
 
@@ -119,5 +149,7 @@ def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[flo
     """Wilson score interval of a proportion (accuracy on n examples)."""
     if n == 0:
         return float("nan"), float("nan")
-    res = st.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    from scipy.stats import binomtest  # delays SciPy (0.5 s): see the module docstring
+
+    res = binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
     return float(res.low), float(res.high)
