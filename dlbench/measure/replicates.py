@@ -38,6 +38,7 @@ import numpy as np
 from scipy import stats as st
 
 from dlbench.result import Measurement, Result
+from dlbench.stats import summarize
 
 DISAGREE_P = 0.01
 DISAGREE_SPREAD = 0.02
@@ -100,8 +101,6 @@ def combine_measurements(ms: Sequence[Measurement]) -> Measurement:
     """One Measurement from the same measurement of several processes."""
     if len(ms) == 1:
         return ms[0]
-    from dlbench.stats import summarize
-
     first = ms[0]
     meta = _meta(ms)
     if _per_example(first.name):
