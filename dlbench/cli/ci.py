@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dlbench.cli.main import State, StoreOpt, _int, app, err, out
+from dlbench.cli.app import State, StoreOpt, app, err, out, parse_run_id
 from dlbench.errors import DlbenchError
 from dlbench.report.base import RunInfo
 from dlbench.result import Result
@@ -33,7 +33,7 @@ def load_results(ref: str, store: Store) -> tuple[RunInfo | None, list[Result]]:
             raise DlbenchError(f"{ref} is not valid JSON ({exc.msg} at line {exc.lineno}); "
                                f"re-export it with dlbench export") from None
         return import_any(doc)
-    rid = store.latest_run_id() if ref == "latest" else _int(ref, "run")
+    rid = store.latest_run_id() if ref == "latest" else parse_run_id(ref, "run")
     data = store.load_run(rid)
     return data.run, data.results
 
@@ -219,7 +219,7 @@ def gate(
             opts = RunOptions(output_dir, reporters=(), select=select)
             head_id = Session(s, plugins, opts, st).run().run_id
         else:
-            head_id = _int(head, "--head")
+            head_id = parse_run_id(head, "--head")
         head_results = st.results(head_id)
         title = f"gate: run {head_id} vs {baseline}"
 
@@ -293,7 +293,7 @@ def export(
     if format not in formats:
         raise DlbenchError(f"unknown export format {format!r}: choose one of {', '.join(formats)}")
     st = Store(store)
-    rid = st.latest_run_id() if run_id == "latest" else _int(run_id, "RUN_ID")
+    rid = st.latest_run_id() if run_id == "latest" else parse_run_id(run_id, "RUN_ID")
     data = st.load_run(rid)
     text = json.dumps(formats[format](data.run, data.results), indent=1, allow_nan=False)
     if output:

@@ -14,47 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dlbench.cli.app import State, StoreOpt, app, err, out, parse_run_id
 from dlbench.errors import DlbenchError, choices
-from dlbench.plugins import PluginConfig, Plugins, Registry, get_plugins
+from dlbench.plugins import Plugins, Registry
 from dlbench.store.database import DEFAULT_URL, Store
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="Benchmark deep-learning frameworks: speed, accuracy, scalability, robustness.")
 data_app = typer.Typer(no_args_is_help=True, help="Manage datasets: list, fetch, verify.")
 app.add_typer(data_app, name="data")
-
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
-
-class State:
-    plugins_dirs: tuple[str, ...] = ()
-    disabled: tuple[str, ...] = ()
-    debug: bool = False
-
-    @classmethod
-    def plugins(cls) -> Plugins:
-        return get_plugins(PluginConfig(cls.plugins_dirs, cls.disabled))
-
-
-StoreOpt = Annotated[str, typer.Option("--store", envvar="DLBENCH_STORE",
-                                       help="SQLAlchemy URL of the results store.")]
-
-
-@app.callback()
-def _global(
-    plugins_dir: Annotated[list[str] | None, typer.Option("--plugins-dir", metavar="DIR", help="Load *.py plugin files from DIR.")] = None,
-    disable_plugin: Annotated[list[str] | None, typer.Option("--disable-plugin", metavar="NAME", help="Do not load plugin NAME.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-) -> None:
-    State.plugins_dirs = tuple(plugins_dir or ())
-    State.disabled = tuple(disable_plugin or ())
-    State.debug = debug
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -90,7 +59,7 @@ def run(
     st = Store(store)
     resume_id = None
     if resume is not None:
-        resume_id = st.latest_run_id(s.name) if resume == "latest" else _int(resume, "--resume")
+        resume_id = st.latest_run_id(s.name) if resume == "latest" else parse_run_id(resume, "--resume")
     opts = RunOptions(output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell)
     session = Session(s, plugins, opts, st)
     try:
@@ -258,8 +227,8 @@ def report(
 
     plugins = State.plugins()
     st = Store(store)
-    rid = st.latest_run_id() if run_id == "latest" else _int(run_id, "RUN_ID")
-    base = None if baseline is None else _int(baseline, "--baseline")
+    rid = st.latest_run_id() if run_id == "latest" else parse_run_id(run_id, "RUN_ID")
+    base = None if baseline is None else parse_run_id(baseline, "--baseline")
     print_run(st.load_run(rid), out)
     names = tuple(f for f in format.split(",") if f)
     for name, path in write_reports(st, rid, plugins, output_dir, names, base).items():
@@ -283,13 +252,6 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _int(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise DlbenchError(f"{what} must be a run id (an integer) or 'latest', got {value!r}") from None
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -318,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-import dlbench.cli.ci  # noqa: E402,F401  (registers compare, gate, history, export, import)
+# compare, gate, ab, history, export and import register after the commands above, so that
+# ``dlbench --help`` lists run, list, data and report first (dlbench.cli.ci does not import this module)
+from dlbench.cli import ci  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())
