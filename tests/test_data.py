@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dlbench.data import download
 from dlbench.data import registry as data
 from dlbench.data.registry import DatasetInfo, FileEntry
 from dlbench.errors import DatasetError
@@ -111,7 +112,7 @@ def test_verify_ok_on_shared_data_and_nothing_written() -> None:
     st = data.status(_info(), SHARED)
     assert st.ok and st.state == "ok" and len(st.present) == 2
     # fetch of a complete dataset in a read-only folder writes nothing
-    assert data.fetch(_info(), SHARED, progress=False).ok
+    assert download.fetch(_info(), SHARED, progress=False).ok
     assert _snapshot(SHARED / "mnist") == before
 
 
@@ -190,7 +191,7 @@ def test_fetch_over_http_verifies_and_moves_atomically(served: tuple[str, Path],
     info = _local_info(base, contents)
     root = tmp_path / "cache"
     events: list[tuple[str, int]] = []
-    st = data.fetch(info, root, progress=lambda e, n: events.append((e, n)))
+    st = download.fetch(info, root, progress=lambda e, n: events.append((e, n)))
     assert st.ok
     for p, c in contents.items():
         assert (root / "toy" / p).read_bytes() == c
@@ -202,7 +203,7 @@ def test_fetch_over_http_verifies_and_moves_atomically(served: tuple[str, Path],
     assert sum(n for e, n in events if e == "bytes") == sum(map(len, contents.values()))
     # a second fetch downloads nothing
     upstream.joinpath("a.bin").unlink()
-    assert data.fetch(info, root, progress=False).ok
+    assert download.fetch(info, root, progress=False).ok
 
 
 def test_fetch_replaces_a_corrupt_file_and_keeps_it_on_a_bad_download(served: tuple[str, Path],
@@ -217,11 +218,11 @@ def test_fetch_replaces_a_corrupt_file_and_keeps_it_on_a_bad_download(served: tu
     target.write_bytes(b"stale")
     (upstream / "a.bin").write_bytes(b"tampered upstream")
     with pytest.raises(DatasetError, match=r"downloaded a\.bin from http.*digest mismatch"):
-        data.fetch(info, root, progress=False, workers=1)
+        download.fetch(info, root, progress=False, workers=1)
     assert target.read_bytes() == b"stale"  # the old file is untouched until a verified copy exists
     assert not list((root / "toy").rglob("*.part"))
     (upstream / "a.bin").write_bytes(contents["a.bin"])
-    assert data.fetch(info, root, progress=False).ok
+    assert download.fetch(info, root, progress=False).ok
     assert target.read_bytes() == contents["a.bin"]
 
 
@@ -241,7 +242,7 @@ def test_fetch_from_file_url_and_zip_member(tmp_path: Path) -> None:
         FileEntry("plain.txt", hashlib.sha256(b"plain file").hexdigest(), plain.as_uri()),
     ))
     root = tmp_path / "cache"
-    assert data.fetch(info, root, progress=False).ok
+    assert download.fetch(info, root, progress=False).ok
     assert (root / "zipped" / "table.csv.gz").read_bytes() == payload
     assert sorted(p.name for p in (root / "zipped").iterdir()) == ["plain.txt", "table.csv.gz"]
 
@@ -252,7 +253,7 @@ def test_fetch_zip_member_digest_mismatch(tmp_path: Path) -> None:
         zf.writestr("m", b"content")
     info = DatasetInfo("z", "", (FileEntry("m", "0" * 64, archive.as_uri(), archive_member="m"),))
     with pytest.raises(DatasetError, match="digest mismatch"):
-        data.fetch(info, tmp_path / "cache", progress=False)
+        download.fetch(info, tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache" / "z").exists()  # the folder fetch created is removed again
 
 
@@ -260,7 +261,7 @@ def test_fetch_http_404_is_a_clear_error(served: tuple[str, Path], tmp_path: Pat
     base, _ = served
     info = DatasetInfo("gone", "", (FileEntry("x", "0" * 64, f"{base}/x"),))
     with pytest.raises(DatasetError, match=r"cannot download http://127\.0\.0\.1:\d+/x: HTTP 404"):
-        data.fetch(info, tmp_path / "cache", progress=False)
+        download.fetch(info, tmp_path / "cache", progress=False)
 
 
 def test_fetch_into_read_only_folder_refuses_and_writes_nothing(tmp_path: Path) -> None:
@@ -270,7 +271,7 @@ def test_fetch_into_read_only_folder_refuses_and_writes_nothing(tmp_path: Path) 
     try:
         info = DatasetInfo("toy", "", (FileEntry("x", "0" * 64, (tmp_path / "x").as_uri()),))
         with pytest.raises(DatasetError, match=r"cannot write to .*read-only.*DLBENCH_DATA_DIR"):
-            data.fetch(info, ro, progress=False)
+            download.fetch(info, ro, progress=False)
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
@@ -279,7 +280,7 @@ def test_fetch_into_read_only_folder_refuses_and_writes_nothing(tmp_path: Path) 
 def test_files_without_upstream_explain_the_fetch_note(tmp_path: Path) -> None:
     info = DatasetInfo("manual", "", (FileEntry("x", "0" * 64),), fetch_note="ask the authors")
     with pytest.raises(DatasetError, match="no upstream URL.*ask the authors"):
-        data.fetch(info, tmp_path, progress=False)
+        download.fetch(info, tmp_path, progress=False)
 
 
 def test_derived_dir_avoids_a_read_only_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,10 +184,11 @@ def data_list() -> int:
 def data_fetch(names: Annotated[list[str] | None, typer.Argument(help="Datasets (default: all).")] = None) -> int:
     """Download datasets from upstream into the cache, verifying SHA-256."""
     from dlbench.data import registry as data
+    from dlbench.data.download import fetch
 
     plugins = State.plugins()
     for info in _datasets(plugins, names):
-        data.fetch(info)
+        fetch(info)
         out.print(f"{info.name}: ok ({data.data_dir() / info.name})", highlight=False)
     return 0
 

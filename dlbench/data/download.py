@@ -2,7 +2,8 @@
 
 Every file goes to a hidden temporary file beside its target, its SHA-256 is checked, and only
 then is it moved in place with ``os.replace``, so a reader (or a killed fetch) never leaves a
-half-written file under a dataset's name. Re-exported by :mod:`dlbench.data.registry`.
+half-written file under a dataset's name. It builds on :mod:`dlbench.data.registry` (what a
+dataset is, where it lives, whether its files are valid); the registry never imports it.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from dlbench.data.registry import (
+    DATA_DIR_ENV,
+    DatasetInfo,
+    DatasetStatus,
+    FileEntry,
+    is_writable,
+    status,
+)
 from dlbench.errors import DatasetError
-
-if TYPE_CHECKING:
-    from dlbench.data.registry import DatasetInfo, DatasetStatus, FileEntry
 
 _CHUNK = 1 << 16
 _USER_AGENT = "dlbench-data-fetch/0.1 (+https://pypi.org/project/dlbench)"
-DATA_DIR_ENV = "DLBENCH_DATA_DIR"
 
 
 def _read_umask() -> int:
@@ -51,8 +56,6 @@ def fetch(info: DatasetInfo, root: Path | None = None, progress: bool | Progress
     shows a rich progress bar on stderr, None shows it when stderr is a terminal, a callable
     receives events instead. Raises DatasetError naming the file, the URL and the fix.
     """
-    from dlbench.data.registry import is_writable, status
-
     st = status(info, root)
     folder = st.root
     todo = [fe for fe in info.files if force or fe.path not in st.present]

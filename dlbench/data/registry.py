@@ -1,4 +1,4 @@
-"""Dataset registry, verification and download.
+"""Dataset registry and verification (downloads: :mod:`dlbench.data.download`).
 
 A plugin describes each dataset it needs with a :class:`DatasetInfo` (upstream address and
 SHA-256 of every file, licence, citation) and registers it through the
@@ -6,7 +6,7 @@ SHA-256 of every file, licence, citation) and registers it through the
 
 * :func:`status` / :func:`verify` / :func:`require` only read: the data folder may be read-only
   (a shared CI cache). Digests are memoised per process by ``(path, size, mtime)``.
-* :func:`fetch` (implemented in :mod:`dlbench.data.download`) downloads what is missing or corrupt
+* :func:`dlbench.data.download.fetch` downloads what is missing or corrupt
   from upstream into a temporary file in the same folder, checks its SHA-256 and moves it into
   place with ``os.replace`` (atomic: a reader never sees a half-written file). A zip archive is
   downloaded once per fetch and the members the dataset needs are extracted and verified.
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlbench.data.download import ProgressFn, atomic_writer, fetch
 from dlbench.errors import DatasetError
 
 DATA_DIR_ENV = "DLBENCH_DATA_DIR"
@@ -292,6 +291,6 @@ def copy_dataset(info: DatasetInfo, src_root: Path, dst_root: Path) -> None:
         shutil.copyfile(dataset_dir(info, src_root) / fe.path, dst)
 
 
-__all__ = ["DATA_DIR_ENV", "DatasetInfo", "DatasetStatus", "FileEntry", "ProgressFn", "atomic_writer",
-           "data_dir", "dataset_dir", "derived_dir", "fetch", "files_from_sums", "fix_hint",
+__all__ = ["DATA_DIR_ENV", "DatasetInfo", "DatasetStatus", "FileEntry",
+           "data_dir", "dataset_dir", "derived_dir", "files_from_sums", "fix_hint",
            "read_sha256sums", "require", "sha256_file", "status", "verify"]

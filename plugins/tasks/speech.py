@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 import dlbench
+from dlbench.data.download import atomic_writer
 from dlbench.data.registry import (
     DatasetInfo,
-    atomic_writer,
     derived_dir,
     files_from_sums,
     read_sha256sums,
