@@ -196,10 +196,17 @@ class Framework(ABC):
     """Import names that must be findable for the framework to be installed."""
     distribution: ClassVar[str | None] = None
     """Distribution whose version is reported (``torch``, ``tensorflow``...)."""
+    distributions: ClassVar[tuple[str, ...]] = ()
+    """Every distribution the environment record lists for this framework (their versions enter
+    each run's fingerprint, next to dlbench's own dependencies); empty: ``(distribution,)``."""
     kind: ClassVar[str] = "neural"
     """``neural`` compiles the spec; ``classic`` fits a traditional model for the task."""
     variants: ClassVar[tuple[str, ...]] = ("eager", "compiled")
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    device_kinds: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    """Kinds of device it can run on (``cuda`` covers ``cuda:N``). With ``variants`` and
+    ``precisions`` the parent checks a suite against it at load, without importing the framework;
+    :meth:`devices` says which of them this machine has, in the cell's process."""
     params: ClassVar[dict[str, Param]] = {}
     """Framework-specific suite parameters (e.g. Keras ``backend``)."""
 
@@ -234,12 +241,27 @@ class Framework(ABC):
     def version(self) -> str | None:
         return self.availability().version
 
+    def unsupported(self, device: str, params: Mapping[str, Any]) -> str | None:
+        """Why this framework cannot run a cell on ``device`` with ``params`` (``variant``,
+        ``precision``, its own ``params``), from what it declares alone (``device_kinds``,
+        ``variants``, ``precisions``; nothing is imported), or None when it may. The parent checks
+        suites with it at load and :meth:`check` in the cell; override it (calling super) for
+        limits that depend on a parameter (Keras: ``graph`` needs the tensorflow backend)."""
+        kind = device.split(":", 1)[0]
+        if kind not in self.device_kinds:
+            return f"{self.name} has no device {device!r}: choose one of {', '.join(self.device_kinds)}"
+        for what, offered in (("variant", self.variants), ("precision", self.precisions)):
+            value = params.get(what)
+            if value is not None and value not in offered:
+                return f"{self.name} has no {what} {value!r}: choose one of {', '.join(offered)}"
+        return None
+
     def check(self, options: BuildOptions) -> None:
-        """Raise UnsupportedError for variants/precisions this framework does not offer."""
-        if options.variant not in self.variants:
-            raise UnsupportedError(f"{self.name} has no variant {options.variant!r}: choose one of {', '.join(self.variants)}")
-        if options.precision not in self.precisions:
-            raise UnsupportedError(f"{self.name} has no precision {options.precision!r}: choose one of {', '.join(self.precisions)}")
+        """Raise UnsupportedError for devices, variants or precisions this framework does not offer."""
+        reason = self.unsupported(options.device, {**options.extra, "variant": options.variant,
+                                                   "precision": options.precision})
+        if reason:
+            raise UnsupportedError(reason)
 
     def data_parallel_throughput(self, spec: ModelSpec, weights: Mapping[str, np.ndarray],
                                  options: BuildOptions, run: DataParallelRun) -> list[float]:

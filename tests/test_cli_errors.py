@@ -89,3 +89,36 @@ def test_list_attacks_names_each_attack_and_its_kind():
     rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.count("│") >= 3}
     assert {"fgsm", "pgd", "apgd", "square", "noise"} <= set(rows)
     assert "black-box" in rows["square"] and "white-box" in rows["pgd"] and "baseline" in rows["noise"]
+
+
+def test_unsupported_variant_is_rejected_before_any_cell_starts(tmp_path):
+    suite = tmp_path / "graph.yaml"
+    suite.write_text("name: g\nmatrix:\n  - scenario: speed\n    tasks: [vision]\n    frameworks: [torch]\n"
+                     "    params: {batch_size: 8, variant: graph}\n")
+    pattern = (r"graph.yaml matrix\[0\].params: torch has no variant 'graph': choose one of eager, compiled "
+               r"\(or exclude: \[\{framework: torch, variant: graph\}\]\)$")
+    for extra in ((), ("--dry-run",)):
+        res = run_cli("run", str(suite), "--store", f"sqlite:///{tmp_path}/r.db", "--output-dir",
+                      str(tmp_path / "out"), *extra)
+        one_line_error(res, pattern)
+        assert res.returncode == 2
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / "out").exists()  # nothing stored
+
+
+def test_a_wildcards_unoffered_cells_are_skipped_in_the_parent(tmp_path, plugin_dir):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nmatrix:\n  - scenario: accuracy\n    tasks: [blobs]\n    frameworks: installed\n"
+                     "    params: {epochs: 1, variant: [eager, compiled]}\n")
+    db = f"sqlite:///{tmp_path}/r.db"
+    builtins = [a for fw in ("torch", "tensorflow", "jax", "keras", "sklearn") for a in ("--disable-plugin", fw)]
+    res = run_cli("--plugins-dir", str(plugin_dir), *builtins, "run", str(suite), "--store", db,
+                  "--report", "json", "--output-dir", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    from dlbench.store.database import Store
+
+    st = Store(db)
+    by_variant = {("compiled" if ",compiled" in r.cell.key else "eager"): r for r in st.results(st.latest_run_id())}
+    assert by_variant["eager"].status == "ok"
+    skipped = by_variant["compiled"]
+    assert skipped.status == "skipped" and skipped.duration == 0.0  # recorded by the parent: no process
+    assert skipped.error == "numpyfw has no variant 'compiled': choose one of eager"

@@ -96,3 +96,93 @@ matrix:
     by_fw = {c.framework: c for c in cells}
     assert by_fw["torch"].params["variant"] == "eager" and by_fw["jax"].params["variant"] == "compiled"
     assert by_fw["jax"].key == "speed/vision/jax[cpu,compiled,fp32,bs=8]"
+
+
+# -- what a framework declares it offers, checked in the parent at load ----------------------------
+def block(frameworks: str, extra: str = "") -> str:
+    return f"name: t\nmatrix:\n  - scenario: speed\n    tasks: [vision]\n    frameworks: {frameworks}\n{extra}"
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    (block("[torch, tensorflow]", "    params: {variant: [eager, graph]}\n"),
+     r"s.yaml matrix\[0\].params: torch has no variant 'graph': choose one of eager, compiled "
+     r"\(or exclude: \[\{framework: torch, variant: graph\}\]\)$"),
+    (block("{torch: {}, sklearn: {precision: bf16}}"),
+     r"s.yaml matrix\[0\].frameworks.sklearn: sklearn has no precision 'bf16': choose one of fp32 "),
+    (block("[torch, sklearn]", "    devices: [cpu, 'cuda:1']\n"),
+     r"s.yaml matrix\[0\].devices: sklearn has no device 'cuda:1': choose one of cpu "
+     r"\(or exclude: \[\{framework: sklearn, device: cuda:1\}\]\)$"),
+    (block("{keras: {backend: [jax, mxnet]}}"),
+     r"s.yaml matrix\[0\].frameworks.keras: keras backend='mxnet': choose one of tensorflow, jax, torch$"),
+    (block("{keras: {backend: jax}}", "    params: {variant: graph}\n"),
+     r"s.yaml matrix\[0\].params: keras\[backend=jax\] has no variant 'graph' \(tensorflow backend only\)"),
+])
+def test_what_a_named_framework_does_not_offer_is_an_error_at_load(tmp_path, plugins, text, pattern):
+    with pytest.raises(SuiteError, match=pattern) as info:
+        suites.load(str(write(tmp_path, text)), plugins)
+    assert "\n" not in str(info.value)
+
+
+def test_exclude_lifts_the_check_and_wildcards_keep_their_cells(tmp_path, plugins):
+    text = block("[torch, tensorflow]", "    params: {variant: [eager, graph]}\n"
+                 "    exclude: [{framework: torch, variant: graph}]\n")
+    keys = [c.key for c in suites.load(str(write(tmp_path, text)), plugins).cells(plugins)]
+    assert len(keys) == 3 and not any(k.startswith("speed/vision/torch[cpu,graph") for k in keys)
+    # `all` and `installed` name no framework: a cell its framework does not offer is kept, and
+    # skipped in the parent with the reason (see test_cli_errors), never started
+    cells = suites.load(str(write(tmp_path, block("all", "    params: {variant: graph}\n"))), plugins).cells(plugins)
+    torch = next(c for c in cells if c.framework == "torch")
+    assert plugins.frameworks.get("torch").unsupported(torch.device, torch.params) == \
+        "torch has no variant 'graph': choose one of eager, compiled"
+    assert plugins.frameworks.get("tensorflow").unsupported("cuda:0", {"variant": "graph", "precision": "bf16"}) is None
+
+
+MISSING_FW = '''
+import dlbench
+from dlbench.framework import Framework
+
+class Absent(Framework):
+    name = "absentfw"
+    modules = ("no_such_module_for_dlbench_tests",)
+    variants = ("eager",)
+    device_kinds = ("cpu",)
+    def devices(self):
+        raise AssertionError("the parent never asks an absent framework for its devices")
+    def build(self, spec, weights, options):
+        raise AssertionError("never built")
+
+@dlbench.hookimpl
+def dlbench_register_frameworks(register):
+    register(Absent())
+'''
+
+
+def test_checks_use_class_attributes_only(tmp_path):
+    """A framework that is not installed is checked (and stays skippable); nothing is imported."""
+    import subprocess
+    import sys
+
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "absent.py").write_text(MISSING_FW)
+    ok = write(tmp_path, block("[absentfw, torch]"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(block("[absentfw, torch, jax, tensorflow, keras]", "    params: {variant: compiled}\n"))
+    script = textwrap.dedent(f"""
+        import sys
+        from dlbench.errors import SuiteError
+        from dlbench.plugins import PluginConfig, Plugins
+        from dlbench.run import suite as suites
+        plugins = Plugins(PluginConfig(plugins_dirs=({str(tmp_path / "plug")!r},)))
+        assert not plugins.frameworks.get("absentfw").availability().installed
+        assert len(suites.load({str(ok)!r}, plugins).cells(plugins)) == 2
+        try:
+            suites.load({str(bad)!r}, plugins)
+        except SuiteError as exc:
+            print(exc)
+        heavy = {{"torch", "tensorflow", "jax", "keras", "sklearn"}} & set(sys.modules)
+        print("imported:", sorted(heavy))
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "matrix[0].params: absentfw has no variant 'compiled': choose one of eager" in res.stdout
+    assert "imported: []" in res.stdout

@@ -110,6 +110,8 @@ class Session:
         reason = None if avail.installed else f"{fw.name} is not installed: {avail.reason}"
         if reason is not None and self.launch_config().python not in (None, sys.executable):
             reason = None  # another interpreter runs the cell: its worker checks for itself
+        if reason is None:  # what it declares it offers (cells of `frameworks: installed` or `all`)
+            reason = fw.unsupported(cell.device, cell.params)
         if reason is None:
             reason = self.plugins.scenarios.get(cell.scenario).skip_reason(
                 cell, self.plugins.tasks.get(cell.task), fw)

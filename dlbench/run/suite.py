@@ -1,7 +1,9 @@
 """Suites: YAML validated with pydantic, expanded into cells.
 
 A suite is a list of matrix blocks; each block is scenario x tasks x frameworks x devices x
-parameters. Every mistake is reported with the file, the field and the valid choices.
+parameters. Every mistake is reported with the file, the field and the valid choices, at load,
+before any cell starts: that includes what a framework declares it offers (variants, precisions,
+device kinds, its own parameters' choices; class attributes, never an import).
 
 ```yaml
 name: quick
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dlbench.cell import Cell
 from dlbench.errors import SuiteError, choices
+from dlbench.framework import Framework
 from dlbench.params import COMMON_PARAMS, Param
 from dlbench.plugins import Plugins
 
@@ -205,6 +208,9 @@ def _listify(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list) else [v]
 
 
+WILDCARDS = ("all", "installed")
+
+
 def _frameworks(block: Block, where: str, plugins: Plugins) -> dict[str, dict[str, Any]]:
     """Framework names with their parameter overrides (``{jax: {variant: compiled}}``)."""
     fws = block.frameworks
@@ -222,11 +228,33 @@ def _frameworks(block: Block, where: str, plugins: Plugins) -> dict[str, dict[st
     return out
 
 
+def _offered(fw: Framework, device: str, params: dict[str, Any], sources: dict[str, str],
+             where: str) -> str | None:
+    """What the framework declares it cannot do for this cell (device kind, variant, precision,
+    a limit of its own), as one line naming the field that asks for it and the fix; None if it may."""
+    reason = fw.unsupported(device, params)
+    if reason is None:
+        return None
+    if device.split(":", 1)[0] not in fw.device_kinds:
+        field, key, value = f"{where}.devices", "device", device
+    else:
+        bad = [k for k, offered in (("variant", fw.variants), ("precision", fw.precisions))
+               if params.get(k) not in offered]
+        key = bad[0] if bad else next((k for k in ("variant", "precision") if k in sources), "")
+        field, value = sources.get(key, where), str(params.get(key))
+    fix = f" (or exclude: [{{framework: {fw.name}, {key}: {value}}}])" if key else ""
+    return f"{field}: {reason}{fix}"
+
+
 def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Cell]:
     where = f"{suite.where} matrix[{index}]"
     scenario = plugins.scenarios.get(block.scenario, f"{where}.scenario")
     task_items = block.tasks.items() if isinstance(block.tasks, dict) else ((t, {}) for t in block.tasks)
     frameworks = _frameworks(block, f"{where}.frameworks", plugins)
+    # frameworks named in the block must offer what it asks for (an error at load); a wildcard's
+    # (installed, all) cells that ask for more than their framework offers are skipped in the
+    # parent with the reason (dlbench.run.session), never started
+    named = not (isinstance(block.frameworks, str) and block.frameworks in WILDCARDS)
     cells: list[Cell] = []
     for task_name, task_overrides in task_items:
         task = plugins.tasks.get(task_name, f"{where}.tasks")
@@ -237,9 +265,12 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
             declared.update(fw_params)
             all_fw_params = {k for f in plugins.frameworks for k in f.params}
             given = {**block.params, **(task_overrides or {}), **fw_overrides}
+            sources = {**{k: f"{where}.params" for k in block.params},
+                       **{k: f"{where}.tasks.{task_name}" for k in task_overrides or {}},
+                       **{k: f"{where}.frameworks.{fw_name}" for k in fw_overrides}}
             for k in given:
                 if k not in declared and k not in all_fw_params:
-                    raise SuiteError(f"{where}.params: unknown parameter {k!r} for scenario {scenario.name!r}, "
+                    raise SuiteError(f"{sources[k]}: unknown parameter {k!r} for scenario {scenario.name!r}, "
                                      f"task {task_name!r}: choose one of {choices(declared)}")
             # parameters of other frameworks (e.g. keras 'backend') do not expand this framework
             given = {k: v for k, v in given.items() if k in declared}
@@ -247,7 +278,8 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
                 for value in _listify(v):
                     err = declared[k].validate(k, value)
                     if err:
-                        raise SuiteError(f"{where}.params: {err}")
+                        owner = f"{fw_name} " if k in fw_params else ""
+                        raise SuiteError(f"{sources[k]}: {owner}{err}")
             keys = list(given)
             for combo in itertools.product(*(_listify(given[k]) for k in keys)):
                 params = {k: p.default for k, p in declared.items()}
@@ -257,6 +289,9 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
                     row = {"framework": fw_name, "task": task_name, "device": device, **params}
                     if any(all(row.get(k) == v for k, v in ex.items()) for ex in block.exclude):
                         continue
+                    problem = _offered(fw, device, params, sources, where) if named else None
+                    if problem:
+                        raise SuiteError(problem)
                     cells.append(Cell(block.scenario, task_name, fw_name, device, params,
                                       float(block.timeout or suite.model.timeout), dict(block.budget),
                                       tuple(keys)))

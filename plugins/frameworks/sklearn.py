@@ -92,6 +92,7 @@ class SklearnFramework(Framework):
     kind = "classic"
     variants = ("eager",)
     precisions = ("fp32",)
+    device_kinds = ("cpu",)
 
     def __init__(self) -> None:
         self._limits: Any = None

@@ -101,12 +101,19 @@ class KerasFramework(Framework):
         n = kb.gpu_count(backend)
         return ["cpu"] + ["cuda" if i == 0 else f"cuda:{i}" for i in range(n)]
 
+    def unsupported(self, device: str, params: Mapping[str, Any]) -> str | None:
+        """Also: ``graph`` (tf.function) needs the tensorflow backend (checked in the parent too)."""
+        backend = params.get("backend")
+        if params.get("variant") == "graph" and backend is not None and backend != "tensorflow":
+            return (f"keras[backend={backend}] has no variant 'graph' (tensorflow backend only): "
+                    "choose eager or compiled")
+        return super().unsupported(device, params)
+
     def check(self, options: BuildOptions) -> None:
         super().check(options)
-        backend = self.backend(options)
-        if options.variant == "graph" and backend != "tensorflow":
-            raise UnsupportedError(f"keras[backend={backend}] has no variant 'graph' (tensorflow "
-                                   "backend only): choose eager or compiled")
+        reason = self.unsupported(options.device, {"variant": options.variant, "backend": self.backend(options)})
+        if reason:
+            raise UnsupportedError(reason)
 
     def build(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], options: BuildOptions) -> KerasModel:
         self.check(options)
