@@ -122,3 +122,19 @@ def test_a_wildcards_unoffered_cells_are_skipped_in_the_parent(tmp_path, plugin_
     skipped = by_variant["compiled"]
     assert skipped.status == "skipped" and skipped.duration == 0.0  # recorded by the parent: no process
     assert skipped.error == "numpyfw has no variant 'compiled': choose one of eager"
+
+
+@pytest.mark.parametrize(("body", "pattern"), [
+    ("@dlbench.hookimpl\ndef dlbench_register_taskz(register):\n    pass\n",
+     r"^error: plugin 'myplug' \(.*myplug.py\) implements unknown hook 'dlbench_register_taskz': "
+     r"did you mean 'dlbench_register_tasks'\?$"),
+    ("from dlbench.framework import Framework\nclass F(Framework):\n    name = 'f'\n"
+     "@dlbench.hookimpl\ndef dlbench_register_frameworks(register):\n    register(F)\n",
+     r"^error: plugin 'myplug' \(.*myplug.py\) registered the class F as a framework: register an instance, "
+     r"register\(F\(\)\)$"),
+])
+def test_plugin_mistakes_are_one_line_and_exit_2(tmp_path, body, pattern):
+    (tmp_path / "myplug.py").write_text("import dlbench\n" + body)
+    res = run_cli("--plugins-dir", str(tmp_path), "list", "plugins")
+    one_line_error(res, pattern)
+    assert res.returncode == 2 and "internal error" not in res.stderr
