@@ -53,7 +53,7 @@ def dlbench_register_scenarios(register: Callable[[Scenario], None]) -> None:
 def dlbench_register_attacks(register: Callable[[Any], None]) -> None:
     """Register adversarial attacks or corruptions used by the robustness scenario.
 
-    Each object has a unique ``name`` and the interface its scenario documents.
+    Each is an instance of :class:`dlbench.robustness.attacks.Attack` with a unique ``name``.
     """
 
 
