@@ -7,13 +7,15 @@ every framework.
 
 from __future__ import annotations
 
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from dlbench.errors import UnsupportedError
 from dlbench.framework import Batch, TrainConfig
 from dlbench.params import Param
 from dlbench.spec import ModelSpec
@@ -67,11 +69,55 @@ class PerturbationDomain:
     features scaled from an 80 dB range; 1 for relative-norm budgets."""
 
 
+@dataclass(frozen=True)
+class Corruption:
+    """One corruption a task declares (:meth:`Task.corruptions`), at graded levels (1 = mildest).
+
+    ``values[i - 1]`` is the parameter of level ``i``, in ``unit`` (``sigma``, ``dB SNR``,
+    ``fraction of words``); ``split`` says what it corrupts: ``test`` the evaluation inputs,
+    ``train`` the training data (the robustness scenario then retrains and scores the clean test
+    split). :meth:`Task.corrupt` applies it.
+    """
+
+    name: str
+    values: tuple[float, ...]
+    unit: str
+    split: str = "test"
+
+    @property
+    def levels(self) -> range:
+        return range(1, len(self.values) + 1)
+
+    def value(self, level: int) -> float:
+        if not 1 <= int(level) <= len(self.values):
+            raise UnsupportedError(
+                f"corruption {self.name!r} has levels 1-{len(self.values)}, not {level}"
+            )
+        return self.values[int(level) - 1]
+
+    def seed(self, seed: int, level: int) -> list[int]:
+        """The random-generator seed of one level: the same for every framework."""
+        return [int(seed), zlib.crc32(self.name.encode()), int(level)]
+
+
+def find_corruption(corruptions: Iterable[Corruption], name: str, task: str = "") -> Corruption:
+    """The corruption called ``name``; an UnsupportedError listing the valid names otherwise."""
+    cs = tuple(corruptions)
+    for c in cs:
+        if c.name == name:
+            return c
+    names = ", ".join(c.name for c in cs) or "(none)"
+    where = f"{task} " if task else ""
+    raise UnsupportedError(f"unknown {where}corruption {name!r}: choose one of {names}")
+
+
 class Task(ABC):
     """A task plugin. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
-    domain: ClassVar[str]  # vision | speech | nlp | recommendation
+    domain: ClassVar[str]
+    """What kind of data (e.g. ``vision``, ``speech``): shown in listings; the core never branches
+    on it (a task brings its own corruptions and perturbation domain)."""
     description: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}
     """Task parameters a suite may set (dataset, model, activation...)."""
@@ -163,19 +209,18 @@ class Task(ABC):
     def perturbation(self, params: Mapping[str, Any]) -> PerturbationDomain:
         return PerturbationDomain()
 
-    def corrupt(self, x: Batch, y: np.ndarray, kind: str, severity: float, rng: np.random.Generator,
-                dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Apply corruption ``kind`` at ``severity`` to examples of this task (optional).
+    def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
+        """The corruptions this task defines, with their graded levels (default: none; the
+        robustness scenario then records that the task declares none)."""
+        return ()
 
-        The kinds and graded severities of each domain, and which split they apply to (test
-        inputs for images, audio and text; training interactions for recommendation, which
-        the robustness scenario then retrains on), are listed in
-        :data:`dlbench.robustness.corruptions.CATALOGUE`, whose functions do the work; a task
-        implements this by calling them with what only it knows (input names, feature scale,
-        vocabulary). ``dataset`` is the loaded dataset (its ``meta``). Returns new ``(x, y)``.
-        """
-        from dlbench.errors import UnsupportedError
-
+    def corrupt(self, x: Batch, y: np.ndarray, corruption: str, level: int,
+                rng: np.random.Generator, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Apply corruption ``corruption`` (one of :meth:`corruptions`) at integer ``level``
+        (1 = mildest) to examples ``x, y`` of the split the corruption names (test inputs, or
+        the training data), using what only the task knows (input names, feature scale,
+        vocabulary; ``dataset`` is the loaded dataset, with its ``meta``). ``rng`` is seeded per
+        corruption and level, the same for every framework. Returns new ``(x, y)``."""
         raise UnsupportedError(f"task {self.name!r} implements no corruptions (Task.corrupt)")
 
     def describe(self, params: Mapping[str, Any]) -> str:

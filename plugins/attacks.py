@@ -1,17 +1,17 @@
 """Built-in attacks of the robustness scenario: FGSM, PGD, APGD-CE, Square and random noise
-(registered like any third-party plugin; see :mod:`dlbench.robustness.attacks`)."""
+(registered like any third-party plugin; ``dlbench.api.BUILTIN_ATTACKS``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-import dlbench
+from dlbench.api import hookimpl
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_attacks(register: Callable[[Any], None]) -> None:
-    from dlbench.robustness.attacks import BUILTIN
+    from dlbench.api import BUILTIN_ATTACKS
 
-    for attack in BUILTIN:
+    for attack in BUILTIN_ATTACKS:
         register(attack)

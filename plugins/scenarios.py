@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import dlbench
+from dlbench.api import hookimpl
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_scenarios(register: Callable[[Any], None]) -> None:
-    from dlbench.scenarios.accuracy import AccuracyScenario
-    from dlbench.scenarios.fidelity import FidelityScenario
-    from dlbench.scenarios.parity import ParityScenario
-    from dlbench.scenarios.robustness import RobustnessScenario
-    from dlbench.scenarios.scalability import ScalabilityScenario
-    from dlbench.scenarios.speed import SpeedScenario
+    from dlbench.api import (
+        AccuracyScenario,
+        FidelityScenario,
+        ParityScenario,
+        RobustnessScenario,
+        ScalabilityScenario,
+        SpeedScenario,
+    )
 
     register(SpeedScenario())
     register(AccuracyScenario())

@@ -13,18 +13,26 @@ import pytest
 from dlbench.cell import Cell
 from dlbench.plugins import Registry
 from dlbench.report.base import RunData, RunInfo
-from dlbench.report.common import config_labels, fmt_num, headline, metric_direction
+from dlbench.report.common import config_labels, fmt_num, headline
 from dlbench.report.html import HtmlReporter
 from dlbench.report.json_report import JsonReporter, run_data_from_json
 from dlbench.report.markdown import MarkdownReporter, md_escape
-from dlbench.report.tables import accuracy_table, baseline_table, speed_table
+from dlbench.report.tables import Table, baseline_table, leaderboard
 from dlbench.report.terminal import TerminalReporter, print_report
 from dlbench.result import Measurement, Result
+from dlbench.scenarios.accuracy import AccuracyScenario
+from dlbench.scenarios.figures import metric_direction
+from dlbench.scenarios.robustness import RobustnessScenario
+from dlbench.scenarios.speed import SpeedScenario
 
 try:
     from tests.report_data import HOSTILE, make_run_data
 except ImportError:  # tests/ itself on sys.path (pytest's default "prepend" import mode)
     from report_data import HOSTILE, make_run_data
+
+
+def speed_table(task: str, results: list[Result]) -> Table | None:
+    return leaderboard(SpeedScenario(), task, results)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +118,7 @@ def test_speed_leaderboard_ranks_fastest_first_within_mode_and_batch(data: RunDa
 
 
 def test_accuracy_leaderboard_orders_lower_is_better_metrics_ascending(data: RunData) -> None:
-    table = accuracy_table("recsys", [r for r in data.results if r.cell.task == "recsys"])
+    table = leaderboard(AccuracyScenario(), "recsys", [r for r in data.results if r.cell.task == "recsys"])
     assert table is not None
     assert table.columns[2] == "rmse ↓"
     assert [c.text for c in table.column("Framework")] == ["torch", "tensorflow"]
@@ -361,7 +369,6 @@ def test_parity_table_tells_keras_backends_apart() -> None:
 
 def test_robustness_table_ranks_error_metrics_low_first() -> None:
     """Recommendation's clean metric is RMSE: a smaller area under RMSE-vs-epsilon is better."""
-    from dlbench.report.tables import robustness_table
     from dlbench.result import Result
 
     def rmse_cell(fw: str, clean: float, auc: float) -> Result:
@@ -371,11 +378,11 @@ def test_robustness_table_ranks_error_metrics_low_first() -> None:
                                "metric_ci": {"clean_metric": [clean - 0.01, clean + 0.01]}})
 
     rows = [rmse_cell("torch", 0.92, 1.30), rmse_cell("jax", 0.93, 1.10)]
-    table = robustness_table("recsys", rows)
+    table = leaderboard(RobustnessScenario(), "recsys", rows)
     assert table is not None
-    assert table.columns[1] == "Clean rmse" and table.columns[2] == "Robustness AUC ↓"
-    assert [row[0].text for row in table.rows] == ["jax", "torch"]
-    assert "0.92" in table.rows[1][1].text
+    assert table.columns[2] == "Clean rmse" and table.columns[3] == "Robustness AUC ↓"
+    assert [row[1].text for row in table.rows] == ["jax", "torch"]
+    assert "0.92" in table.rows[1][2].text
     h = headline(rows[0])
     assert h is not None and h.name == "clean_rmse" and h.higher_is_better is False
 

@@ -1,18 +1,17 @@
-"""Corruptions change inputs, more at each severity level, in all four domains."""
+"""Corruptions change inputs, more at each severity level, in each built-in task (each task
+declares its own: :meth:`dlbench.task.Task.corruptions`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from dlbench.builtin.tasks._audio import corrupt_logmel
+from dlbench.builtin.tasks._images import IMAGE_CORRUPTIONS
+from dlbench.builtin.tasks.nlp import typo_tokens
+from dlbench.builtin.tasks.recsys import corrupt_interactions
 
 from dlbench.errors import UnsupportedError
 from dlbench.plugins import get_plugins
-from dlbench.robustness.corruptions import (
-    CATALOGUE,
-    corrupt_interactions,
-    corrupt_logmel,
-    typo_tokens,
-)
 
 
 def _graded(distances: list[float]) -> None:
@@ -28,7 +27,7 @@ def digits():
     return task, task.load({"dataset": "digits"})
 
 
-@pytest.mark.parametrize("name", [c.name for c in CATALOGUE["vision"]])
+@pytest.mark.parametrize("name", [c.name for c in IMAGE_CORRUPTIONS])
 def test_image_corruptions_are_graded(name, digits) -> None:
     task, data = digits
     x = {"image": data.x_test["image"][:64]}
@@ -140,3 +139,22 @@ def test_recommendation_corruptions_are_graded(implicit) -> None:
     _graded([float(v) for v in dropped])
     _graded([float(v) for v in added])
     assert dropped[-1] == round(0.5 * observed)
+
+
+def test_each_builtin_task_declares_its_corruptions() -> None:
+    plugins = get_plugins()
+    names = {t: [c.name for c in plugins.tasks.get(t).corruptions({})]
+             for t in ("vision", "speech", "nlp", "recsys")}
+    assert "blur" in names["vision"] and "white_noise" in names["speech"]
+    assert names["nlp"] == ["typos"]
+    assert names["recsys"] == ["dropped_interactions", "random_interactions"]
+    splits = {c.split for c in plugins.tasks.get("recsys").corruptions({})}
+    assert splits == {"train"}
+
+
+def test_an_unknown_corruption_names_the_valid_ones() -> None:
+    task = get_plugins().tasks.get("vision")
+    x = {"image": np.zeros((2, 8, 8, 1), np.float32)}
+    with pytest.raises(UnsupportedError, match="unknown vision corruption 'fog': choose one of "
+                                               "gaussian_noise"):
+        task.corrupt(x, np.zeros(2), "fog", 1, np.random.default_rng(0), None)

@@ -1,8 +1,8 @@
 """Differences between two environment fingerprints that can explain a change in numbers.
 
 The fingerprint is a nested dict (whatever ``dlbench.measure`` records); it is flattened to dotted
-keys (``frameworks.torch``, ``cpu.model``, ``gpu.0.name``) and every key whose value differs is
-reported, important ones (Python, framework and library versions, CPU, GPU, OS, thread settings)
+keys (``versions.numpy``, ``cpu.model``, ``gpu.0.name``) and every key whose value differs is
+reported, important ones (Python, package versions, CPU, GPU, OS, thread settings)
 first. Volatile entries (times, process ids, free memory, load, host name) and the fingerprint's
 ``digest`` (a hash of the rest) are ignored.
 """
@@ -18,10 +18,12 @@ _VOLATILE = re.compile(
     re.IGNORECASE,
 )
 _IMPORTANT = re.compile(
-    r"python|framework|torch|tensorflow|jax|keras|numpy|scipy|sklearn|scikit|cuda|cudnn|driver|"
+    r"^versions\.|python|framework|cuda|cudnn|driver|"
     r"cpu|gpu|device|processor|model|brand|platform|system|release|os|threads|blas|mkl|openblas",
     re.IGNORECASE,
 )
+"""Keys shown first: every package version (``versions.*``: dlbench's dependencies and those the
+framework plugins declare), Python, the machine and the thread settings."""
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

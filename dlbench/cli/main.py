@@ -70,8 +70,9 @@ def run(
                   f"continue with: dlbench run {suite} --resume {session.run_id}")
         raise typer.Exit(130) from None
     from dlbench.report.terminal import print_report as print_run
+    from dlbench.report.write import load_run_data
 
-    data = st.load_run(session.run_id)
+    data = load_run_data(st, session.run_id, plugins=plugins)
     print_run(data, out)
     paths = session.write_reports()
     for name, path in paths.items():
@@ -224,13 +225,13 @@ def report(
 ) -> int:
     """Rebuild a run's reports from the store (and print its table)."""
     from dlbench.report.terminal import print_report as print_run
-    from dlbench.report.write import write_reports
+    from dlbench.report.write import load_run_data, write_reports
 
     plugins = State.plugins()
     st = Store(store)
     rid = st.latest_run_id() if run_id == "latest" else parse_run_id(run_id, "RUN_ID")
     base = None if baseline is None else parse_run_id(baseline, "--baseline")
-    print_run(st.load_run(rid), out)
+    print_run(load_run_data(st, rid, plugins=plugins), out)
     names = tuple(f for f in format.split(",") if f)
     for name, path in write_reports(st, rid, plugins, output_dir, names, base).items():
         out.print(f"{name} report: {path}", highlight=False)

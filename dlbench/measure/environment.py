@@ -7,16 +7,22 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-DISTRIBUTIONS = (
-    "dlbench", "numpy", "scipy", "torch", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "flax",
-    "optax", "keras", "scikit-learn", "adversarial-robustness-toolbox",
-)
+from dlbench.framework import Framework
+
+CORE = "dlbench"
+MEASURING_EXTRAS = ("robustness",)
+"""dlbench's extras whose packages change measurements (ART and Pillow for the robustness
+scenario); the frameworks' packages come from the framework plugins themselves."""
+FALLBACK_CORE = ("numpy", "scipy")
+"""dlbench's numerical dependencies, when its metadata cannot be read (a source tree)."""
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "TF_NUM_INTRAOP_THREADS",
                "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")
 
@@ -89,9 +95,39 @@ def resolve_threads(requested: int | None) -> int:
     return int(requested)
 
 
-def versions() -> dict[str, str]:
+@lru_cache(maxsize=1)
+def core_distributions() -> tuple[str, ...]:
+    """dlbench and what it requires (its package metadata: every dependency, and those of the
+    :data:`MEASURING_EXTRAS`), in that order."""
+    try:
+        requires = importlib.metadata.requires(CORE) or []
+    except importlib.metadata.PackageNotFoundError:
+        return (CORE, *FALLBACK_CORE)
+    names = [CORE]
+    for req in requires:
+        spec, _, marker = req.partition(";")
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)
+        if extra is not None and extra.group(1) not in MEASURING_EXTRAS:
+            continue
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if name is not None and name.group(1).lower() != CORE:
+            names.append(name.group(1).lower())
+    return tuple(dict.fromkeys(names))
+
+
+def framework_distributions(frameworks: Iterable[Framework]) -> list[str]:
+    """The distributions the framework plugins declare (:attr:`Framework.distributions`)."""
+    out: list[str] = []
+    for fw in frameworks:
+        out += fw.distributions or ((fw.distribution,) if fw.distribution else ())
+    return list(dict.fromkeys(out))
+
+
+def versions(distributions: Iterable[str] = ()) -> dict[str, str]:
+    """Installed versions of dlbench's own dependencies and of ``distributions`` (those the
+    loaded framework plugins declare); distributions that are not installed are left out."""
     out = {}
-    for dist in DISTRIBUTIONS:
+    for dist in dict.fromkeys([*core_distributions(), *distributions]):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -99,8 +135,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def fingerprint() -> dict[str, Any]:
-    """Machine, software and thread settings; ``digest`` identifies the combination."""
+def fingerprint(distributions: Iterable[str] = ()) -> dict[str, Any]:
+    """Machine, software and thread settings; ``digest`` identifies the combination.
+    ``distributions`` are the framework plugins' (:func:`framework_distributions`)."""
     env = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -112,7 +149,7 @@ def fingerprint() -> dict[str, Any]:
         "memory_gb": _memory_gb(),
         "hostname": platform.node(),
         "gpus": gpus(),
-        "versions": versions(),
+        "versions": versions(distributions),
         "env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
     }
     stable = {k: v for k, v in env.items() if k != "hostname"}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dlbench.result import Result
+from dlbench.scenarios.base import Scenario
 
 
 @dataclass
@@ -26,12 +28,15 @@ class RunInfo:
 @dataclass
 class RunData:
     """A run with all its results; ``baseline`` is an optional run to compare against;
-    ``history`` maps cell keys to earlier (run id, commit, median) points for trend views."""
+    ``history`` maps cell keys to earlier (run id, commit, median) points for trend views;
+    ``scenarios`` are the loaded scenario plugins by name, which give each result's headline and
+    each leaderboard's columns (None: the installed plugins' scenarios)."""
 
     run: RunInfo
     results: list[Result]
     baseline: RunData | None = None
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    scenarios: Mapping[str, Scenario] | None = None
 
 
 class Reporter(ABC):

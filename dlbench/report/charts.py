@@ -16,6 +16,7 @@ from typing import Any
 from dlbench.report.common import (
     FLAG_MARK,
     Flag,
+    Scenarios,
     as_float,
     config_labels,
     flags_of,
@@ -24,6 +25,7 @@ from dlbench.report.common import (
     fmt_num,
     group_by,
     group_by_task,
+    installed_scenarios,
     is_nan,
     measurement_headline,
 )
@@ -107,8 +109,12 @@ class _Colors:
         return self._map[label]
 
 
-def _ok(results: list[Result], scenario: str) -> list[Result]:
-    return [r for r in results if r.cell.scenario == scenario and r.status == "ok"]
+def _ok(results: list[Result], chart: str, scenarios: Scenarios | None) -> list[Result]:
+    """The finished results whose scenario draws ``chart`` (:attr:`Scenario.charts
+    <dlbench.scenarios.base.Scenario.charts>`)."""
+    found = installed_scenarios() if scenarios is None else scenarios
+    return [r for r in results if r.status == "ok"
+            and chart in getattr(found.get(r.cell.scenario), "charts", ())]
 
 
 def _labels(results: list[Result], exclude: tuple[str, ...] = ()) -> dict[int, str]:
@@ -121,14 +127,15 @@ def flagged_name(label: str, flags: tuple[Flag, ...]) -> str:
     return f"{label} {FLAG_MARK}" if flags else label
 
 
-def throughput_charts(results: list[Result], color: _Colors) -> list[Chart]:
+def throughput_charts(results: list[Result], color: _Colors,
+                     scenarios: Scenarios | None = None) -> list[Chart]:
     """Per task and mode: one panel per batch size (own y axis), one bar per framework
     configuration with its 95% CI as error bar."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     charts = []
-    for task, rs in group_by_task(_ok(results, "speed")).items():
+    for task, rs in group_by_task(_ok(results, "throughput", scenarios)).items():
         rs = [r for r in rs if measurement_headline(r, "throughput")]
         for (mode,), group in group_by(rs, "mode").items():
             labels = _labels(group, ("mode", "batch_size"))
@@ -161,11 +168,12 @@ def throughput_charts(results: list[Result], color: _Colors) -> list[Chart]:
     return charts
 
 
-def latency_charts(results: list[Result], color: _Colors) -> list[Chart]:
+def latency_charts(results: list[Result], color: _Colors,
+                     scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
     charts = []
-    for task, rs in group_by_task(_ok(results, "speed")).items():
+    for task, rs in group_by_task(_ok(results, "latency", scenarios)).items():
         rs = [r for r in rs if (m := r.measurement("latency")) is not None and m.samples]
         for (mode,), group in group_by(rs, "mode").items():
             labels = _labels(group, ("mode",))
@@ -197,11 +205,12 @@ def _curve_metric(rows: list[dict[str, Any]], headline: str | None = None) -> st
     return "train_loss" if any("train_loss" in r for r in rows) else None
 
 
-def learning_curve_charts(results: list[Result], color: _Colors) -> list[Chart]:
+def learning_curve_charts(results: list[Result], color: _Colors,
+                     scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
     charts = []
-    for task, rs in group_by_task(_ok(results, "accuracy")).items():
+    for task, rs in group_by_task(_ok(results, "learning", scenarios)).items():
         rs = [r for r in rs if r.series.get("learning_curve")]
         if not rs:
             continue
@@ -230,11 +239,12 @@ def learning_curve_charts(results: list[Result], color: _Colors) -> list[Chart]:
     return charts
 
 
-def robustness_charts(results: list[Result], color: _Colors) -> list[Chart]:
+def robustness_charts(results: list[Result], color: _Colors,
+                     scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
     charts = []
-    for task, rs in group_by_task(_ok(results, "robustness")).items():
+    for task, rs in group_by_task(_ok(results, "robustness", scenarios)).items():
         rs = [r for r in rs if r.series.get("robustness_curve")]
         if not rs:
             continue
@@ -268,11 +278,12 @@ def robustness_charts(results: list[Result], color: _Colors) -> list[Chart]:
     return charts
 
 
-def scaling_charts(results: list[Result], color: _Colors) -> list[Chart]:
+def scaling_charts(results: list[Result], color: _Colors,
+                     scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
     charts = []
-    for task, rs in group_by_task(_ok(results, "scalability")).items():
+    for task, rs in group_by_task(_ok(results, "scaling", scenarios)).items():
         rs = [r for r in rs if r.series.get("scaling")]
         if not rs:
             continue
@@ -312,16 +323,17 @@ def build_charts(data: Any) -> dict[str, list[Chart]]:
     color = _Colors()
     res = data.results
     sections = {
-        "throughput": throughput_charts(res, color),
-        "latency": latency_charts(res, color),
-        "learning": learning_curve_charts(res, color),
-        "robustness": robustness_charts(res, color),
-        "scaling": scaling_charts(res, color),
-        "history": history_charts(res, data.history, data.run.id) if data.history else [],
+        "throughput": throughput_charts(res, color, data.scenarios),
+        "latency": latency_charts(res, color, data.scenarios),
+        "learning": learning_curve_charts(res, color, data.scenarios),
+        "robustness": robustness_charts(res, color, data.scenarios),
+        "scaling": scaling_charts(res, color, data.scenarios),
+        "history": history_charts(res, data.history, data.run.id, data.scenarios)
+        if data.history else [],
         "baseline": [],
     }
     if data.baseline is not None:
-        bc = baseline_chart(res, data.baseline.results)
+        bc = baseline_chart(res, data.baseline.results, data.scenarios)
         sections["baseline"] = [bc] if bc else []
     seen: set[str] = set()
     for charts in sections.values():

@@ -5,46 +5,26 @@ a result."""
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dlbench.cell import Cell
 from dlbench.result import FLAGS, STATUSES, Measurement, Result
-
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "error", "err", "perplexity", "latency",
-                             "time", "duration", "memory", "mb", "s", "ms", "seconds"})
-"""Words of a metric name (split at non-alphanumerics) that mean "lower is better"."""
-
-NON_TASK_METRICS = ("train_time_s", "time_to_target_s", "compile_time_s", "peak_host_memory_mb",
-                    "peak_device_memory_mb", "clean_accuracy", "auc", "n_test", "n_train", "epochs",
-                    "first_epoch_s", "first_call_s")
-"""Metrics a scenario adds next to the task's own metrics."""
+from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import (
+    Figure,
+    as_float,
+    default_figure,
+    is_nan,
+    measurement_figure,
+    metric_figure,
+)
 
 BARE_PARAMS = ("device", "variant", "precision", "mode")
 PARAM_ABBREV = {"batch_size": "bs"}
 DASH = "–"
-
-
-def metric_direction(name: str) -> bool:
-    """True when a higher value of metric ``name`` is better (accuracy, f1, hr@10, auc,
-    throughput); False for errors, losses, times and memory (rmse, mae, loss, train_time_s)."""
-    words = set(re.split(r"[^a-z0-9]+", name.lower()))
-    return not (words & LOWER_IS_BETTER)
-
-
-def is_nan(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def as_float(x: Any) -> float:
-    """``x`` as a float; NaN for None, strings and other non-numbers."""
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 # -- formatting ----------------------------------------------------------------------------------
@@ -295,6 +275,12 @@ class Headline:
     passed: bool | None = None
     flags: tuple[Flag, ...] = ()
 
+    @classmethod
+    def of(cls, f: Figure) -> Headline:
+        """A scenario's figure, with the flags of the measurement it comes from."""
+        return cls(f.name, f.value, f.unit, f.ci_low, f.ci_high, f.spread, f.n,
+                   f.higher_is_better, f.passed, flags_of(f.source))
+
     @property
     def value_text(self) -> str:
         """The figure alone: ``516 samples/s``."""
@@ -318,52 +304,31 @@ class Headline:
         return "" if math.isnan(self.spread) else f"±{fmt_pct(self.spread / 2)} IQR"
 
 
-def task_metrics(result: Result) -> list[str]:
-    """The task's own metrics of an accuracy result (accuracy, macro_f1, rmse...), in order."""
-    named = result.details.get("task_metrics")
-    if named:
-        return [k for k in named if k in result.metrics]
-    return [k for k in result.metrics if k not in NON_TASK_METRICS and not k.endswith("_time_s")]
+Scenarios = Mapping[str, Scenario]
+"""The loaded scenarios by name (``RunData.scenarios``); None: the installed plugins' scenarios."""
 
 
-def metric_ci(result: Result, name: str) -> tuple[float, float]:
-    """95% CI of a metric from ``details["metric_ci"]``, or from per-example ``test_correct``
-    samples for accuracy (Wilson interval); NaNs when neither exists."""
-    ci = (result.details.get("metric_ci") or {}).get(name)
-    if ci and len(ci) == 2:
-        return as_float(ci[0]), as_float(ci[1])
-    if name == "accuracy":
-        m = result.measurement("test_correct")
-        if m is not None and m.samples:
-            from dlbench.measure.stats import proportion_ci
+def installed_scenarios() -> Scenarios:
+    """The scenarios of the installed plugins (entry points), for reports built without a
+    session's plugins (a third-party scenario from ``--plugins-dir`` needs them passed)."""
+    from dlbench.plugins import get_plugins
 
-            return proportion_ci(int(round(sum(m.samples))), len(m.samples))
-    return float("nan"), float("nan")
+    return {s.name: s for s in get_plugins().scenarios}
+
+
+def scenario_of(result: Result, scenarios: Scenarios | None = None) -> Scenario | None:
+    """The scenario plugin that measured ``result`` (None: not loaded)."""
+    return (installed_scenarios() if scenarios is None else scenarios).get(result.cell.scenario)
 
 
 def measurement_headline(result: Result, name: str) -> Headline | None:
-    m = result.measurement(name)
-    if m is None or m.stats is None or m.stats.n == 0:
-        return None
-    s = m.stats
-    if not is_nan(s.iqr) and s.median:
-        spread = s.iqr / abs(s.median)
-    elif s.mean:
-        spread = 2 * s.std / abs(s.mean) if not is_nan(s.std) else float("nan")
-    else:
-        spread = float("nan")
-    return Headline(name, s.median, m.unit, s.ci_low, s.ci_high, spread, s.n, m.higher_is_better,
-                    flags=flags_of(m))
+    f = measurement_figure(result, name)
+    return None if f is None else Headline.of(f)
 
 
 def metric_headline(result: Result, name: str) -> Headline | None:
-    if name not in result.metrics:
-        return None
-    lo, hi = metric_ci(result, name)
-    m = result.measurement("test_correct")
-    n = len(m.samples) if m is not None and m.samples else None
-    return Headline(name, as_float(result.metrics[name]), "", lo, hi, n=n,
-                    higher_is_better=metric_direction(name))
+    f = metric_figure(result, name)
+    return None if f is None else Headline.of(f)
 
 
 def parity_rows(result: Result) -> list[dict[str, Any]]:
@@ -371,56 +336,10 @@ def parity_rows(result: Result) -> list[dict[str, Any]]:
     return [r for r in rows if isinstance(r, dict)]
 
 
-def point_measurement(result: Result, point: dict[str, Any]) -> Measurement | None:
-    """The raw measurement of a scaling point (``throughput@bs=64`` for batch size 64)."""
-    axis, value = str(point.get("axis", "")), point.get("value")
-    v = f"{value:g}" if isinstance(value, float) else str(value)
-    return result.measurement(f"throughput@{PARAM_ABBREV.get(axis, axis)}={v}")
-
-
-def headline(result: Result) -> Headline | None:
-    """The headline figure of a result: throughput for speed, the first task metric for
-    accuracy, the worst relative error for parity, the clean metric for robustness, the best
-    throughput for scalability; otherwise the first measurement or metric."""
-    sc = result.cell.scenario
-    if sc == "speed":
-        return measurement_headline(result, "throughput") or measurement_headline(result, "latency")
-    if sc == "accuracy":
-        names = task_metrics(result)
-        if names:
-            return metric_headline(result, names[0])
-    if sc == "parity":
-        rows = parity_rows(result)
-        errs = [as_float(r.get("rel_error")) for r in rows]
-        errs = [e for e in errs if not math.isnan(e)]
-        if errs:
-            flags = [r.get("passed") for r in rows if r.get("passed") is not None]
-            return Headline("max rel_error", max(errs), "", higher_is_better=False, n=len(rows),
-                            passed=all(flags) if flags else None)
-    if sc == "fidelity" and result.measurement("fidelity_ratio") is not None:
-        return measurement_headline(result, "fidelity_ratio")
-    if sc == "robustness":  # the clean headline metric: clean_accuracy, clean_rmse, clean_hr@10...
-        metric = result.details.get("metric")
-        clean = f"clean_{metric['name']}" if isinstance(metric, dict) and "name" in metric else None
-        for name in (n for n in (clean, "clean_accuracy", "auc") if n):
-            if name in result.metrics:
-                return metric_headline(result, name)
-    if sc == "scalability":
-        pts = [p for p in result.series.get("scaling", [])
-               if not is_nan(as_float(p.get("throughput")))]
-        if pts:
-            top = max(pts, key=lambda p: as_float(p["throughput"]))
-            return Headline("max throughput", as_float(top["throughput"]), "samples/s",
-                            n=len(pts), flags=flags_of(point_measurement(result, top)))
-        acc = [p for p in result.series.get("scaling", []) if not is_nan(as_float(p.get("metric")))]
-        if acc:
-            last = max(acc, key=lambda p: as_float(p.get("value")))
-            return Headline(f"metric@{last.get('axis', 'value')}={last.get('value')}",
-                            as_float(last["metric"]), "", n=len(acc))
-    for m in result.measurements:
-        h = measurement_headline(result, m.name)
-        if h is not None:
-            return h
-    for name in result.metrics:
-        return metric_headline(result, name)
-    return None
+def headline(result: Result, scenarios: Scenarios | None = None) -> Headline | None:
+    """The headline figure of a result: the one its scenario names
+    (:meth:`~dlbench.scenarios.base.Scenario.headline`), otherwise its first measurement or
+    metric."""
+    sc = scenario_of(result, scenarios)
+    f = (sc.headline(result) if sc is not None else None) or default_figure(result)
+    return None if f is None else Headline.of(f)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -16,13 +15,10 @@ from dlbench.report.base import Reporter, RunData
 from dlbench.report.charts import build_charts
 from dlbench.report.common import (
     DASH,
-    as_float,
-    config_labels,
+    Scenarios,
     first_line,
     flag_summary,
     fmt_duration,
-    fmt_num,
-    group_by_task,
     headline,
     status_counts,
 )
@@ -30,6 +26,7 @@ from dlbench.report.tables import (
     Table,
     TCell,
     baseline_table,
+    corruption_tables,
     drop_empty_columns,
     leaderboards,
     parity_table,
@@ -104,30 +101,6 @@ def environment_tables(data: RunData) -> list[Table]:
     return tables
 
 
-def corruption_tables(results: list[Result]) -> list[Table]:
-    tables = []
-    for task, rs in group_by_task(results, "robustness").items():
-        rs = [r for r in rs if r.details.get("corruptions")]
-        if not rs:
-            continue
-        labels = dict(zip(map(id, rs), config_labels([r.cell for r in rs]), strict=True))
-        sevs = sorted({as_float(c.get("severity")) for r in rs for c in r.details["corruptions"]})
-        sevs = [s for s in sevs if not math.isnan(s)]
-        names = [fmt_num(int(s) if s.is_integer() else s) for s in sevs]
-        rows = []
-        for r in rs:
-            grid: dict[str, dict[float, Any]] = defaultdict(dict)
-            for c in r.details["corruptions"]:
-                grid[str(c.get("corruption", ""))][as_float(c.get("severity"))] = c.get("metric")
-            for name in sorted(grid):
-                rows.append([TCell(labels[id(r)], "label"), TCell(name)] +
-                            [TCell(fmt_num(grid[name].get(s), 4), "num") for s in sevs])
-        tables.append(Table(f"Corruptions — {task}",
-                            ["Framework", "Corruption", *[f"severity {n}" for n in names]],
-                            rows))
-    return tables
-
-
 def audit_table(results: list[Result]) -> Table | None:
     rows = []
     for r in sorted(results, key=lambda r: r.cell.key):
@@ -144,10 +117,10 @@ def audit_table(results: list[Result]) -> Table | None:
                  rows) if rows else None
 
 
-def cells_table(results: list[Result]) -> Table:
+def cells_table(results: list[Result], scenarios: Scenarios | None = None) -> Table:
     rows = []
     for r in sorted(results, key=lambda r: r.cell.key):
-        h = headline(r) if r.status == "ok" else None
+        h = headline(r, scenarios) if r.status == "ok" else None
         rows.append([TCell(r.cell.key, "label"), status_cell(r),
                      TCell(f"{h.name}: {h.value_text}", flags=h.flags) if h else
                      TCell(first_line(r.error, 120)),
@@ -178,12 +151,12 @@ def build_context(data: RunData) -> dict[str, Any]:
         if run.finished_at and run.started_at else DASH,
         "counts": status_counts(results), "total": len(results), "flags": flag_summary(results),
         "failures": failures, "skipped": skipped,
-        "leaderboards": leaderboards(results), "charts": charts,
+        "leaderboards": leaderboards(results, data.scenarios), "charts": charts,
         "parity": parity_table(results), "corruptions": corruption_tables(results),
         "audit": audit_table(results), "environment": environment_tables(data),
-        "cells": cells_table(results) if results else None,
+        "cells": cells_table(results, data.scenarios) if results else None,
         "baseline_run": data.baseline.run if data.baseline is not None else None,
-        "baseline_table": baseline_table(results, data.baseline.results)
+        "baseline_table": baseline_table(results, data.baseline.results, data.scenarios)
         if data.baseline is not None else None,
         "generated": _when(dt.datetime.now(tz=dt.timezone.utc).timestamp()),
         "plotly_js": plotly_js(), "script_json": script_json,

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any, ClassVar
 
 from dlbench.report.base import Reporter, RunData, RunInfo
-from dlbench.report.common import flag_summary, flags_of
+from dlbench.report.common import Scenarios, flag_summary, flags_of, headline
 from dlbench.result import Result, Stats
 
 SCHEMA = "dlbench.run/1"
@@ -32,12 +32,18 @@ def _clean(o: Any) -> Any:
     return str(o)
 
 
-def result_to_dict(result: Result) -> dict[str, Any]:
-    """A result as JSON values, each measurement with its ``flags`` and ``contention``."""
+def result_to_dict(result: Result, scenarios: Scenarios | None = None) -> dict[str, Any]:
+    """A result as JSON values, each measurement with its ``flags`` and ``contention``, and the
+    ``headline`` figure its scenario names (None for unfinished cells)."""
     d = _clean(result.to_dict())
     for m, md in zip(result.measurements, d["measurements"], strict=True):
         md["flags"] = [f.name for f in flags_of(m)]
         md["contention"] = _clean(m.meta.get("contention"))
+    h = headline(result, scenarios) if result.status == "ok" else None
+    d["headline"] = None if h is None else _clean({
+        "name": h.name, "value": h.value, "unit": h.unit, "ci_low": h.ci_low, "ci_high": h.ci_high,
+        "higher_is_better": h.higher_is_better, "passed": h.passed, "text": h.text,
+        "flags": [f.name for f in h.flags]})
     return d
 
 
@@ -48,7 +54,7 @@ def run_data_to_dict(data: RunData) -> dict[str, Any]:
         "run": _clean(asdict(data.run)),
         "flagged": {"figures": flags.figures, "flagged": flags.flagged, "counts": flags.counts,
                     "text": flags.text},
-        "results": [result_to_dict(r) for r in data.results],
+        "results": [result_to_dict(r, data.scenarios) for r in data.results],
         "baseline": run_data_to_dict(data.baseline) if data.baseline is not None else None,
         "history": _clean(data.history),
     }

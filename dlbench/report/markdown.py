@@ -16,7 +16,13 @@ from dlbench.report.common import (
     flags_text,
     status_counts,
 )
-from dlbench.report.tables import Table, baseline_table, leaderboards, parity_table
+from dlbench.report.tables import (
+    Table,
+    baseline_table,
+    corruption_tables,
+    leaderboards,
+    parity_table,
+)
 
 
 def md_escape(text: str) -> str:
@@ -78,15 +84,20 @@ class MarkdownReporter(Reporter):
         out += [" · ".join(meta), ""]
         flagged, legend = flag_notes(flag_summary(data.results))
         out += flagged
-        for task, tables in leaderboards(data.results).items():
+        for task, tables in leaderboards(data.results, data.scenarios).items():
             out += [f"## {md_escape(task)}", ""]
             for t in tables:
                 out += [f"### {md_escape(t.title)}", "", md_table(t), ""]
         parity = parity_table(data.results)
         if parity:
             out += ["## Parity", "", md_table(parity), ""]
+        corruptions = corruption_tables(data.results)
+        if corruptions:
+            out += ["## Corruptions", ""]
+            for t in corruptions:
+                out += [f"### {md_escape(t.title)}", "", md_table(t), ""]
         if data.baseline is not None:
-            bt = baseline_table(data.results, data.baseline.results)
+            bt = baseline_table(data.results, data.baseline.results, data.scenarios)
             if bt:
                 out += [f"## Compared with run {data.baseline.run.id}", "", md_table(bt), ""]
         failures = sorted((r for r in data.results if r.status not in ("ok", "skipped")),

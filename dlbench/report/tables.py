@@ -4,12 +4,15 @@ rendered by the Markdown and HTML reporters."""
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dlbench.report.common import (
     DASH,
     Flag,
+    Scenarios,
     as_float,
     config_labels,
     first_line,
@@ -20,14 +23,13 @@ from dlbench.report.common import (
     group_by,
     group_by_task,
     headline,
+    installed_scenarios,
     is_nan,
-    measurement_headline,
-    metric_ci,
-    metric_direction,
     parity_rows,
-    task_metrics,
 )
 from dlbench.result import Result
+from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import Figure
 
 
 @dataclass
@@ -73,140 +75,95 @@ def threads_text(result: Result) -> str:
     return "" if threads is None else str(threads)
 
 
-def speed_table(task: str, results: list[Result]) -> Table | None:
-    """Speed leaderboard of one task: per (mode, batch size), fastest first, with the
-    throughput's 95% CI, the ratio to the best, latency percentiles, first call and memory."""
-    speed = [r for r in results if r.cell.scenario == "speed"]
-    if not speed:
-        return None
-    labels = dict(zip(map(id, speed), config_labels([r.cell for r in speed],
-                                                     exclude=("mode", "batch_size")), strict=True))
-    cols = ["Mode", "Batch", "#", "Framework", "Threads", "Throughput (samples/s) [95% CI]",
-            "vs best", "Latency p50 / p90 / p99 (ms)", "First call (s)", "Peak host (MB)",
-            "Peak device (MB)", "Status"]
-    table = Table(f"Speed — {task}", cols)
-    for (mode, bs), group in group_by(speed, "mode", "batch_size").items():
-        def tput(r: Result) -> float:
-            h = measurement_headline(r, "throughput")
-            return h.value if h and r.status == "ok" else float("nan")
+def figure_cell(f: Figure | None, cls: str = "num") -> TCell:
+    """A table cell showing a scenario's figure: its text, or its value (with its CI where
+    known, or as a duration), its pass/fail class and its flags."""
+    if f is None:
+        return TCell("", cls)
+    if f.text is not None:
+        text = f.text
+    elif f.values:
+        text = " / ".join(fmt_num(v, f.sig) for v in f.values)
+    elif f.fmt == "duration":
+        text = fmt_duration(f.value)
+    else:
+        text = fmt_value_ci(f.value, f.ci_low, f.ci_high, sig=f.sig)
+    if f.passed is not None:
+        cls = "pass" if f.passed else "fail"
+    return TCell(text, cls, flags=flags_of(f.source))
 
-        ranked = sorted(group, key=lambda r: (math.isnan(tput(r)),
-                                              0.0 if math.isnan(tput(r)) else -tput(r)))
-        best = max((tput(r) for r in ranked if not math.isnan(tput(r))), default=float("nan"))
+
+def _rank_key(f: Figure | None) -> tuple[bool, float]:
+    v = f.value if f is not None else float("nan")
+    if f is None or is_nan(v):
+        return (True, 0.0)
+    return (False, -v if f.higher_is_better else v)
+
+
+def leaderboard(scenario: Scenario, task: str, results: list[Result]) -> Table | None:
+    """The leaderboard of one scenario on one task, from the scenario's
+    :meth:`~dlbench.scenarios.base.Scenario.columns`: split by its ``group_by`` parameters,
+    ranked by its ranked column (best first, numbered), the best value of each ``best`` column
+    marked, a ratio to the best after a ``vs_best`` column, then the status."""
+    rs = [r for r in results if r.cell.scenario == scenario.name]
+    columns = scenario.columns(rs) if rs else []
+    if not columns:
+        return None
+    groups = dict(scenario.group_by)
+    ranked_by = next((c for c in columns if c.rank), None)
+    labels = dict(zip(map(id, rs), config_labels([r.cell for r in rs], exclude=tuple(groups)),
+                      strict=True))
+    head = [*groups.values(), *(["#"] if ranked_by else []), "Framework"]
+    for c in columns:
+        head += [c.title, "vs best"] if c.vs_best else [c.title]
+    table = Table(f"{scenario.report_title()} — {task}", [*head, "Status"])
+    for values, group in group_by(rs, *groups).items():
+        figs = {id(r): [c.figure(r) if r.status == "ok" else None for c in columns] for r in group}
+        if ranked_by is not None:
+            i = columns.index(ranked_by)
+            group = sorted(group, key=lambda r: _rank_key(figs[id(r)][i]))
+        best: dict[int, float] = {}  # the best value of each column, over this group's figures
+        marked: set[int] = set()  # columns whose best is marked: more than one figure to compare
+        for i, c in enumerate(columns):
+            fs = [f for r in group if (f := figs[id(r)][i]) is not None and not is_nan(f.value)]
+            if (c.best or c.vs_best) and fs:
+                vals = [f.value for f in fs]
+                best[i] = max(vals) if fs[0].higher_is_better else min(vals)
+                if c.best and len(fs) > 1:
+                    marked.add(i)
         rank = 0
-        for r in ranked:
-            t = measurement_headline(r, "throughput")
+        for r in group:
             ok = r.status == "ok"
             rank += 1 if ok else 0
-            lat = r.measurement("latency") if ok else None
-            lat_text = ""
-            if lat is not None and lat.stats is not None:
-                s = lat.stats
-                lat_text = f"{fmt_num(s.median)} / {fmt_num(s.p90)} / {fmt_num(s.p99)}"
-            fc = r.measurement("first_call")
-            fc_val = (fc.stats.median if fc is not None and fc.stats is not None
-                      else r.metrics.get("compile_time_s"))
-            ratio = tput(r) / best if ok and best and not math.isnan(best) else float("nan")
-            is_best = ok and not math.isnan(ratio) and ratio == 1.0 and len(group) > 1
-            table.rows.append([
-                TCell(str(mode if mode is not None else DASH)),
-                TCell(fmt_num(bs) if bs is not None else DASH, "num"),
-                TCell(str(rank) if ok else "", "num"),
-                TCell(labels[id(r)], "label"),
-                TCell(threads_text(r) if ok else "", "num"),
-                TCell(fmt_value_ci(t.value, t.ci_low, t.ci_high) if t and ok else
-                      (DASH if ok else r.status), "num best" if is_best else "num",
-                      flags=t.flags if t and ok else ()),
-                TCell("" if math.isnan(ratio) else f"{ratio:.2f}×", "num"),
-                TCell(lat_text, "num", flags=flags_of(lat)),
-                TCell(fmt_num(fc_val) if ok else "", "num"),
-                TCell(fmt_num(r.metrics.get("peak_host_memory_mb")) if ok else "", "num"),
-                TCell(fmt_num(r.metrics.get("peak_device_memory_mb")) if ok else "", "num"),
-                status_cell(r),
-            ])
-    return drop_empty_columns(table, keep=[c for c in cols[:7] if c != "Threads"] + ["Status"])
+            row = [TCell(DASH if v is None else (fmt_num(v) if isinstance(v, (int, float)) else str(v)),
+                         "num" if isinstance(v, (int, float)) else "") for v in values]
+            if ranked_by is not None:
+                row.append(TCell(str(rank) if ok else "", "num"))
+            row.append(TCell(labels[id(r)], "label"))
+            for i, c in enumerate(columns):
+                f = figs[id(r)][i]
+                cell = figure_cell(f)
+                if i in marked and f is not None and f.value == best[i]:
+                    cell.cls += " best"
+                row.append(cell)
+                if c.vs_best:
+                    ratio = f.value / best[i] if f is not None and best.get(i) else float("nan")
+                    row.append(TCell("" if is_nan(ratio) else f"{ratio:.2f}×", "num"))
+            row.append(status_cell(r))
+            table.rows.append(row)
+    keep = [*groups.values(), "#", "Framework", "vs best", "Status",
+            *(c.title for c in columns if c.keep or c.rank)]
+    return drop_empty_columns(table, keep=keep)
 
 
-def accuracy_table(task: str, results: list[Result]) -> Table | None:
-    """Accuracy leaderboard of one task: task metrics (with CI where known), training time and
-    time to the target, best first by the first task metric."""
-    acc = [r for r in results if r.cell.scenario == "accuracy"]
-    if not acc:
-        return None
-    metrics: list[str] = []
-    for r in acc:
-        metrics += [m for m in task_metrics(r) if m not in metrics]
-    primary = metrics[0] if metrics else None
-    higher = metric_direction(primary) if primary else True
-
-    def key(r: Result) -> tuple[bool, float]:
-        v = as_float(r.metrics.get(primary)) if primary and r.status == "ok" else float("nan")
-        return (math.isnan(v), -v if higher else v) if not math.isnan(v) else (True, 0.0)
-
-    ranked = sorted(acc, key=key)
-    labels = dict(zip(map(id, acc), config_labels([r.cell for r in acc]), strict=True))
-    best: dict[str, float] = {}
-    for m in metrics:
-        vals = [as_float(r.metrics.get(m)) for r in acc if r.status == "ok"]
-        vals = [v for v in vals if not math.isnan(v)]
-        if len(vals) > 1:
-            best[m] = max(vals) if metric_direction(m) else min(vals)
-    cols = ["#", "Framework", *[f"{m} {'↑' if metric_direction(m) else '↓'}" for m in metrics],
-            "Train time", "Time to target", "Status"]
-    table = Table(f"Accuracy — {task}", cols)
-    for i, r in enumerate(ranked, 1):
-        ok = r.status == "ok"
-        row = [TCell(str(i) if ok else "", "num"), TCell(labels[id(r)], "label")]
-        for m in metrics:
-            v = r.metrics.get(m)
-            lo, hi = metric_ci(r, m)
-            cls = "num best" if ok and m in best and as_float(v) == best[m] else "num"
-            row.append(TCell(fmt_value_ci(v, lo, hi, sig=4) if ok else "", cls))
-        ttt = as_float(r.metrics.get("time_to_target_s"))
-        row.append(TCell(fmt_duration(r.metrics.get("train_time_s")) if ok else "", "num"))
-        row.append(TCell(("not reached" if math.isnan(ttt) and "time_to_target_s" in r.metrics
-                          else fmt_duration(ttt)) if ok else "", "num"))
-        row.append(status_cell(r))
-        table.rows.append(row)
-    return drop_empty_columns(table, keep=cols[:2] + ["Status"])
-
-
-def robustness_table(task: str, results: list[Result]) -> Table | None:
-    """Clean metric with its CI, the worst-case robustness AUC (ranked best first: high for
-    accuracies, low for errors such as RMSE) and the audit, one row per framework configuration."""
-    rob = [r for r in results if r.cell.scenario == "robustness"]
-    if not rob:
-        return None
-    labels = dict(zip(map(id, rob), config_labels([r.cell for r in rob]), strict=True))
-    metric = next((r.details["metric"] for r in rob if isinstance(r.details.get("metric"), dict)),
-                  {"name": "accuracy", "higher_is_better": True})
-    name, hib = str(metric.get("name", "accuracy")), bool(metric.get("higher_is_better", True))
-    cols = ["Framework", f"Clean {name}", f"Robustness AUC {'↑' if hib else '↓'}", "Audit checks", "Status"]
-    table = Table(f"Robustness — {task}", cols)
-
-    def rank(r: Result) -> float:
-        auc = as_float(r.metrics.get("auc"))
-        return math.inf if is_nan(auc) else (-auc if hib else auc)
-
-    for r in sorted(rob, key=rank):
-        audit = [a for a in r.details.get("audit") or [] if isinstance(a, dict)]
-        passed = sum(1 for a in audit if a.get("passed"))
-        audit_cell = TCell(f"{passed}/{len(audit)} passed" if audit else "",
-                           "pass" if audit and passed == len(audit) else ("fail" if audit else ""))
-        lo, hi = metric_ci(r, "clean_metric")
-        table.rows.append([TCell(labels[id(r)], "label"),
-                           TCell(fmt_value_ci(r.metrics.get("clean_metric"), lo, hi, sig=4), "num"),
-                           TCell(fmt_num(r.metrics.get("auc"), 4), "num"), audit_cell,
-                           status_cell(r)])
-    return drop_empty_columns(table, keep=["Framework", "Status"])
-
-
-def leaderboards(results: list[Result]) -> dict[str, list[Table]]:
-    """Per task, its leaderboard tables (speed, accuracy, robustness), each only when present."""
+def leaderboards(results: list[Result], scenarios: Scenarios | None = None) -> dict[str, list[Table]]:
+    """Per task, the leaderboard of each scenario that has one (in the order the scenarios
+    first appear in the run), each only when present."""
     out: dict[str, list[Table]] = {}
+    found = installed_scenarios() if scenarios is None else scenarios
+    order = [found[n] for n in dict.fromkeys(r.cell.scenario for r in results) if n in found]
     for task, rs in group_by_task(results).items():
-        tables = [t for t in (speed_table(task, rs), accuracy_table(task, rs),
-                              robustness_table(task, rs)) if t is not None]
+        tables = [t for t in (leaderboard(sc, task, rs) for sc in order) if t is not None]
         if tables:
             out[task] = tables
     return out
@@ -214,7 +171,7 @@ def leaderboards(results: list[Result]) -> dict[str, list[Table]]:
 
 def parity_table(results: list[Result]) -> Table | None:
     rows: list[list[TCell]] = []
-    parity = sorted((r for r in results if r.cell.scenario == "parity"), key=lambda r: r.cell.key)
+    parity = sorted((r for r in results if parity_rows(r)), key=lambda r: r.cell.key)
     labels: dict[int, str] = {}
     for rs in group_by_task(parity).values():  # keras[backend=jax] vs keras[backend=torch]
         labels.update(zip(map(id, rs), config_labels([r.cell for r in rs]), strict=True))
@@ -228,16 +185,41 @@ def parity_table(results: list[Result]) -> Table | None:
                                "num"),
                          TCell(DASH if passed is None else ("pass" if passed else "FAIL"),
                                "" if passed is None else ("pass" if passed else "fail"))])
-        if not parity_rows(r) and r.status != "ok":
-            rows.append([TCell(r.cell.task), TCell(labels[id(r)], "label"), TCell(DASH),
-                         TCell(""), TCell(""), TCell(""), status_cell(r)])
     if not rows:
         return None
     return Table("Parity", ["Task", "Framework", "Check", "Reference", "Relative error",
                             "Tolerance", "Result"], rows)
 
 
-def baseline_table(results: list[Result], baseline: list[Result]) -> Table | None:
+def corruption_tables(results: list[Result]) -> list[Table]:
+    """Per task, the metric under each corruption (``details["corruptions"]``: the task's own,
+    see :meth:`dlbench.task.Task.corruptions`) at each severity, one row per framework and
+    corruption."""
+    tables = []
+    for task, rs in group_by_task(results).items():
+        rs = [r for r in rs if r.details.get("corruptions")]
+        if not rs:
+            continue
+        labels = dict(zip(map(id, rs), config_labels([r.cell for r in rs]), strict=True))
+        sevs = sorted({as_float(c.get("severity")) for r in rs for c in r.details["corruptions"]})
+        sevs = [s for s in sevs if not math.isnan(s)]
+        names = [fmt_num(int(s) if s.is_integer() else s) for s in sevs]
+        rows = []
+        for r in rs:
+            grid: dict[str, dict[float, Any]] = defaultdict(dict)
+            for c in r.details["corruptions"]:
+                grid[str(c.get("corruption", ""))][as_float(c.get("severity"))] = c.get("metric")
+            for name in sorted(grid):
+                rows.append([TCell(labels[id(r)], "label"), TCell(name)] +
+                            [TCell(fmt_num(grid[name].get(s), 4), "num") for s in sevs])
+        tables.append(Table(f"Corruptions — {task}",
+                            ["Framework", "Corruption", *[f"severity {n}" for n in names]],
+                            rows))
+    return tables
+
+
+def baseline_table(results: list[Result], baseline: list[Result],
+                   scenarios: Scenarios | None = None) -> Table | None:
     """Per cell present (ok) in both runs: the headline medians and their ratio; a change is
     called only when the 95% CIs do not overlap and neither figure carries a flag."""
     base = {r.cell.key: r for r in baseline if r.status == "ok"}
@@ -246,7 +228,7 @@ def baseline_table(results: list[Result], baseline: list[Result]) -> Table | Non
         b = base.get(r.cell.key)
         if b is None or r.status != "ok":
             continue
-        hc, hb = headline(r), headline(b)
+        hc, hb = headline(r, scenarios), headline(b, scenarios)
         if hc is None or hb is None or not hb.value or is_nan(hb.value) or is_nan(hc.value):
             continue
         ratio = hc.value / hb.value

@@ -15,6 +15,7 @@ from dlbench.report.base import Reporter, RunData
 from dlbench.report.common import (
     FLAG_MARK,
     Flag,
+    Scenarios,
     first_line,
     flag_summary,
     flags_text,
@@ -35,13 +36,13 @@ def flag_text(flags: tuple[Flag, ...]) -> Text:
     return Text(f" {flags_text(flags)}", style=FLAG_STYLE) if flags else Text("")
 
 
-def result_row(result: Result) -> list[Text]:
+def result_row(result: Result, scenarios: Scenarios | None = None) -> list[Text]:
     """The cells of one result's row: key, status, headline (with its flags), 95% CI, spread, n,
     threads."""
     style = STATUS_STYLE.get(result.status, "")
     key = Text(result.cell.key)
     status = Text(result.status, style=style)
-    h = headline(result) if result.status == "ok" else None
+    h = headline(result, scenarios) if result.status == "ok" else None
     if h is None:
         msg = first_line(result.error, 100) if result.status != "ok" else ""
         return [key, status, Text(msg, style="dim"), Text(""), Text(""), Text(""), Text("")]
@@ -69,7 +70,7 @@ def build_table(data: RunData) -> Table:
     if threads:
         table.add_column("Threads", justify="right")
     for r in sorted(data.results, key=lambda r: r.cell.key):
-        table.add_row(*result_row(r)[:None if threads else -1])
+        table.add_row(*result_row(r, data.scenarios)[:None if threads else -1])
     return table
 
 

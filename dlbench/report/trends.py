@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from dlbench.report.charts import PALETTE, Chart, _layout, _new_figure, flagged_name, slug
-from dlbench.report.common import as_float, headline, is_nan, with_flags
+from dlbench.report.common import Scenarios, as_float, headline, is_nan, with_flags
 from dlbench.result import Result
 
 FLAGGED_COLOR = "#bab0ac"  # a flagged ratio is neither better nor worse
@@ -49,7 +49,7 @@ def history_points(rows: list[dict[str, Any]], figure: str) -> list[dict[str, An
 
 
 def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]]],
-                   run_id: int) -> list[Chart]:
+                   run_id: int, scenarios: Scenarios | None = None) -> list[Chart]:
     """Per scenario and task: the headline figure of each cell across runs (this run last);
     shown only for cells with two runs or more."""
     import plotly.graph_objects as go
@@ -63,7 +63,7 @@ def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]
         fig, values = _new_figure(), []
         for key in keys:
             r = current.get(key)
-            h = headline(r) if r is not None and r.status == "ok" else None
+            h = headline(r, scenarios) if r is not None and r.status == "ok" else None
             pts = history_points(history[key], h.name if h else "throughput")
             if h is not None and not any(p["run_id"] == run_id for p in pts):
                 pts.append({"run_id": run_id, "commit": with_flags("this run", h.flags),
@@ -89,15 +89,16 @@ def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]
     return charts
 
 
-def baseline_chart(results: list[Result], baseline: list[Result]) -> Chart | None:
+def baseline_chart(results: list[Result], baseline: list[Result],
+                   scenarios: Scenarios | None = None) -> Chart | None:
     import plotly.graph_objects as go
 
     base = {r.cell.key: r for r in baseline if r.status == "ok"}
     names, ratios, colors = [], [], []
     for r in sorted(results, key=lambda r: r.cell.key):
         b = base.get(r.cell.key)
-        hc = headline(r) if r.status == "ok" else None
-        hb = headline(b) if b is not None else None
+        hc = headline(r, scenarios) if r.status == "ok" else None
+        hb = headline(b, scenarios) if b is not None else None
         if hc is None or hb is None or not hb.value or is_nan(hb.value) or is_nan(hc.value):
             continue
         ratio = hc.value / hb.value

@@ -8,13 +8,21 @@ from pathlib import Path
 
 from dlbench.plugins import Plugins
 from dlbench.report.base import RunData
+from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
 
 
-def load_run_data(store: Store, run_id: int, baseline_id: int | None = None) -> RunData:
+def load_run_data(store: Store, run_id: int, baseline_id: int | None = None,
+                  plugins: Plugins | None = None) -> RunData:
+    """A stored run (and its baseline) for the reporters, with the loaded ``plugins``' scenarios
+    (each names its results' headline and its leaderboard's columns)."""
     data = store.load_run(run_id)
     if baseline_id is not None:
         data.baseline = store.load_run(baseline_id)
+    if plugins is not None:
+        data.scenarios = scenarios_of(plugins)
+        if data.baseline is not None:
+            data.baseline.scenarios = data.scenarios
     keys = [r.cell.key for r in data.results]
     if keys:
         for row in store.history():
@@ -23,11 +31,16 @@ def load_run_data(store: Store, run_id: int, baseline_id: int | None = None) -> 
     return data
 
 
+def scenarios_of(plugins: Plugins) -> dict[str, Scenario]:
+    """The scenarios ``plugins`` registered, by name (``RunData.scenarios``)."""
+    return {s.name: s for s in plugins.scenarios}
+
+
 def write_reports(store: Store, run_id: int, plugins: Plugins, output_dir: Path,
                   names: Sequence[str] = ("html", "json"), baseline_id: int | None = None) -> dict[str, Path]:
     """Render each named reporter into ``output_dir/run-<id>/report.<ext>``; the HTML is also
     copied to ``output_dir/<suite>.html`` (the latest report of that suite)."""
-    data = load_run_data(store, run_id, baseline_id)
+    data = load_run_data(store, run_id, baseline_id, plugins)
     folder = Path(output_dir) / f"run-{run_id}"
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}

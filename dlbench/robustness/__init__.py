@@ -8,7 +8,6 @@
 * :mod:`~dlbench.robustness.budgets`: epsilon in each domain's units, the random-noise baseline;
 * :mod:`~dlbench.robustness.attacks`: FGSM, PGD, APGD-CE, Square and noise (registered by
   ``plugins/attacks.py`` through ``dlbench_register_attacks``);
-* :mod:`~dlbench.robustness.corruptions`: graded corruptions of all four domains;
 * :mod:`~dlbench.robustness.audit`: the gradient-masking audit;
 * :mod:`~dlbench.robustness.training`: adversarial training for the accuracy scenario;
 * :mod:`~dlbench.robustness.target`: what a robustness cell attacks (estimator, eval subset,

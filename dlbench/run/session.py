@@ -13,7 +13,7 @@ import fnmatch
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dlbench.cell import Cell
 from dlbench.errors import DatasetError, PluginError
-from dlbench.measure.environment import fingerprint, git_commit
+from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
 from dlbench.result import Result
 from dlbench.run.launch.base import Job, LaunchConfig, Launcher
 from dlbench.run.suite import Suite
+from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
 
 LAUNCHERS = ("subprocess", "inline", "ray")
@@ -196,7 +197,8 @@ class Session:
             self._skipped = self.store.skipped_keys(self.run_id)
         else:
             self.run_id = self.store.start_run(
-                self.options.label or self.suite.name, fingerprint(), git_commit(),
+                self.options.label or self.suite.name,
+                fingerprint(framework_distributions(self.plugins.frameworks)), git_commit(),
                 {"suite_path": str(self.suite.path) if self.suite.path else None,
                  "launcher": self.options.launcher, "plugins": self.plugins.names(),
                  "cells": len(self.cells), "repeats": {c.key: k for c, k in plan if k > 1},
@@ -209,7 +211,7 @@ class Session:
         round 1 of every cell, then round 2 ..., so slow drift of the machine spreads over all
         cells. ``--resume`` leaves out exactly the repeats already finished."""
         if self.options.canary and CANARY_KEY not in self._done:
-            self._record(canary_result())
+            self._record(canary_result(framework_distributions(self.plugins.frameworks)))
         pending: list[tuple[Cell, int, list[int]]] = []
         self._planned = 0
         for cell, k in self._plan:
@@ -261,7 +263,8 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - a listener must not lose the run
             console.print(f"[yellow]a dlbench_cell_result hook failed: {exc}[/]")
         if not self.options.quiet:
-            console.print(self.prefix + describe(result))
+            scenarios = {s.name: s for s in self.plugins.scenarios}
+            console.print(self.prefix + describe(result, scenarios))
 
     @property
     def prefix(self) -> str:
@@ -286,24 +289,25 @@ CANARY_CELL = Cell("canary", "matmul", "numpy", "cpu", {})
 CANARY_KEY = CANARY_CELL.key
 
 
-def canary_result() -> Result:
+def canary_result(distributions: Iterable[str] = ()) -> Result:
     """The fixed NumPy workload, measured in the parent process at the start of every run."""
     from dlbench.measure.canary import canary_workload
 
     t0 = time.time()
     m = canary_workload()
-    return Result(CANARY_CELL, "ok", [m], environment=fingerprint(), started_at=t0, duration=time.time() - t0)
+    return Result(CANARY_CELL, "ok", [m], environment=fingerprint(distributions), started_at=t0,
+                  duration=time.time() - t0)
 
 
 _STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "crashed": "red", "timeout": "red"}
 
 
-def describe(r: Result) -> str:
-    """One line per finished cell for the live log."""
+def describe(r: Result, scenarios: Mapping[str, Scenario] | None = None) -> str:
+    """One line per finished cell for the live log (its scenario names the headline)."""
     from dlbench.report.common import headline
 
     style = _STYLE.get(r.status, "white")
-    h = headline(r) if r.status == "ok" else None
+    h = headline(r, scenarios) if r.status == "ok" else None
     head = f"{h.name} {h.text} {h.spread_text}".rstrip() if h else ""
     err = f" — {r.error}" if r.error and r.status != "ok" else ""
     dur = f" ({r.duration:.1f} s)" if r.duration else ""

@@ -29,7 +29,11 @@ def execute(payload: dict[str, Any]) -> Result:
     t0 = time.perf_counter()
     try:
         from dlbench.measure.contention import machine_load
-        from dlbench.measure.environment import fingerprint, resolve_threads
+        from dlbench.measure.environment import (
+            fingerprint,
+            framework_distributions,
+            resolve_threads,
+        )
         from dlbench.run.context import CellContext
 
         plugins = get_plugins(PluginConfig.from_dict(payload.get("plugins", {})))
@@ -55,7 +59,8 @@ def execute(payload: dict[str, Any]) -> Result:
             raise UnsupportedError(f"{framework.name} runs on cpu only, not {cell.device!r}")
         ctx = CellContext(cell, task, framework, plugins, Path(payload["artifacts_dir"]), result)
         scenario.run(ctx)
-        result.environment = {**fingerprint(), "framework_version": framework.version(),
+        result.environment = {**fingerprint(framework_distributions(plugins.frameworks)),
+                              "framework_version": framework.version(),
                               "threads": threads, "load": machine_load()}
     except UnsupportedError as exc:
         result.status, result.error = "skipped", str(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,8 +19,16 @@ import numpy as np
 
 from dlbench.measure.memory import peak_host_memory_mb
 from dlbench.params import Param
-from dlbench.result import Measurement
+from dlbench.result import Measurement, Result
 from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import (
+    Column,
+    Figure,
+    as_float,
+    metric_direction,
+    metric_figure,
+    task_metrics,
+)
 from dlbench.spec import weights_digest
 from dlbench.stats import proportion_ci
 
@@ -135,6 +144,7 @@ def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
 
 class AccuracyScenario(Scenario):
     name = "accuracy"
+    charts: ClassVar[tuple[str, ...]] = ("learning",)
     description = "train from shared initial weights; test metrics, learning curve, time-to-accuracy"
     params: ClassVar[dict[str, Param]] = dict(TRAINING_PARAMS)
 
@@ -157,6 +167,40 @@ class AccuracyScenario(Scenario):
         info.artifact = trained.artifact
         r.model = info
 
+
+    # -- reports -----------------------------------------------------------------------------------
+    def headline(self, result: Result) -> Figure | None:
+        """The task's headline metric (the first of its metrics) with its 95% CI."""
+        names = task_metrics(result)
+        return metric_figure(result, names[0]) if names else None
+
+    def columns(self, results: Sequence[Result]) -> list[Column]:
+        """Ranked by the first task metric: every task metric (best marked), training time and
+        time to the task's target."""
+        metrics: list[str] = []
+        for r in results:
+            metrics += [m for m in task_metrics(r) if m not in metrics]
+        cols = [Column(f"{m} {'↑' if metric_direction(m) else '↓'}", _metric_column(m),
+                       rank=i == 0, best=True) for i, m in enumerate(metrics)]
+        return [*cols, Column("Train time", _train_time), Column("Time to target", _time_to_target)]
+
+
+def _metric_column(name: str) -> Callable[[Result], Figure | None]:
+    return lambda r: metric_figure(r, name, sig=4)
+
+
+def _train_time(r: Result) -> Figure | None:
+    v = as_float(r.metrics.get("train_time_s"))
+    return None if math.isnan(v) else Figure("train_time_s", v, "s", higher_is_better=False,
+                                             fmt="duration")
+
+
+def _time_to_target(r: Result) -> Figure | None:
+    if "time_to_target_s" not in r.metrics:
+        return None
+    v = as_float(r.metrics["time_to_target_s"])
+    return Figure("time_to_target_s", v, "s", higher_is_better=False, fmt="duration",
+                  text="not reached" if math.isnan(v) else None)
 
 def evaluate_into(ctx: CellContext, model: Model, dataset: Dataset) -> dict[str, float]:
     """Test metrics, per-example scores (raw samples for paired tests) and their 95% CIs."""

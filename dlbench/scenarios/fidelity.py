@@ -14,14 +14,16 @@ sides use one statistic and only the harness's machinery differs.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from dlbench.measure.sampler import Budget, sample
 from dlbench.params import Param
-from dlbench.result import Measurement
+from dlbench.result import Measurement, Result
 from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import Column, Figure, measurement_figure
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
@@ -81,6 +83,15 @@ class FidelityScenario(Scenario):
         r.metrics["fidelity_ratio_mean"] = float(np.median(ratio_mean))
         r.details["native_step"] = getattr(native_step, "__qualname__", str(native_step))
 
+
+    # -- reports -----------------------------------------------------------------------------------
+    def headline(self, result: Result) -> Figure | None:
+        """dlbench's throughput over the hand-written loop's."""
+        return measurement_figure(result, "fidelity_ratio")
+
+    def columns(self, results: Sequence[Result]) -> list[Column]:
+        """None: the cells table shows each ratio."""
+        return []
 
 def plain_loop(step: Any, sync: Any, iterations: int) -> float:
     """Seconds per iteration of the simplest correct hand-written timing loop (after one warm call)."""

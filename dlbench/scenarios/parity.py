@@ -1,12 +1,16 @@
-"""Parity: from identical weights and inputs, a framework agrees with the reference framework.
+"""Parity: from identical weights and inputs, a framework agrees with the reference.
 
-Outputs, the loss, input gradients and weights after one training step are compared as relative
-errors (fp32 gated at 1e-4; bf16 reported, not gated). The reference framework itself is compared
-with the NumPy float64 forward pass of :mod:`dlbench.spec_numpy`.
+The ``reference`` parameter names it: a framework (outputs, the loss, input gradients and weights
+after one training step are compared as relative errors; fp32 gated at 1e-4, bf16 reported, not
+gated), ``numpy`` (the float64 forward pass and loss of :mod:`dlbench.spec_numpy`: outputs and
+loss), or ``auto`` (the default): the first installed neural framework by name. The reference
+framework itself is compared with the NumPy float64 reference.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,7 +18,9 @@ import numpy as np
 
 from dlbench.framework import TrainConfig
 from dlbench.params import Param
+from dlbench.result import Result
 from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import Column, Figure, as_float
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
@@ -23,13 +29,18 @@ if TYPE_CHECKING:
     from dlbench.task import Task
 
 FP32_TOLERANCE = 1e-4
+AUTO = "auto"
+NUMPY = "numpy"
 
 
 class ParityScenario(Scenario):
     name = "parity"
     description = "same weights, same inputs: same outputs, gradients and updated weights"
     params: ClassVar[dict[str, Param]] = {
-        "reference": Param("torch", "framework every other is compared with", type=str),
+        "reference": Param(
+            AUTO, "what every framework is compared with: a framework name, numpy (the float64 "
+            "NumPy reference: outputs and loss) or auto (the first installed neural framework)",
+            type=str),
         "batch_size": Param(8, "examples in the parity batch", type=int),
     }
     needs_data = False
@@ -53,15 +64,19 @@ class ParityScenario(Scenario):
         task_train = ctx.task.train_config(p)
         train = TrainConfig(task_train.loss, "sgd", task_train.learning_rate)
         candidate = ctx.build(spec, weights, train=train)
-        ref_name = p.get("reference", "torch")
+        ref_name = resolve_reference(ctx)
+        ctx.result.details["parity_reference"] = ref_name
         rows: list[dict[str, Any]] = []
-        if ref_name == ctx.framework.name:
-            expected = spec_numpy.forward(spec, weights, xs)
-            got = candidate.predict(xs)
-            err = parity.relative_error(got, expected)
+        if ref_name in (NUMPY, ctx.framework.name):
             tol = FP32_TOLERANCE if p.get("precision", "fp32") == "fp32" else None
-            rows.append({"check": "outputs", "rel_error": err, "tolerance": tol,
-                         "passed": None if tol is None else err <= tol, "reference": "numpy"})
+            expected = spec_numpy.forward(spec, weights, xs)
+            errs = {"outputs": parity.relative_error(candidate.predict(xs), expected)}
+            if ref_name == NUMPY:
+                got_loss, _ = candidate.loss_and_input_gradient(xs, y)
+                errs["loss"] = parity.relative_error(got_loss, spec_numpy.loss(train.loss, expected, y))
+            rows.extend({"check": check, "rel_error": err, "tolerance": tol,
+                         "passed": None if tol is None else err <= tol, "reference": NUMPY}
+                        for check, err in errs.items())
         else:
             ref_fw = ctx.plugins.frameworks.get(ref_name, "parity reference")
             avail = ref_fw.availability()
@@ -82,3 +97,31 @@ class ParityScenario(Scenario):
             ctx.result.error = (f"parity failed against {rows[0]['reference']}: " +
                                 ", ".join(f"{r['check']} rel. error {r['rel_error']:.2e} > {r['tolerance']:g}"
                                           for r in rows if r["passed"] is False))
+
+    # -- reports -----------------------------------------------------------------------------------
+    def headline(self, result: Result) -> Figure | None:
+        """The worst relative error over the checks, passed when every gated check passed."""
+        rows = [r for r in result.details.get("parity") or [] if isinstance(r, dict)]
+        errs = [e for e in (as_float(r.get("rel_error")) for r in rows) if not math.isnan(e)]
+        if not errs:
+            return None
+        flags = [r.get("passed") for r in rows if r.get("passed") is not None]
+        return Figure("max rel_error", max(errs), higher_is_better=False, n=len(rows),
+                      passed=all(flags) if flags else None)
+
+    def columns(self, results: Sequence[Result]) -> list[Column]:
+        """None: the parity table (one row per check, ``details["parity"]``) shows them."""
+        return []
+
+
+def resolve_reference(ctx: CellContext) -> str:
+    """The suite's ``reference``; for ``auto``, the first installed neural framework by name
+    (every cell of a run resolves it alike), or ``numpy`` when none is installed."""
+    name = str(ctx.params.get("reference") or AUTO)
+    if name != AUTO:
+        return name
+    for fw in ctx.plugins.frameworks:
+        if fw.kind == "neural" and fw.availability().installed:
+            return str(fw.name)
+    return NUMPY
+

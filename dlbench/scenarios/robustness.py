@@ -9,7 +9,7 @@ or reloads that cell's trained weights (``reuse``, on by default), then:
    units: pixel/255, dB, relative embedding norm; see :mod:`dlbench.robustness.budgets`):
    metric with its 95% CI, attack success rate, attack time; black-box attacks on the first
    ``blackbox_size`` examples;
-3. applies the domain's corruptions (:mod:`dlbench.robustness.corruptions`) at every level;
+3. applies the task's own corruptions (:meth:`dlbench.task.Task.corruptions`) at every level;
 4. runs the gradient-masking audit (:mod:`dlbench.robustness.audit`), which never fails the
    cell but sets ``audit_passed`` to 0.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,9 +35,10 @@ import numpy as np
 
 from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.params import Param
-from dlbench.result import Measurement
+from dlbench.result import Measurement, Result
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load, training_data
 from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import Column, Figure, metric_figure
 
 if TYPE_CHECKING:
     from dlbench.robustness.audit import Run
@@ -101,7 +103,7 @@ ROBUSTNESS_PARAMS: dict[str, Param] = {
     "restarts": Param(1, "random restarts of PGD and APGD", type=int),
     "blackbox_size": Param(50, "examples the black-box attack runs on", type=int),
     "square_queries": Param(200, "iterations (queries) of the Square attack", type=int),
-    "corruptions": Param(True, "evaluate the domain's corruptions", type=bool),
+    "corruptions": Param(True, "evaluate the task's corruptions", type=bool),
     "audit": Param(True, "run the gradient-masking audit", type=bool),
     "defence": Param(
         "none",
@@ -113,6 +115,7 @@ ROBUSTNESS_PARAMS: dict[str, Param] = {
 
 class RobustnessScenario(Scenario):
     name = "robustness"
+    charts: ClassVar[tuple[str, ...]] = ("robustness",)
     description = (
         "adversarial metric over an epsilon grid per attack (ART), corruptions, "
         "gradient-masking audit"
@@ -355,14 +358,18 @@ class RobustnessScenario(Scenario):
         target: Target | None,
         headline: str,
     ) -> None:
-        from dlbench.robustness.corruptions import CATALOGUE
         from dlbench.robustness.target import score
 
         r = ctx.result
         rows: list[dict[str, Any]] = []
         skipped: dict[str, str] = {}
-        for c in CATALOGUE.get(ctx.task.domain, ()):
-            for level in range(1, len(c.values) + 1):
+        corruptions = ctx.task.corruptions(ctx.params)
+        if not corruptions:
+            reason = f"task {ctx.task.name!r} declares no corruptions (Task.corruptions)"
+            skipped["all"] = reason
+            ctx.log(f"corruptions: {reason}")
+        for c in corruptions:
+            for level in c.levels:
                 rng = np.random.default_rng(c.seed(ctx.seed, level))
                 try:
                     if c.split == "test":
@@ -416,6 +423,32 @@ class RobustnessScenario(Scenario):
                 r.metrics[f"corruption_mean_{name}"] = float(
                     np.mean([row["metric"] for row in rows if row["corruption"] == name])
                 )
+
+    # -- reports ---------------------------------------------------------------------------------
+    def headline(self, result: Result) -> Figure | None:
+        """The clean headline metric (clean_accuracy, clean_rmse, clean_hr@10...), else the AUC."""
+        metric = result.details.get("metric")
+        clean = f"clean_{metric['name']}" if isinstance(metric, dict) and "name" in metric else None
+        for name in (n for n in (clean, "clean_accuracy", "auc") if n):
+            if name in result.metrics:
+                return metric_figure(result, name)
+        return None
+
+    def columns(self, results: Sequence[Result]) -> list[Column]:
+        """Ranked by the worst-case robustness AUC (high first for accuracies, low for errors):
+        the clean metric with its CI, the AUC, the audit's checks."""
+        metric = next((r.details["metric"] for r in results
+                       if isinstance(r.details.get("metric"), dict)),
+                      {"name": "accuracy", "higher_is_better": True})
+        name, hib = str(metric.get("name", "accuracy")), bool(metric.get("higher_is_better", True))
+
+        def auc(r: Result) -> Figure | None:
+            v = r.metrics.get("auc")
+            return None if v is None else Figure("auc", float(v), higher_is_better=hib, sig=4)
+
+        return [Column(f"Clean {name}", lambda r: metric_figure(r, "clean_metric", sig=4)),
+                Column(f"Robustness AUC {'↑' if hib else '↓'}", auc, rank=True),
+                Column("Audit checks", _audit_figure)]
 
     def _outputs(
         self, model: Any, target: Target | None, inputs: dict[str, np.ndarray]
@@ -528,3 +561,12 @@ def _chance(ctx: CellContext, evalset: EvalSet, headline: str, hib: bool) -> flo
         float(ctx.task.evaluate(y, np.zeros(shape, np.float32), ctx.params)[headline]),
     ]
     return max(candidates) if hib else min(candidates)
+
+
+def _audit_figure(r: Result) -> Figure | None:
+    audit = [a for a in r.details.get("audit") or [] if isinstance(a, dict)]
+    if not audit:
+        return None
+    passed = sum(1 for a in audit if a.get("passed"))
+    return Figure("audit", passed / len(audit), passed=passed == len(audit),
+                  text=f"{passed}/{len(audit)} passed")

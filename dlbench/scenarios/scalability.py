@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +38,7 @@ from dlbench.params import Param
 from dlbench.result import Measurement, Result
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, evaluate_into, train_or_load
 from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import Column, Figure, as_float
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
@@ -52,6 +53,7 @@ Point = dict[str, Any]
 
 class ScalabilityScenario(Scenario):
     name = "scalability"
+    charts: ClassVar[tuple[str, ...]] = ("scaling",)
     description = ("throughput vs batch size, intra-op threads and data-parallel workers; "
                    "accuracy vs training-set fraction")
     params: ClassVar[dict[str, Param]] = {
@@ -102,6 +104,37 @@ class ScalabilityScenario(Scenario):
         summarize_points(ctx.result, axis, points, float(ctx.params.get("saturation") or 0.9),
                          ctx.task.headline(ctx.params))
 
+
+    # -- reports -----------------------------------------------------------------------------------
+    def headline(self, result: Result) -> Figure | None:
+        """The best throughput of the sweep (with that point's flags), else the metric at the
+        largest value of a train_fraction sweep."""
+        pts = [p for p in result.series.get("scaling", []) if not math.isnan(as_float(p.get("throughput")))]
+        if pts:
+            top = max(pts, key=lambda p: as_float(p["throughput"]))
+            return Figure("max throughput", as_float(top["throughput"]), "samples/s", n=len(pts),
+                          source=point_measurement(result, top))
+        acc = [p for p in result.series.get("scaling", []) if not math.isnan(as_float(p.get("metric")))]
+        if acc:
+            last = max(acc, key=lambda p: as_float(p.get("value")))
+            return Figure(f"metric@{last.get('axis', 'value')}={last.get('value')}",
+                          as_float(last["metric"]), n=len(acc))
+        return None
+
+    def columns(self, results: Sequence[Result]) -> list[Column]:
+        """None: the scaling charts show the sweeps."""
+        return []
+
+
+POINT_LABELS = {"batch_size": "bs"}
+"""How a point's measurement names its axis (``throughput@bs=64``)."""
+
+
+def point_measurement(result: Result, point: Point) -> Measurement | None:
+    """The raw measurement of a scaling point (``throughput@bs=64`` for batch size 64)."""
+    axis, value = str(point.get("axis", "")), point.get("value")
+    v = f"{value:g}" if isinstance(value, float) else str(value)
+    return result.measurement(f"throughput@{POINT_LABELS.get(axis, axis)}={v}")
 
 def sweep_values(axis: str, raw: Any) -> list[Any]:
     """The swept values, validated: positive integers, or fractions in (0, 1]."""

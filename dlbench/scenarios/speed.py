@@ -10,6 +10,7 @@ shapes, and live on the device before timing starts, so no download and no host 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -17,8 +18,9 @@ import numpy as np
 from dlbench.measure.memory import peak_host_memory_mb
 from dlbench.measure.sampler import Budget, Sampling, sample
 from dlbench.params import Param
-from dlbench.result import Measurement
+from dlbench.result import Measurement, Result
 from dlbench.scenarios.base import Scenario
+from dlbench.scenarios.figures import Column, Figure, measurement_figure, metric_figure
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 class SpeedScenario(Scenario):
     name = "speed"
+    charts: ClassVar[tuple[str, ...]] = ("throughput", "latency")
     description = "throughput (samples/s) and latency percentiles of inference or training steps"
     params: ClassVar[dict[str, Param]] = {
         "mode": Param("infer", "infer (forward pass) or train (optimizer step)", ("infer", "train")),
@@ -77,6 +80,46 @@ class SpeedScenario(Scenario):
             if throughput is not None:
                 check_consistency(throughput, latency)
 
+
+    # -- reports -----------------------------------------------------------------------------------
+    group_by: ClassVar[dict[str, str]] = {"mode": "Mode", "batch_size": "Batch"}
+
+    def headline(self, result: Result) -> Figure | None:
+        """Throughput, or latency where only latency was measured."""
+        return measurement_figure(result, "throughput") or measurement_figure(result, "latency")
+
+    def columns(self, results: Sequence[Result]) -> list[Column]:
+        """Fastest first within each mode and batch size: throughput with its 95% CI and the ratio
+        to the best, latency percentiles, first call, peak memory."""
+        return [
+            Column("Threads", _threads),
+            Column("Throughput (samples/s) [95% CI]", lambda r: measurement_figure(r, "throughput"),
+                   rank=True, best=True, vs_best=True, keep=True),
+            Column("Latency p50 / p90 / p99 (ms)", _latency),
+            Column("First call (s)", _first_call),
+            Column("Peak host (MB)", lambda r: metric_figure(r, "peak_host_memory_mb")),
+            Column("Peak device (MB)", lambda r: metric_figure(r, "peak_device_memory_mb")),
+        ]
+
+
+def _threads(r: Result) -> Figure | None:
+    threads = r.environment.get("threads")
+    return None if threads is None else Figure("threads", float(threads), text=str(threads))
+
+
+def _latency(r: Result) -> Figure | None:
+    m = r.measurement("latency")
+    if m is None or m.stats is None:
+        return None
+    s = m.stats
+    return Figure("latency", s.median, m.unit, higher_is_better=False, source=m,
+                  values=(s.median, s.p90, s.p99))
+
+
+def _first_call(r: Result) -> Figure | None:
+    m = r.measurement("first_call")
+    value = m.stats.median if m is not None and m.stats is not None else r.metrics.get("compile_time_s")
+    return None if value is None else Figure("first_call", float(value), "s", higher_is_better=False)
 
 def check_consistency(throughput: Measurement, latency: Measurement, tolerance: float = 0.1) -> None:
     """At batch 1, the step time behind the throughput and the latency p50 time the same thing:

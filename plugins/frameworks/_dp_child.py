@@ -25,9 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.errors import DlbenchError, UnsupportedError
-from dlbench.framework import BuildOptions, DataParallelRun, TrainConfig
-from dlbench.spec import ModelSpec
+from dlbench.api import (
+    BuildOptions,
+    DataParallelRun,
+    DlbenchError,
+    ModelSpec,
+    TrainConfig,
+    UnsupportedError,
+)
 
 Measure = Callable[[ModelSpec, dict[str, np.ndarray], BuildOptions, DataParallelRun], list[float]]
 

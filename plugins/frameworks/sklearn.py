@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.errors import UnsupportedError
-from dlbench.framework import Batch, BuildOptions, Framework, Model
+from dlbench.api import Batch, BuildOptions, Framework, Model, UnsupportedError, hookimpl
 
 
 class SklearnModel(Model):
@@ -122,6 +120,6 @@ class SklearnFramework(Framework):
         return SklearnModel(estimator, options)
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_frameworks(register: Any) -> None:
     register(SklearnFramework())

@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.errors import SuiteError
-from dlbench.framework import Batch
-from dlbench.params import Param
+from dlbench.api import Batch, Param, SuiteError
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -44,13 +44,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-import dlbench
-from dlbench.data.registry import DatasetInfo, FileEntry, require
-from dlbench.errors import DatasetError, DlbenchError
-from dlbench.framework import Batch, TrainConfig
-from dlbench.params import Param
-from dlbench.spec import ACTIVATIONS, ModelSpec, SpecBuilder
-from dlbench.task import Dataset, PerturbationDomain, Task
+from dlbench.api import (
+    ACTIVATIONS,
+    Batch,
+    Corruption,
+    Dataset,
+    DatasetError,
+    DatasetInfo,
+    DlbenchError,
+    FileEntry,
+    ModelSpec,
+    Param,
+    PerturbationDomain,
+    SpecBuilder,
+    Task,
+    TrainConfig,
+    find_corruption,
+    hookimpl,
+    require,
+)
 
 SPLIT_SEED = 0
 """Seed of the train/test split: fixed, so every cell and every seed sees the same split."""
@@ -445,21 +457,73 @@ class NlpTask(Task):
         return (f"{p['dataset']} classification, {p['model']} model ({p['activation']}), "
                 f"max_len {p['max_len']}, vocab {p['vocab_size']}")
 
-    def corrupt(self, x: Batch, y: np.ndarray, kind: str, severity: float, rng: np.random.Generator,
-                dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Character typos re-encoded through the train vocabulary (``dataset.meta["vocab"]``)."""
-        from dlbench.robustness.corruptions import typo_tokens
+    def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
+        return TEXT_CORRUPTIONS
 
-        tokens = typo_tokens(x["tokens"], x["mask"], dataset.meta["vocab"], int(severity), rng, UNK)
+    def corrupt(self, x: Batch, y: np.ndarray, corruption: str, level: int,
+                rng: np.random.Generator, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Character typos re-encoded through the train vocabulary (``dataset.meta["vocab"]``)."""
+        find_corruption(TEXT_CORRUPTIONS, corruption, self.name)
+        tokens = typo_tokens(x["tokens"], x["mask"], dataset.meta["vocab"], level, rng, UNK)
         return {**x, "tokens": tokens}, y
 
 
-@dlbench.hookimpl
+# ---------------------------------------------------------------------------------------------
+# Corruptions: character typos in 5/10/20% of the words, re-encoded through the task's vocabulary
+# (a misspelt word usually becomes the unknown token, as it would for a deployed model)
+# ---------------------------------------------------------------------------------------------
+
+TEXT_CORRUPTIONS = (Corruption("typos", (0.05, 0.10, 0.20), "fraction of words"),)
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def typo(word: str, rng: np.random.Generator) -> str:
+    """One character edit: swap two neighbours, delete, insert or substitute a letter."""
+    if len(word) < 2:
+        return word + LETTERS[int(rng.integers(26))]
+    op = int(rng.integers(4))
+    i = int(rng.integers(len(word) - 1 if op == 0 else len(word)))
+    if op == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if op == 1:
+        return word[:i] + word[i + 1 :]
+    letter = LETTERS[int(rng.integers(26))]
+    if op == 2:
+        return word[:i] + letter + word[i:]
+    return word[:i] + letter + word[i + 1 :]
+
+
+def typo_tokens(
+    tokens: np.ndarray,
+    mask: np.ndarray,
+    vocab: Sequence[str],
+    level: int,
+    rng: np.random.Generator,
+    unk: int = 1,
+) -> np.ndarray:
+    """Token ids ``(N, L)`` with a typo in each real word token with probability of the level's
+    fraction, re-encoded through ``vocab`` (id -> token; unknown -> ``unk``). Punctuation and
+    unknown-word tokens are left alone."""
+    frac = find_corruption(TEXT_CORRUPTIONS, "typos", "nlp").value(level)
+    index = {t: i for i, t in enumerate(vocab)}
+    out = np.array(tokens, copy=True)
+    hit = (rng.random(out.shape) < frac) & (np.asarray(mask) > 0.5)
+    for i, j in zip(*np.nonzero(hit), strict=True):
+        tid = int(out[i, j])
+        word = vocab[tid] if 0 <= tid < len(vocab) else ""
+        if tid == unk or not word.replace("'", "").isalpha():
+            continue
+        out[i, j] = index.get(typo(word, rng), unk)
+    return out
+
+
+@hookimpl
 def dlbench_register_tasks(register: Any) -> None:
     register(NlpTask())
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_datasets(register: Any) -> None:
     register(SENTIMENT_INFO)
     register(SPAM_INFO)

@@ -38,13 +38,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-import dlbench
-from dlbench.data.registry import DatasetInfo, FileEntry, require
-from dlbench.errors import DatasetError, DlbenchError
-from dlbench.framework import Batch, TrainConfig
-from dlbench.params import Param
-from dlbench.spec import ACTIVATIONS, ModelSpec, SpecBuilder
-from dlbench.task import Dataset, PerturbationDomain, Task
+from dlbench.api import (
+    ACTIVATIONS,
+    Batch,
+    Corruption,
+    Dataset,
+    DatasetError,
+    DatasetInfo,
+    DlbenchError,
+    FileEntry,
+    ModelSpec,
+    Param,
+    PerturbationDomain,
+    SpecBuilder,
+    Task,
+    TrainConfig,
+    find_corruption,
+    hookimpl,
+    require,
+)
 
 SPLIT_SEED = 0
 """Seed of the rating split and of negative sampling: fixed for every cell and seed."""
@@ -380,21 +392,71 @@ class RecsysTask(Task):
         p = self.resolve(params)
         return f"MovieLens 100K {p['objective']}, {p['model']} ({p['factors']} factors)"
 
-    def corrupt(self, x: Batch, y: np.ndarray, kind: str, severity: float, rng: np.random.Generator,
-                dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Dropped or random *training* interactions (random ratings are 1-5 stars, centred)."""
-        from dlbench.robustness.corruptions import corrupt_interactions
+    def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
+        return INTERACTION_CORRUPTIONS
 
+    def corrupt(self, x: Batch, y: np.ndarray, corruption: str, level: int,
+                rng: np.random.Generator, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Dropped or random *training* interactions (random ratings are 1-5 stars, centred)."""
         mean = dataset.meta.get("global_mean")
         targets = np.array([1.0]) if mean is None else np.arange(1.0, 6.0) - float(mean)
-        return corrupt_interactions(dict(x), y, kind, int(severity), rng, N_USERS, N_ITEMS, targets)
+        return corrupt_interactions(dict(x), y, corruption, level, rng, N_USERS, N_ITEMS, targets)
 
 
-@dlbench.hookimpl
+# ---------------------------------------------------------------------------------------------
+# Corruptions of the training interactions: the robustness scenario retrains on them and scores
+# the clean test split
+# ---------------------------------------------------------------------------------------------
+
+INTERACTION_CORRUPTIONS = (
+    Corruption(
+        "dropped_interactions", (0.1, 0.25, 0.5), "fraction of training interactions", "train"
+    ),
+    Corruption("random_interactions", (0.1, 0.25, 0.5), "fraction added at random", "train"),
+)
+
+
+def corrupt_interactions(
+    x: dict[str, np.ndarray],
+    y: np.ndarray,
+    name: str,
+    level: int,
+    rng: np.random.Generator,
+    n_users: int,
+    n_items: int,
+    random_targets: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Training interactions ``x = {"user", "item"}`` (``(N, 1)`` ids) with targets ``y``:
+
+    * ``dropped_interactions``: remove a fraction of the observed interactions (ratings; for
+      implicit feedback the positive rows, ``y > 0.5``), uniformly at random;
+    * ``random_interactions``: add that fraction of spurious interactions between random users
+      and items, with targets drawn from ``random_targets`` (random ratings; ``[1.0]`` for
+      implicit feedback: accidental clicks).
+    """
+    frac = find_corruption(INTERACTION_CORRUPTIONS, name, "recsys").value(level)
+    users, items = np.asarray(x["user"]), np.asarray(x["item"])
+    y = np.asarray(y)
+    implicit = bool(np.all((y == 0) | (y == 1)))
+    observed = np.flatnonzero(y > 0.5) if implicit else np.arange(len(y))
+    n = int(round(frac * len(observed)))
+    if name == "dropped_interactions":
+        keep = np.setdiff1d(np.arange(len(y)), rng.choice(observed, size=n, replace=False))
+        return {"user": users[keep], "item": items[keep]}, y[keep]
+    new_u = rng.integers(0, n_users, size=(n, 1)).astype(users.dtype)
+    new_i = rng.integers(0, n_items, size=(n, 1)).astype(items.dtype)
+    new_y = rng.choice(np.asarray(random_targets, y.dtype), size=n)
+    return (
+        {"user": np.concatenate([users, new_u]), "item": np.concatenate([items, new_i])},
+        np.concatenate([y, new_y]),
+    )
+
+
+@hookimpl
 def dlbench_register_tasks(register: Any) -> None:
     register(RecsysTask())
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_datasets(register: Any) -> None:
     register(ML100K_INFO)

@@ -28,22 +28,36 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.data.download import atomic_writer
-from dlbench.data.registry import (
+from dlbench.api import (
+    ACTIVATIONS,
+    Batch,
+    Corruption,
+    Dataset,
+    DatasetError,
     DatasetInfo,
+    ModelSpec,
+    Param,
+    PerturbationDomain,
+    SpecBuilder,
+    Task,
+    TrainConfig,
+    atomic_writer,
     derived_dir,
     files_from_sums,
+    hookimpl,
     read_sha256sums,
     require,
 )
-from dlbench.errors import DatasetError
-from dlbench.framework import Batch, TrainConfig
-from dlbench.params import Param
-from dlbench.spec import ACTIVATIONS, ModelSpec, SpecBuilder
-from dlbench.task import Dataset, PerturbationDomain, Task
 
-from ._audio import DB_RANGE, LogMelConfig, fix_length, log_mel, mfcc_stats
+from ._audio import (
+    AUDIO_CORRUPTIONS,
+    DB_RANGE,
+    LogMelConfig,
+    corrupt_logmel,
+    fix_length,
+    log_mel,
+    mfcc_stats,
+)
 from ._classify import ClassicClassifier, classification_metrics, param
 
 FSDD_URL = ("https://raw.githubusercontent.com/Jakobovski/free-spoken-digit-dataset/"
@@ -167,13 +181,14 @@ class SpeechTask(Task):
             split = f"speaker {self._p(params, 'holdout_speaker')} held out"
         return f"FSDD ({split}), {self._p(params, 'model')} ({self._p(params, 'activation')})"
 
-    def corrupt(self, x: Batch, y: np.ndarray, kind: str, severity: float, rng: np.random.Generator,
-                dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Audio corruptions applied to the log-mel features as the waveform corruption would
-        change them (see :func:`dlbench.robustness.corruptions.corrupt_logmel`)."""
-        from dlbench.robustness.corruptions import corrupt_logmel
+    def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
+        return AUDIO_CORRUPTIONS
 
-        feats = corrupt_logmel(x["spectrogram"], kind, int(severity), rng, DB_PER_UNIT)
+    def corrupt(self, x: Batch, y: np.ndarray, corruption: str, level: int,
+                rng: np.random.Generator, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Audio corruptions applied to the log-mel features as the waveform corruption would
+        change them (see :func:`._audio.corrupt_logmel`)."""
+        feats = corrupt_logmel(x["spectrogram"], corruption, level, rng, DB_PER_UNIT)
         return {**x, "spectrogram": feats}, y
 
 
@@ -247,11 +262,11 @@ def _load_features(folder: str, key: str) -> dict[str, np.ndarray]:
     return feats
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_tasks(register: Any) -> None:
     register(SpeechTask())
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_datasets(register: Any) -> None:
     register(fsdd_info())

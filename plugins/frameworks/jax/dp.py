@@ -24,9 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.errors import UnsupportedError
-from dlbench.framework import BuildOptions, DataParallelRun
-from dlbench.spec import ModelSpec
+from dlbench.api import BuildOptions, DataParallelRun, ModelSpec, UnsupportedError
 
 from .._dp_child import child_main, cpu_budget, run_in_child
 
@@ -45,7 +43,7 @@ def measure(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptio
     if options.device == "cpu":
         configure_host_devices(run.workers, run.threads_per_worker)
 
-    from dlbench.measure.sampler import Budget, sample
+    from dlbench.api import Budget, sample
 
     step, sync, _ = sharded_training(spec, weights, options, run)
     sampling = sample(step, sync, Budget.from_dict(dict(run.budget)))

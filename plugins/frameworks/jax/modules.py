@@ -18,9 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlbench.errors import UnsupportedError
-from dlbench.spec import ModelSpec, Node, same_padding
-from dlbench.spec_numpy import MASK_FILL
+from dlbench.api import MASK_FILL, ModelSpec, Node, UnsupportedError, same_padding
 
 _ACT = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
         "gelu": lambda x: jax.nn.gelu(x, approximate=False)}

@@ -40,12 +40,20 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.errors import DlbenchError, UnsupportedError
-from dlbench.framework import Batch, BuildOptions, Framework, Model, TrainConfig
-from dlbench.measure.parity import gradient_inputs
-from dlbench.params import Param
-from dlbench.spec import ModelSpec, check_weights
+from dlbench.api import (
+    Batch,
+    BuildOptions,
+    DlbenchError,
+    Framework,
+    Model,
+    ModelSpec,
+    Param,
+    TrainConfig,
+    UnsupportedError,
+    check_weights,
+    gradient_inputs,
+    hookimpl,
+)
 
 from . import backends as kb
 
@@ -263,6 +271,6 @@ def torch_style_adam() -> type:
     return TorchStyleAdam
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_frameworks(register: Any) -> None:
     register(KerasFramework())

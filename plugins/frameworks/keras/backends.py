@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.errors import UnsupportedError
+from dlbench.api import UnsupportedError
 
 BACKENDS = ("tensorflow", "jax", "torch")
 

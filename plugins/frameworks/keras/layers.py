@@ -19,8 +19,7 @@ import functools
 import math
 from typing import Any
 
-from dlbench.errors import UnsupportedError
-from dlbench.spec import ModelSpec
+from dlbench.api import ModelSpec, UnsupportedError
 
 MASK_FILL = -1e9  # the score of padded keys before the attention softmax (as dlbench.spec_numpy)
 

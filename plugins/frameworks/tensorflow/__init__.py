@@ -31,11 +31,20 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.errors import DlbenchError, UnsupportedError
-from dlbench.framework import Availability, Batch, BuildOptions, Framework, Model, TrainConfig
-from dlbench.measure.parity import gradient_inputs
-from dlbench.spec import ModelSpec, check_weights
+from dlbench.api import (
+    Availability,
+    Batch,
+    BuildOptions,
+    DlbenchError,
+    Framework,
+    Model,
+    ModelSpec,
+    TrainConfig,
+    UnsupportedError,
+    check_weights,
+    gradient_inputs,
+    hookimpl,
+)
 
 DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")
 """Distributions that provide the ``tensorflow`` module; the first installed one is reported."""
@@ -46,6 +55,7 @@ class TensorFlowFramework(Framework):
     label = "TensorFlow"
     modules = ("tensorflow",)
     distribution = "tensorflow"
+    distributions = ("tensorflow", "tensorflow-cpu")
     variants = ("eager", "graph", "compiled")
     precisions = ("fp32", "bf16")
 
@@ -319,6 +329,6 @@ class TFOptimizer:
             w.assign_sub((lr / bc1) * m / (tf.sqrt(v) / bc2_sqrt + self.EPS))
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_frameworks(register: Any) -> None:
     register(TensorFlowFramework())

@@ -26,9 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.errors import UnsupportedError
-from dlbench.framework import BuildOptions, DataParallelRun
-from dlbench.spec import ModelSpec
+from dlbench.api import BuildOptions, DataParallelRun, ModelSpec, UnsupportedError
 
 from .._dp_child import child_main, cpu_budget, run_in_child
 
@@ -64,7 +62,7 @@ def _devices(tf: Any, options: BuildOptions, run: DataParallelRun) -> list[str]:
 def measure(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions,
             run: DataParallelRun) -> list[float]:
     """In the child: configure the devices, build under the strategy, time the mirrored step."""
-    from dlbench.measure.sampler import Budget, sample
+    from dlbench.api import Budget, sample
 
     step, sync, _ = mirrored_training(spec, weights, options, run)
     sampling = sample(step, sync, Budget.from_dict(dict(run.budget)))

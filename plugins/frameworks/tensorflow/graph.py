@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.errors import UnsupportedError
-from dlbench.spec import ModelSpec, Node
+from dlbench.api import ModelSpec, Node, UnsupportedError
 
 MASK_FILL = -1e9  # the score of padded keys before the attention softmax (as dlbench.spec_numpy)
 

@@ -23,11 +23,17 @@ from typing import Any
 
 import numpy as np
 
-import dlbench
-from dlbench.errors import UnsupportedError
-from dlbench.framework import Batch, BuildOptions, Framework, Model
-from dlbench.measure.parity import gradient_inputs
-from dlbench.spec import ModelSpec, check_weights
+from dlbench.api import (
+    Batch,
+    BuildOptions,
+    Framework,
+    Model,
+    ModelSpec,
+    UnsupportedError,
+    check_weights,
+    gradient_inputs,
+    hookimpl,
+)
 
 
 class TorchModel(Model):
@@ -250,6 +256,6 @@ class TorchFramework(Framework):
         return data_parallel_throughput(spec, weights, options, run)
 
 
-@dlbench.hookimpl
+@hookimpl
 def dlbench_register_frameworks(register: Any) -> None:
     register(TorchFramework())

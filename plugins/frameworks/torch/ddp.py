@@ -26,10 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dlbench.errors import DlbenchError, UnsupportedError
-from dlbench.framework import BuildOptions, DataParallelRun
-from dlbench.measure.sampler import Budget, sample
-from dlbench.spec import ModelSpec
+from dlbench.api import (
+    Budget,
+    BuildOptions,
+    DataParallelRun,
+    DlbenchError,
+    ModelSpec,
+    UnsupportedError,
+    sample,
+)
 
 from .._dp_child import cpu_budget
 

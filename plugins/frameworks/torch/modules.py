@@ -21,9 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbench.errors import UnsupportedError
-from dlbench.spec import ModelSpec, Node, same_padding
-from dlbench.spec_numpy import MASK_FILL
+from dlbench.api import MASK_FILL, ModelSpec, Node, UnsupportedError, same_padding
 
 _ACT: dict[str, Any] = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
                         "gelu": lambda x: F.gelu(x, approximate="none")}
