@@ -2,7 +2,9 @@
 
 Every chart is a :class:`Chart` with a stable ``id`` and a ``kind`` (``throughput``,
 ``latency``, ``learning_curve``, ``robustness``, ``scaling``, ``history``, ``baseline``)
-that the template writes as ``id`` and ``data-chart`` of its ``div.chart``.
+that the template writes as ``id`` and ``data-chart`` of its ``div.chart``. The history and
+baseline charts are in :mod:`dlbench.report.trends` (which builds on the helpers here);
+:func:`dlbench.report.html.build_charts` gathers both, by section.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def _mix(hex_color: str, other: tuple[int, int, int], t: float) -> str:
     return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(rgb, other, strict=True))
 
 
-class _Colors:
+class Colors:
     """One hue per framework across all the charts of a report; a framework's configurations
     (``torch[eager]``, ``torch[compiled]``) get shades of that hue."""
 
@@ -127,7 +129,7 @@ def flagged_name(label: str, flags: tuple[Flag, ...]) -> str:
     return f"{label} {FLAG_MARK}" if flags else label
 
 
-def throughput_charts(results: list[Result], color: _Colors,
+def throughput_charts(results: list[Result], color: Colors,
                      scenarios: Scenarios | None = None) -> list[Chart]:
     """Per task and mode: one panel per batch size (own y axis), one bar per framework
     configuration with its 95% CI as error bar."""
@@ -168,7 +170,7 @@ def throughput_charts(results: list[Result], color: _Colors,
     return charts
 
 
-def latency_charts(results: list[Result], color: _Colors,
+def latency_charts(results: list[Result], color: Colors,
                      scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
@@ -205,7 +207,7 @@ def _curve_metric(rows: list[dict[str, Any]], headline: str | None = None) -> st
     return "train_loss" if any("train_loss" in r for r in rows) else None
 
 
-def learning_curve_charts(results: list[Result], color: _Colors,
+def learning_curve_charts(results: list[Result], color: Colors,
                      scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
@@ -239,7 +241,7 @@ def learning_curve_charts(results: list[Result], color: _Colors,
     return charts
 
 
-def robustness_charts(results: list[Result], color: _Colors,
+def robustness_charts(results: list[Result], color: Colors,
                      scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
@@ -278,7 +280,7 @@ def robustness_charts(results: list[Result], color: _Colors,
     return charts
 
 
-def scaling_charts(results: list[Result], color: _Colors,
+def scaling_charts(results: list[Result], color: Colors,
                      scenarios: Scenarios | None = None) -> list[Chart]:
     import plotly.graph_objects as go
 
@@ -313,33 +315,3 @@ def scaling_charts(results: list[Result], color: _Colors,
                 charts.append(Chart(f"chart-scaling-{slug(task, axis, key)}", "scaling", title,
                                     _layout(fig, title, axis, y_title), task))
     return charts
-
-
-def build_charts(data: Any) -> dict[str, list[Chart]]:
-    """All charts of a RunData by section (throughput, latency, learning, robustness, scaling,
-    history, baseline); chart ids are made unique."""
-    from dlbench.report.trends import baseline_chart, history_charts
-
-    color = _Colors()
-    res = data.results
-    sections = {
-        "throughput": throughput_charts(res, color, data.scenarios),
-        "latency": latency_charts(res, color, data.scenarios),
-        "learning": learning_curve_charts(res, color, data.scenarios),
-        "robustness": robustness_charts(res, color, data.scenarios),
-        "scaling": scaling_charts(res, color, data.scenarios),
-        "history": history_charts(res, data.history, data.run.id, data.scenarios)
-        if data.history else [],
-        "baseline": [],
-    }
-    if data.baseline is not None:
-        bc = baseline_chart(res, data.baseline.results, data.scenarios)
-        sections["baseline"] = [bc] if bc else []
-    seen: set[str] = set()
-    for charts in sections.values():
-        for c in charts:
-            base, i = c.id, 2
-            while c.id in seen:
-                c.id, i = f"{base}-{i}", i + 1
-            seen.add(c.id)
-    return sections

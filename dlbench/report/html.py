@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 from markupsafe import Markup
 
 from dlbench.report.base import Reporter, RunData
-from dlbench.report.charts import build_charts
+from dlbench.report.charts import (
+    Chart,
+    Colors,
+    latency_charts,
+    learning_curve_charts,
+    robustness_charts,
+    scaling_charts,
+    throughput_charts,
+)
 from dlbench.report.common import (
     DASH,
     Scenarios,
@@ -33,6 +41,7 @@ from dlbench.report.tables import (
     status_cell,
     threads_text,
 )
+from dlbench.report.trends import baseline_chart, history_charts
 from dlbench.result import Result
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -192,3 +201,31 @@ class HtmlReporter(Reporter):
 
     def render(self, data: RunData) -> str:
         return _environment().get_template(TEMPLATE).render(**build_context(data))
+
+
+def build_charts(data: RunData) -> dict[str, list[Chart]]:
+    """All charts of a RunData by section (throughput, latency, learning, robustness, scaling,
+    history, baseline); chart ids are made unique."""
+    color = Colors()
+    res = data.results
+    sections = {
+        "throughput": throughput_charts(res, color, data.scenarios),
+        "latency": latency_charts(res, color, data.scenarios),
+        "learning": learning_curve_charts(res, color, data.scenarios),
+        "robustness": robustness_charts(res, color, data.scenarios),
+        "scaling": scaling_charts(res, color, data.scenarios),
+        "history": history_charts(res, data.history, data.run.id, data.scenarios)
+        if data.history else [],
+        "baseline": [],
+    }
+    if data.baseline is not None:
+        bc = baseline_chart(res, data.baseline.results, data.scenarios)
+        sections["baseline"] = [bc] if bc else []
+    seen: set[str] = set()
+    for charts in sections.values():
+        for c in charts:
+            base, i = c.id, 2
+            while c.id in seen:
+                c.id, i = f"{base}-{i}", i + 1
+            seen.add(c.id)
+    return sections
