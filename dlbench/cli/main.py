@@ -70,7 +70,7 @@ def run(
                   f"continue with: dlbench run {suite} --resume {session.run_id}")
         raise typer.Exit(130) from None
     from dlbench.report.terminal import print_report as print_run
-    from dlbench.report.write import load_run_data
+    from dlbench.run.reports import load_run_data
 
     data = load_run_data(st, session.run_id, plugins=plugins)
     print_run(data, out)
@@ -225,7 +225,7 @@ def report(
 ) -> int:
     """Rebuild a run's reports from the store (and print its table)."""
     from dlbench.report.terminal import print_report as print_run
-    from dlbench.report.write import load_run_data, write_reports
+    from dlbench.run.reports import load_run_data, write_reports
 
     plugins = State.plugins()
     st = Store(store)

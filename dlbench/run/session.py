@@ -28,6 +28,7 @@ from dlbench.measure.environment import fingerprint, framework_distributions, gi
 from dlbench.plugins import Plugins
 from dlbench.result import Result
 from dlbench.run.launch.base import Job, LaunchConfig, Launcher
+from dlbench.run.reports import write_reports
 from dlbench.run.suite import Suite
 from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
@@ -278,8 +279,6 @@ class Session:
 
     # -- reporting -------------------------------------------------------------------------------
     def write_reports(self) -> dict[str, Path]:
-        from dlbench.report.write import write_reports
-
         self.reports = write_reports(self.store, self.run_id, self.plugins, self.options.output_dir,
                                      self.options.reporters)
         return self.reports

@@ -1,4 +1,6 @@
-"""Write a stored run's reports to files (reports read only from the store)."""
+"""Write a stored run's reports to files: load it from the store with the loaded plugins'
+scenarios, render it with the registered reporters. Reporters read only :class:`RunData` and never
+the store; this is the one place that joins the two (after a run, and for ``dlbench report``)."""
 
 from __future__ import annotations
 
