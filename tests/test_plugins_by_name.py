@@ -18,76 +18,11 @@ from dlbench.plugins import get_plugins
 ROOT = Path(__file__).resolve().parent.parent
 
 THIRD_PARTY = '''
-"""A third-party framework, task and scenario in one file, importing only dlbench.api."""
+"""A third-party task and scenario in one file, importing only dlbench.api."""
 import numpy as np
 
-from dlbench.api import (Column, Corruption, Dataset, Figure, Framework, Model, Scenario,
-                         SpecBuilder, Task, TrainConfig, find_corruption, hookimpl, metric_figure)
-
-
-class GradModel(Model):
-    """Softmax regression on one Dense node, with input gradients (for attacks)."""
-
-    def __init__(self, spec, weights, options):
-        self.spec, self.options = spec, options
-        self.node = next(n.name for n in spec.nodes if n.op == "Dense")
-        self.w = {k: np.array(v, np.float64) for k, v in weights.items()}
-
-    def _x(self, inputs):
-        return np.asarray(inputs["x"], np.float64)
-
-    def _probs(self, x):
-        z = x @ self.w[self.node + ".kernel"] + self.w[self.node + ".bias"]
-        p = np.exp(z - z.max(1, keepdims=True))
-        return z, p / p.sum(1, keepdims=True)
-
-    def to_device(self, batch):
-        return dict(batch) if isinstance(batch, dict) else np.asarray(batch)
-
-    def forward(self, native_inputs):
-        return self._probs(self._x(native_inputs))[0]
-
-    def train_step(self, native_inputs, native_targets):
-        x, y = self._x(native_inputs), np.asarray(native_targets).astype(int)
-        _, p = self._probs(x)
-        loss = -np.mean(np.log(p[np.arange(len(y)), y] + 1e-12))
-        p[np.arange(len(y)), y] -= 1
-        g = p / len(y)
-        self.w[self.node + ".kernel"] -= 0.1 * x.T @ g
-        self.w[self.node + ".bias"] -= 0.1 * g.sum(0)
-        return np.float64(loss)
-
-    def synchronize(self):
-        pass
-
-    def to_numpy(self, native):
-        return np.asarray(native)
-
-    def get_weights(self):
-        return {k: v.astype(np.float32) for k, v in self.w.items()}
-
-    def set_weights(self, weights):
-        self.w = {k: np.array(v, np.float64) for k, v in weights.items()}
-
-    def loss_and_input_gradient(self, inputs, targets):
-        x, y = self._x(inputs), np.asarray(targets).astype(int)
-        _, p = self._probs(x)
-        loss = float(-np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
-        p[np.arange(len(y)), y] -= 1
-        return loss, {"x": (p / len(y)) @ self.w[self.node + ".kernel"].T}
-
-
-class GradFramework(Framework):
-    name = "gradfw"
-    modules = ("numpy",)
-    distribution = "numpy"
-    variants = ("eager",)
-
-    def devices(self):
-        return ["cpu"]
-
-    def build(self, spec, weights, options):
-        return GradModel(spec, weights, options)
+from dlbench.api import (Column, Corruption, Dataset, Figure, Scenario, SpecBuilder, Task,
+                         TrainConfig, find_corruption, hookimpl, metric_figure)
 
 
 JITTER = Corruption("jitter", (0.05, 0.1, 0.2), "sigma")
@@ -144,11 +79,6 @@ class TallyScenario(Scenario):
 
 
 @hookimpl
-def dlbench_register_frameworks(register):
-    register(GradFramework())
-
-
-@hookimpl
 def dlbench_register_tasks(register):
     register(RingsTask())
 
@@ -163,14 +93,14 @@ name: byname
 matrix:
   - scenario: tally
     tasks: [rings]
-    frameworks: [gradfw]
+    frameworks: [numpyfw]
   - scenario: robustness
     tasks: [rings, blobs]
-    frameworks: [gradfw]
+    frameworks: [numpyfw]
     params: {attacks: noise, audit: false, epochs: 2, batch_size: 50, eval_size: 60, epsilons: "0,8"}
   - scenario: parity
     tasks: [rings]
-    frameworks: [gradfw]
+    frameworks: [numpyfw]
     params: {reference: numpy}
 """
 
@@ -181,8 +111,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     plugins = tmp / "plugins"
     plugins.mkdir()
     (plugins / "thirdparty.py").write_text(THIRD_PARTY)
-    fixtures = ROOT / "tests" / "fixtures" / "plugins"
-    (plugins / "blobs_task.py").write_text((fixtures / "blobs_task.py").read_text())
+    for f in (ROOT / "tests" / "fixtures" / "plugins").glob("*.py"):  # numpyfw and blobs
+        (plugins / f.name).write_text(f.read_text())
     (tmp / "byname.yaml").write_text(SUITE)
     res = run_cli("--plugins-dir", str(plugins), "run", str(tmp / "byname.yaml"), "--store",
                   f"sqlite:///{tmp / 'r.db'}", "--output-dir", str(tmp / "out"),
@@ -207,7 +137,7 @@ def test_a_third_party_scenario_has_its_leaderboard(reports: dict) -> None:
     assert "### Tally — rings" in md
     header = next(line for line in md.splitlines() if "Tally score (points)" in line)
     assert header.startswith("| # | Framework | Tally score (points) | Examples | Status |")
-    assert "| 1 | gradfw | 42.0 | 100 | ok |" in md
+    assert "| 1 | numpyfw | 42.0 | 100 | ok |" in md
 
 
 def test_a_third_party_task_brings_its_corruptions(reports: dict) -> None:
@@ -219,7 +149,7 @@ def test_a_third_party_task_brings_its_corruptions(reports: dict) -> None:
     assert "corruption_mean_jitter" in rob["metrics"]
     md = reports["md"]
     assert "### Corruptions — rings" in md
-    jitter = next(line for line in md.splitlines() if line.startswith("| gradfw | jitter |"))
+    jitter = next(line for line in md.splitlines() if line.startswith("| numpyfw | jitter |"))
     assert jitter.count("|") == 6  # framework, corruption, three severities
 
 

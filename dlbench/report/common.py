@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from dlbench.cell import Cell
@@ -260,26 +260,16 @@ def config_labels(cells: Sequence[Cell], exclude: Iterable[str] = ()) -> list[st
 
 
 # -- headline figures ------------------------------------------------------------------------------
-@dataclass
-class Headline:
-    """The one figure that sums a cell up, with its 95% CI and spread."""
+@dataclass(frozen=True)
+class Headline(Figure):
+    """The one figure that sums a cell up, with its 95% CI, spread and flags, ready to show."""
 
-    name: str
-    value: float
-    unit: str = ""
-    ci_low: float = float("nan")
-    ci_high: float = float("nan")
-    spread: float = float("nan")  # relative: IQR / |median| (or std / |mean|)
-    n: int | None = None
-    higher_is_better: bool = True
-    passed: bool | None = None
     flags: tuple[Flag, ...] = ()
 
     @classmethod
     def of(cls, f: Figure) -> Headline:
         """A scenario's figure, with the flags of the measurement it comes from."""
-        return cls(f.name, f.value, f.unit, f.ci_low, f.ci_high, f.spread, f.n,
-                   f.higher_is_better, f.passed, flags_of(f.source))
+        return cls(**{k.name: getattr(f, k.name) for k in fields(f)}, flags=flags_of(f.source))
 
     @property
     def value_text(self) -> str:

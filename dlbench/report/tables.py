@@ -80,8 +80,8 @@ def figure_cell(f: Figure | None, cls: str = "num") -> TCell:
     known, or as a duration), its pass/fail class and its flags."""
     if f is None:
         return TCell("", cls)
-    if f.text is not None:
-        text = f.text
+    if f.display is not None:
+        text = f.display
     elif f.values:
         text = " / ".join(fmt_num(v, f.sig) for v in f.values)
     elif f.fmt == "duration":

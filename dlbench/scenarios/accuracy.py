@@ -200,7 +200,7 @@ def _time_to_target(r: Result) -> Figure | None:
         return None
     v = as_float(r.metrics["time_to_target_s"])
     return Figure("time_to_target_s", v, "s", higher_is_better=False, fmt="duration",
-                  text="not reached" if math.isnan(v) else None)
+                  display="not reached" if math.isnan(v) else None)
 
 def evaluate_into(ctx: CellContext, model: Model, dataset: Dataset) -> dict[str, float]:
     """Test metrics, per-example scores (raw samples for paired tests) and their 95% CIs."""

@@ -52,7 +52,7 @@ class Figure:
 
     ``source`` is the measurement whose flags the figure carries (contended, not converged...);
     ``values``, when set, are shown instead of ``value``, as ``12 / 15 / 20`` (percentiles);
-    ``text``, when set, is shown as it is (``3/4 passed``, ``not reached``); ``fmt`` is
+    ``display``, when set, is shown as it is (``3/4 passed``, ``not reached``); ``fmt`` is
     ``number`` or ``duration``; ``sig`` the significant digits; ``passed`` a pass/fail verdict
     (parity, audits)."""
 
@@ -67,7 +67,7 @@ class Figure:
     passed: bool | None = None
     source: Measurement | None = None
     values: tuple[float, ...] = ()
-    text: str | None = None
+    display: str | None = None
     fmt: str = "number"
     sig: int = 3
 

@@ -569,4 +569,4 @@ def _audit_figure(r: Result) -> Figure | None:
         return None
     passed = sum(1 for a in audit if a.get("passed"))
     return Figure("audit", passed / len(audit), passed=passed == len(audit),
-                  text=f"{passed}/{len(audit)} passed")
+                  display=f"{passed}/{len(audit)} passed")

@@ -104,7 +104,7 @@ class SpeedScenario(Scenario):
 
 def _threads(r: Result) -> Figure | None:
     threads = r.environment.get("threads")
-    return None if threads is None else Figure("threads", float(threads), text=str(threads))
+    return None if threads is None else Figure("threads", float(threads), display=str(threads))
 
 
 def _latency(r: Result) -> Figure | None:
