@@ -51,7 +51,8 @@ def dlbench_register_scenarios(register: Callable[[Scenario], None]) -> None:
 
 @hookspec
 def dlbench_register_attacks(register: Callable[[Any], None]) -> None:
-    """Register adversarial attacks or corruptions used by the robustness scenario.
+    """Register adversarial attacks used by the robustness scenario (corruptions come from the
+    tasks: :meth:`dlbench.task.Task.corruptions`).
 
     Each is an instance of :class:`dlbench.robustness.attacks.Attack` with a unique ``name``.
     """
