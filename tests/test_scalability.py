@@ -202,7 +202,7 @@ spec = task.model_spec(params).without_dropout()
 w = spec.init_weights(0)
 xs, y = task.synthetic_batch(spec, 32, np.random.default_rng(0), params)
 opts = BuildOptions(train=TrainConfig("cross_entropy", "adam", 1e-2))
-step, sync, dp = {training}(spec, w, opts, DataParallelRun(2, 16, xs, y))
+step, sync, dp = {training}(fw, spec, w, opts, DataParallelRun(2, 16, xs, y))
 for _ in range(3):
     step()
 sync()
@@ -230,10 +230,10 @@ def _equivalence(setup: str, training: str, reference: str) -> dict:
 def test_jax_two_host_devices_train_like_one_device_on_the_global_batch() -> None:
     out = _equivalence(
         "from dlbench.builtin.frameworks.jax.dp import configure_host_devices, sharded_training\n"
-        "configure_host_devices(2, 1)",
+        "configure_host_devices(2, 1)\n"
+        "from dlbench.builtin.frameworks.jax import JaxFramework\nfw = JaxFramework()",
         "sharded_training",
-        "import jax\nreplicas = len(dp.params[next(iter(dp.params))]['kernel'].sharding.device_set)\n"
-        "from dlbench.builtin.frameworks.jax import JaxFramework\nfw = JaxFramework()")
+        "import jax\nreplicas = len(dp.params[next(iter(dp.params))]['kernel'].sharding.device_set)")
     assert out["replicas"] == 2
     assert out["moved"] > 1e-3 and out["dp_vs_single"] < 1e-5
 
@@ -241,10 +241,10 @@ def test_jax_two_host_devices_train_like_one_device_on_the_global_batch() -> Non
 @needs["tensorflow"]
 def test_tensorflow_mirrored_strategy_trains_like_one_device_on_the_global_batch() -> None:
     out = _equivalence(
-        "from dlbench.builtin.frameworks.tensorflow.dp import mirrored_training",
+        "from dlbench.builtin.frameworks.tensorflow.dp import mirrored_training\n"
+        "from dlbench.builtin.frameworks.tensorflow import TensorFlowFramework\nfw = TensorFlowFramework()",
         "mirrored_training",
-        "import tensorflow as tf\nreplicas = len(dp._vars[0].values)\n"
-        "from dlbench.builtin.frameworks.tensorflow import TensorFlowFramework\nfw = TensorFlowFramework()")
+        "import tensorflow as tf\nreplicas = len(dp._vars[0].values)")
     assert out["replicas"] == 2
     assert out["moved"] > 1e-3 and out["dp_vs_single"] < 1e-5
 

@@ -24,9 +24,7 @@ the peak since the process started (each cell runs in a fresh process).
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +42,9 @@ from dlbench.api import (
     gradient_inputs,
     hookimpl,
 )
+
+from .._xla import limit_threads
+from . import dp  # data parallelism; it imports no JAX and never this module
 
 
 def _loss_fn(name: str) -> Any:
@@ -248,19 +249,6 @@ class JaxModel(Model):
         return int(stats["peak_bytes_in_use"])
 
 
-def limit_threads(threads: int) -> None:
-    """Bound XLA's CPU pools (Keras on jax uses this too). XLA sizes them from the CPUs the
-    process may use when JAX is imported: pin the process to ``threads`` CPUs, and with one
-    thread also turn off Eigen's multi-threading before the import."""
-    if "jax" not in sys.modules and threads == 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        if "xla_cpu_multi_thread_eigen" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, set(cpus[: max(1, threads)]))
-
-
 class JaxFramework(Framework):
     """JAX with Flax modules and Optax optimizers; eager or jax.jit; fp32 or bf16; CPU and GPU."""
 
@@ -312,9 +300,7 @@ class JaxFramework(Framework):
     def data_parallel_throughput(self, spec: ModelSpec, weights: Mapping[str, np.ndarray],
                                  options: BuildOptions, run: Any) -> list[float]:
         """jit over a device mesh (host devices on CPU): see :mod:`dlbench.builtin.frameworks.jax.dp`."""
-        from .dp import data_parallel_throughput
-
-        return data_parallel_throughput(spec, weights, options, run)
+        return dp.data_parallel_throughput(spec, weights, options, run)
 
 
 @hookimpl

@@ -9,7 +9,8 @@ needs a compiled program), whatever the cell's variant.
 
 On CPU the devices are XLA host devices: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
 must be set before JAX is imported, so each measurement runs in a fresh interpreter
-(:mod:`dlbench.builtin.frameworks._dp_child`). Each host device gets ``threads_per_worker`` threads (1 by default:
+(:mod:`dlbench.builtin.frameworks._dp_child`; its entry point is :mod:`.dp_child`, which hands
+this module the plugin's framework: this module never imports the plugin's ``__init__``). Each host device gets ``threads_per_worker`` threads (1 by default:
 ``--xla_cpu_multi_thread_eigen=false``) and the process is pinned to ``workers x threads`` CPUs,
 so N workers use N cores. On GPUs the mesh is the first ``workers`` GPUs (NCCL collectives).
 """
@@ -24,28 +25,29 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.api import BuildOptions, DataParallelRun, ModelSpec, UnsupportedError
+from dlbench.api import BuildOptions, DataParallelRun, Framework, ModelSpec, UnsupportedError
 
-from .._dp_child import child_main, cpu_budget, run_in_child
+from .._dp_child import cpu_budget, run_in_child
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 
 def data_parallel_throughput(spec: ModelSpec, weights: Mapping[str, np.ndarray],
                              options: BuildOptions, run: DataParallelRun) -> list[float]:
-    """Global training throughput (samples/s per window) of ``run.workers`` JAX devices."""
-    return run_in_child(__name__, spec, weights, options, run, {})
+    """Global training throughput (samples/s per window) of ``run.workers`` JAX devices, measured
+    in a fresh interpreter (``python -m`` :mod:`.dp_child`)."""
+    return run_in_child(f"{__package__}.dp_child", spec, weights, options, run, {})
 
 
-def measure(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions,
-            run: DataParallelRun) -> list[float]:
+def measure(framework: Framework, spec: ModelSpec, weights: dict[str, np.ndarray],
+            options: BuildOptions, run: DataParallelRun) -> list[float]:
     """In the child, before JAX is imported: set the host device count, then time the step."""
     if options.device == "cpu":
         configure_host_devices(run.workers, run.threads_per_worker)
 
     from dlbench.api import Budget, sample
 
-    step, sync, _ = sharded_training(spec, weights, options, run)
+    step, sync, _ = sharded_training(framework, spec, weights, options, run)
     sampling = sample(step, sync, Budget.from_dict(dict(run.budget)))
     n = len(run.targets)
     return [n / s for s in sampling.samples]
@@ -67,14 +69,14 @@ def configure_host_devices(workers: int, threads_per_worker: int | None) -> None
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cpus]))
 
 
-def sharded_training(spec: ModelSpec, weights: Mapping[str, np.ndarray], options: BuildOptions,
-                     run: DataParallelRun) -> tuple[Callable[[], Any], Callable[[], None], Any]:
-    """``(step, sync, model)``: the JAX plugin's jitted training step over a ``run.workers``-device
-    mesh (parameters replicated, batch split), its synchronisation, and the model."""
+def sharded_training(framework: Framework, spec: ModelSpec, weights: Mapping[str, np.ndarray],
+                     options: BuildOptions, run: DataParallelRun,
+                     ) -> tuple[Callable[[], Any], Callable[[], None], Any]:
+    """``(step, sync, model)``: the jitted training step of ``framework`` (the JAX plugin's) over a
+    ``run.workers``-device mesh (parameters replicated, batch split), its synchronisation, and the
+    model."""
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    from . import JaxFramework
 
     platform = "cpu" if options.device == "cpu" else "gpu"
     try:
@@ -84,7 +86,7 @@ def sharded_training(spec: ModelSpec, weights: Mapping[str, np.ndarray], options
     if len(devices) < run.workers:
         raise UnsupportedError(f"workers={run.workers}: jax sees {len(devices)} {platform} device(s) "
                                f"for device {options.device!r}: choose workers <= {len(devices)}")
-    model = JaxFramework().build(spec, weights, replace(options, variant="compiled"))
+    model: Any = framework.build(spec, weights, replace(options, variant="compiled"))  # a JaxModel
     mesh = Mesh(np.array(devices[: run.workers]), ("data",))
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("data"))
@@ -94,6 +96,3 @@ def sharded_training(spec: ModelSpec, weights: Mapping[str, np.ndarray], options
     x = jax.device_put(model.to_device(run.inputs), split)
     y = jax.device_put(model.to_device(run.targets), split)
     return (lambda: model.train_step(x, y)), model.synchronize, model
-
-if __name__ == "__main__":
-    sys.exit(child_main(measure))

@@ -16,6 +16,8 @@ import numpy as np
 
 from dlbench.api import UnsupportedError
 
+from .._xla import limit_threads
+
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -47,8 +49,6 @@ def configure_backend(backend: str, threads: int | None) -> None:
         with contextlib.suppress(RuntimeError):  # only settable before parallel work starts
             torch.set_num_interop_threads(threads)
     elif backend == "jax":
-        from ..jax import limit_threads
-
         limit_threads(threads)
 
 

@@ -46,6 +46,8 @@ from dlbench.api import (
     hookimpl,
 )
 
+from . import dp  # data parallelism; it imports no TensorFlow and never this module
+
 DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")
 """Distributions that provide the ``tensorflow`` module; the first installed one is reported."""
 
@@ -90,9 +92,7 @@ class TensorFlowFramework(Framework):
     def data_parallel_throughput(self, spec: ModelSpec, weights: Mapping[str, np.ndarray],
                                  options: BuildOptions, run: Any) -> list[float]:
         """MirroredStrategy (logical devices on CPU): see :mod:`dlbench.builtin.frameworks.tensorflow.dp`."""
-        from .dp import data_parallel_throughput
-
-        return data_parallel_throughput(spec, weights, options, run)
+        return dp.data_parallel_throughput(spec, weights, options, run)
 
 
 def configure_tensorflow(tf: Any, threads: int | None) -> None:
@@ -144,7 +144,7 @@ class TensorFlowModel(Model):
             self.module = make_module(spec, weights, options.precision, options.seed)
             self._vars = [self.module.vars[k] for k in sorted(self.module.vars)]
             self.optimizer = TFOptimizer(options.train, self._vars)
-        loss = tf_loss(options.train.loss)
+        self.loss_fn = loss = tf_loss(options.train.loss)  # loss(outputs, targets); dp.py uses it too
         module, optimizer, variables = self.module, self.optimizer, self._vars
 
         def forward(inputs: Mapping[str, Any]) -> Any:

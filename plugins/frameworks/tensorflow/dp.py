@@ -12,7 +12,9 @@ one Python thread each, which measures Python, not the strategy.
 
 On CPU the replicas are logical CPU devices (``tf.config.set_logical_device_configuration``),
 which must be configured before TensorFlow's runtime starts, so each measurement runs in a fresh
-interpreter (:mod:`dlbench.builtin.frameworks._dp_child`). Logical CPU devices share one intra-op thread pool, sized
+interpreter (:mod:`dlbench.builtin.frameworks._dp_child`; its entry point is :mod:`.dp_child`, which
+hands this module the plugin's framework: this module never imports the plugin's ``__init__``).
+Logical CPU devices share one intra-op thread pool, sized
 ``workers x threads_per_worker`` (the process is pinned to as many CPUs). On GPUs the replicas are
 the first ``workers`` GPUs (NCCL all-reduce).
 """
@@ -20,21 +22,22 @@ the first ``workers`` GPUs (NCCL all-reduce).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from dlbench.api import BuildOptions, DataParallelRun, ModelSpec, UnsupportedError
+from dlbench.api import BuildOptions, DataParallelRun, Framework, ModelSpec, UnsupportedError
 
-from .._dp_child import child_main, cpu_budget, run_in_child
+from .._dp_child import cpu_budget, run_in_child
 
 
 def data_parallel_throughput(spec: ModelSpec, weights: Mapping[str, np.ndarray],
                              options: BuildOptions, run: DataParallelRun) -> list[float]:
-    """Global training throughput (samples/s per window) of ``run.workers`` mirrored replicas."""
-    return run_in_child(__name__, spec, weights, options, run, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+    """Global training throughput (samples/s per window) of ``run.workers`` mirrored replicas,
+    measured in a fresh interpreter (``python -m`` :mod:`.dp_child`)."""
+    return run_in_child(f"{__package__}.dp_child", spec, weights, options, run,
+                        {"TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def _devices(tf: Any, options: BuildOptions, run: DataParallelRun) -> list[str]:
@@ -59,24 +62,24 @@ def _devices(tf: Any, options: BuildOptions, run: DataParallelRun) -> list[str]:
     return [f"/gpu:{i}" for i in range(run.workers)]
 
 
-def measure(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions,
-            run: DataParallelRun) -> list[float]:
+def measure(framework: Framework, spec: ModelSpec, weights: dict[str, np.ndarray],
+            options: BuildOptions, run: DataParallelRun) -> list[float]:
     """In the child: configure the devices, build under the strategy, time the mirrored step."""
     from dlbench.api import Budget, sample
 
-    step, sync, _ = mirrored_training(spec, weights, options, run)
+    step, sync, _ = mirrored_training(framework, spec, weights, options, run)
     sampling = sample(step, sync, Budget.from_dict(dict(run.budget)))
     n = run.batch_size * run.workers
     return [n / s for s in sampling.samples]
 
 
-def mirrored_training(spec: ModelSpec, weights: dict[str, np.ndarray], options: BuildOptions,
-                      run: DataParallelRun) -> tuple[Callable[[], None], Callable[[], None], Any]:
+def mirrored_training(framework: Framework, spec: ModelSpec, weights: dict[str, np.ndarray],
+                      options: BuildOptions, run: DataParallelRun,
+                      ) -> tuple[Callable[[], None], Callable[[], None], Any]:
     """``(step, sync, model)``: one mirrored training step on ``run``'s batch, its
-    synchronisation, and the plugin's model (whose variables are mirrored)."""
+    synchronisation, and ``framework``'s (the TensorFlow plugin's) model, whose variables are
+    mirrored."""
     import tensorflow as tf
-
-    from . import TensorFlowFramework, tf_loss
 
     strategy = tf.distribute.MirroredStrategy(_devices(tf, options, run))
 
@@ -85,8 +88,8 @@ def mirrored_training(spec: ModelSpec, weights: dict[str, np.ndarray], options: 
         return next_creator(**kwargs)
 
     with strategy.scope(), tf.variable_creator_scope(first_replica):
-        model = TensorFlowFramework().build(spec, weights, options)
-    loss = tf_loss(options.train.loss)
+        model: Any = framework.build(spec, weights, options)  # a TensorFlowModel
+    loss = model.loss_fn
     module, optimizer, variables = model.module, model.optimizer, model._vars
 
     def replica_step(x: Any, y: Any) -> Any:
@@ -128,7 +131,3 @@ def mirrored_training(spec: ModelSpec, weights: dict[str, np.ndarray], options: 
 def _host(a: Any) -> np.ndarray:
     arr = np.asarray(a)
     return arr.astype(np.int32) if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.float32)
-
-
-if __name__ == "__main__":
-    sys.exit(child_main(measure))

@@ -35,6 +35,8 @@ from dlbench.api import (
     hookimpl,
 )
 
+from . import ddp  # data parallelism; it imports no torch at module level and never this module
+
 
 class TorchModel(Model):
     """A spec compiled to an ``nn.Module`` on one device."""
@@ -251,9 +253,7 @@ class TorchFramework(Framework):
     def data_parallel_throughput(self, spec: ModelSpec, weights: Mapping[str, np.ndarray],
                                  options: BuildOptions, run: Any) -> list[float]:
         """DistributedDataParallel, gloo on CPU and NCCL on GPUs: see :mod:`dlbench.builtin.frameworks.torch.ddp`."""
-        from .ddp import data_parallel_throughput
-
-        return data_parallel_throughput(spec, weights, options, run)
+        return ddp.data_parallel_throughput(self, spec, weights, options, run)
 
 
 @hookimpl

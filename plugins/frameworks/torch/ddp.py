@@ -12,7 +12,8 @@ through its ``agree`` hook: DDP's all-reduce needs every rank to run the same nu
 rank 0 makes each decision (warm-up done, iterations per window, stop) and broadcasts it, outside
 the timed windows. Rank 0's windows are reported as global throughput (``workers x batch_size``
 samples per step). On CPU each rank uses ``threads_per_worker`` intra-op threads (1 by default, as
-``torchrun`` does), so N workers use N cores.
+``torchrun`` does), so N workers use N cores. Each rank gets the plugin's framework object with
+its arguments (pickled by reference): this module never imports the plugin's ``__init__``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from dlbench.api import (
     BuildOptions,
     DataParallelRun,
     DlbenchError,
+    Framework,
     ModelSpec,
     UnsupportedError,
     sample,
@@ -39,9 +42,10 @@ from dlbench.api import (
 from .._dp_child import cpu_budget
 
 
-def data_parallel_throughput(spec: ModelSpec, weights: Mapping[str, np.ndarray],
+def data_parallel_throughput(framework: Framework, spec: ModelSpec, weights: Mapping[str, np.ndarray],
                              options: BuildOptions, run: DataParallelRun) -> list[float]:
-    """Global training throughput (samples/s per window) of ``run.workers`` DDP ranks."""
+    """Global training throughput (samples/s per window) of ``run.workers`` DDP ranks, each
+    building ``framework``'s (the PyTorch plugin's) model."""
     import torch
     import torch.multiprocessing as mp
 
@@ -56,7 +60,7 @@ def data_parallel_throughput(spec: ModelSpec, weights: Mapping[str, np.ndarray],
         out = Path(tmp) / "result.json"
         try:
             mp.spawn(_rank_main, nprocs=run.workers, join=True,
-                     args=(run.workers, _free_port(), spec, dict(weights), options, run, str(out)))
+                     args=(framework, run.workers, _free_port(), spec, dict(weights), options, run, str(out)))
         except mp.ProcessRaisedException as exc:
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
             raise DlbenchError(f"DDP with workers={run.workers} failed in a rank: {last}") from None
@@ -71,14 +75,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank_main(rank: int, world: int, port: int, spec: ModelSpec, weights: dict[str, np.ndarray],
-               options: BuildOptions, run: DataParallelRun, out: str) -> None:
+def _rank_main(rank: int, framework: Framework, world: int, port: int, spec: ModelSpec,
+               weights: dict[str, np.ndarray], options: BuildOptions, run: DataParallelRun,
+               out: str) -> None:
     """One DDP rank (a spawned process)."""
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
-
-    from . import TorchFramework
 
     cuda = options.device.startswith("cuda")
     if cuda:
@@ -89,7 +92,8 @@ def _rank_main(rank: int, world: int, port: int, spec: ModelSpec, weights: dict[
                             rank=rank, world_size=world)
     try:
         torch.manual_seed(options.seed)
-        model = TorchFramework().build(spec, weights, replace(options, device=f"cuda:{rank}" if cuda else "cpu"))
+        model: Any = framework.build(  # a TorchModel
+            spec, weights, replace(options, device=f"cuda:{rank}" if cuda else "cpu"))
         ddp = DistributedDataParallel(model.module, device_ids=[rank] if cuda else None)
         model._fn = torch.compile(ddp, dynamic=False) if options.variant == "compiled" else ddp
         lo, hi = rank * run.batch_size, (rank + 1) * run.batch_size
