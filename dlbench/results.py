@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from dlbench.report.common import flags_of
 from dlbench.result import Measurement, Result
 from dlbench.store.database import DEFAULT_URL, Store
 
@@ -16,8 +17,6 @@ NO_FLAGS: dict[str, Any] = {"flags": "", "contended": False, "contention": None,
 def flag_columns(m: Measurement) -> dict[str, Any]:
     """A measurement's warnings as frame columns: ``flags`` (comma-joined names, empty when
     unflagged), ``contended``, ``contention``, ``converged``, ``repeats``."""
-    from dlbench.report.common import flags_of
-
     names = [f.name for f in flags_of(m)]
     return {"flags": ",".join(names), "contended": "contended" in names,
             "contention": m.meta.get("contention"), "converged": m.meta.get("converged"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dlbench import spec_numpy
 from dlbench.framework import Model
 from dlbench.spec import ModelSpec, SpecBuilder
 
@@ -78,8 +79,6 @@ def _flat(arrays: Mapping[str, np.ndarray], keys: list[str]) -> np.ndarray:
 def numpy_output_row(spec: ModelSpec, weights: Mapping[str, np.ndarray], candidate: Model,
                      inputs: Mapping[str, np.ndarray]) -> ParityRow:
     """Candidate outputs against the NumPy ground truth (:mod:`dlbench.spec_numpy`)."""
-    from dlbench import spec_numpy
-
     ref = spec_numpy.forward(spec, weights, inputs)
     return _row("outputs", relative_error(candidate.predict(dict(inputs)), ref), _tolerance(candidate))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from dlbench.cell import Cell
+from dlbench.plugins import get_plugins
 from dlbench.result import FLAGS, STATUSES, Measurement, Result
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import (
@@ -301,8 +302,6 @@ Scenarios = Mapping[str, Scenario]
 def installed_scenarios() -> Scenarios:
     """The scenarios of the installed plugins (entry points), for reports built without a
     session's plugins (a third-party scenario from ``--plugins-dir`` needs them passed)."""
-    from dlbench.plugins import get_plugins
-
     return {s.name: s for s in get_plugins().scenarios}
 
 

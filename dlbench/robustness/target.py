@@ -17,6 +17,7 @@ import numpy as np
 
 from dlbench.errors import UnsupportedError
 from dlbench.robustness.budgets import Budget, budget_for
+from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
 from dlbench.robustness.estimator import InputCodec, is_classifier, make_estimator
 from dlbench.stats import proportion_ci
 
@@ -211,8 +212,6 @@ def build_target(
         )
     if defence != "none":
         make_defence(defence, budget)  # raises: defences need bounded inputs
-    from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
-
     split = split_spec(spec, domain.embedding_nodes)
     derived = ctx.build(split.spec, split.weights(weights))
     ecodec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)

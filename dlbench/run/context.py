@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from dlbench.cell import Cell
+from dlbench.data.registry import require
+from dlbench.errors import UnsupportedError
 from dlbench.framework import BuildOptions, Framework, Model
 from dlbench.plugins import Plugins
 from dlbench.result import ModelInfo, Result
@@ -50,8 +52,6 @@ class CellContext:
     # -- data and model --------------------------------------------------------------------------
     @cached_property
     def dataset(self) -> Dataset:
-        from dlbench.data.registry import require
-
         for name in self.task.datasets(self.params):
             require(self.plugins.datasets.get(name, f"task {self.task.name!r}"))
         return self.task.load(self.params)
@@ -78,8 +78,6 @@ class CellContext:
         options = self.build_options(**overrides)
         fw.check(options)
         if fw.kind == "classic":
-            from dlbench.errors import UnsupportedError
-
             estimator = self.task.classic_model(self.params)
             if estimator is None:
                 raise UnsupportedError(f"task {self.task.name!r} has no classic baseline for {fw.name}")

@@ -23,11 +23,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dlbench.cell import Cell
+from dlbench.data.download import fetch
+from dlbench.data.registry import require
 from dlbench.errors import DatasetError, PluginError
+from dlbench.measure.canary import canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
+from dlbench.report.common import headline
 from dlbench.result import Result
 from dlbench.run.launch.base import Job, LaunchConfig, Launcher
+from dlbench.run.launch.inline import InlineLauncher
+from dlbench.run.launch.ray import RayLauncher
+from dlbench.run.launch.subprocess import SubprocessLauncher
 from dlbench.run.reports import write_reports
 from dlbench.run.suite import Suite
 from dlbench.scenarios.base import Scenario
@@ -94,15 +101,9 @@ class Session:
     def make_launcher(self) -> Launcher:
         cfg = self.launch_config()
         if self.options.launcher == "inline":
-            from dlbench.run.launch.inline import InlineLauncher
-
             return InlineLauncher(cfg)
         if self.options.launcher == "ray":
-            from dlbench.run.launch.ray import RayLauncher
-
             return RayLauncher(cfg, self.options.ray_address, self.options.cpus_per_cell)
-        from dlbench.run.launch.subprocess import SubprocessLauncher
-
         return SubprocessLauncher(cfg)
 
     def _precheck(self, cell: Cell) -> Result | None:
@@ -130,9 +131,6 @@ class Session:
     def _ensure_dataset(self, name: str, task: str) -> None:
         """Datasets are downloaded on first use (once per run; never when DLBENCH_OFFLINE is set);
         a dataset that is still missing or corrupt raises DatasetError naming the fix."""
-        from dlbench.data.download import fetch
-        from dlbench.data.registry import require
-
         info = self.plugins.datasets.get(name, f"task {task!r}")
         try:
             require(info)
@@ -290,8 +288,6 @@ CANARY_KEY = CANARY_CELL.key
 
 def canary_result(distributions: Iterable[str] = ()) -> Result:
     """The fixed NumPy workload, measured in the parent process at the start of every run."""
-    from dlbench.measure.canary import canary_workload
-
     t0 = time.time()
     m = canary_workload()
     return Result(CANARY_CELL, "ok", [m], environment=fingerprint(distributions), started_at=t0,
@@ -303,8 +299,6 @@ _STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "crashed": "red",
 
 def describe(r: Result, scenarios: Mapping[str, Scenario] | None = None) -> str:
     """One line per finished cell for the live log (its scenario names the headline)."""
-    from dlbench.report.common import headline
-
     style = _STYLE.get(r.status, "white")
     h = headline(r, scenarios) if r.status == "ok" else None
     head = f"{h.name} {h.text} {h.spread_text}".rstrip() if h else ""

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dlbench.errors import UnsupportedError
 from dlbench.measure.memory import peak_host_memory_mb
 from dlbench.params import Param
 from dlbench.result import Measurement, Result
+from dlbench.robustness.training import adversarial_epoch_fn
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import (
     Column,
@@ -94,12 +96,8 @@ def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
     train_eps = None
     if attack != "none":
         if classic:
-            from dlbench.errors import UnsupportedError
-
             raise UnsupportedError(f"{ctx.framework.name} has no input gradients for adversarial "
                                    f"training: use train_attack=none")
-        from dlbench.robustness.training import adversarial_epoch_fn
-
         epoch_fn, train_eps = adversarial_epoch_fn(ctx.task, p, dataset, attack, p.get("train_epsilon"),
                                                    ctx.seed)
     key = ctx.training_key(spec, epochs=epochs, batch_size=bs, fraction=p.get("train_fraction", 1.0),

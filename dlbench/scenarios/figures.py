@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlbench.result import Measurement, Result
+from dlbench.stats import proportion_ci  # SciPy: only when it is needed
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "error", "err", "perplexity", "latency",
                              "time", "duration", "memory", "mb", "s", "ms", "seconds"})
@@ -104,8 +105,6 @@ def metric_ci(result: Result, name: str) -> tuple[float, float]:
     if name == "accuracy":
         m = result.measurement("test_correct")
         if m is not None and m.samples:
-            from dlbench.stats import proportion_ci  # SciPy: only when it is needed
-
             return proportion_ci(int(round(sum(m.samples))), len(m.samples))
     return float("nan"), float("nan")
 

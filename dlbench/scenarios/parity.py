@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dlbench import spec_numpy
+from dlbench.errors import UnsupportedError
 from dlbench.framework import TrainConfig
+from dlbench.measure import parity
 from dlbench.params import Param
 from dlbench.result import Result
 from dlbench.scenarios.base import Scenario
@@ -51,9 +54,6 @@ class ParityScenario(Scenario):
         return None
 
     def run(self, ctx: CellContext) -> None:
-        from dlbench import spec_numpy
-        from dlbench.measure import parity
-
         p = ctx.params
         spec = ctx.spec().without_dropout()
         weights = spec.init_weights(ctx.seed)
@@ -81,8 +81,6 @@ class ParityScenario(Scenario):
             ref_fw = ctx.plugins.frameworks.get(ref_name, "parity reference")
             avail = ref_fw.availability()
             if not avail.installed:
-                from dlbench.errors import UnsupportedError
-
                 raise UnsupportedError(f"parity reference {ref_name!r} is not installed: {avail.reason}")
             reference = ctx.build(spec, weights, framework=ref_fw, variant="eager", precision="fp32", train=train)
             rows.extend({**asdict(row), "reference": ref_name}

@@ -36,6 +36,12 @@ import numpy as np
 from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.params import Param
 from dlbench.result import Measurement, Result
+from dlbench.robustness import audit
+from dlbench.robustness.attacks import AttackSettings
+from dlbench.robustness.audit import Run
+from dlbench.robustness.budgets import budget_for
+from dlbench.robustness.estimator import InputCodec
+from dlbench.robustness.target import build_target, eval_subset, score
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load, training_data
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import Column, Figure, metric_figure
@@ -129,8 +135,6 @@ class RobustnessScenario(Scenario):
     }
 
     def run(self, ctx: CellContext) -> None:
-        from dlbench.robustness.target import build_target, eval_subset, score
-
         p = ctx.params
         dataset = training_data(ctx)
         trained = train_or_load(ctx, dataset, bool(p.get("reuse", True)))
@@ -145,8 +149,6 @@ class RobustnessScenario(Scenario):
         hib = ctx.task.higher_is_better.get(headline, True)
         attacks = self._attacks(ctx)
         domain = ctx.task.perturbation(p)
-        from dlbench.robustness.budgets import budget_for
-
         budget = budget_for(domain, dataset)
         epsilons = sorted({0.0, *(parse_list(p.get("epsilons"), float) or budget.defaults)})
         if any(e < 0 for e in epsilons):
@@ -198,8 +200,6 @@ class RobustnessScenario(Scenario):
         return [ctx.plugins.attacks.get(n, "robustness param 'attacks'") for n in names]
 
     def _settings(self, ctx: CellContext, steps: int | None = None) -> Any:
-        from dlbench.robustness.attacks import AttackSettings
-
         p = ctx.params
         base = int(p.get("pgd_steps") or 20)
         return AttackSettings(
@@ -235,9 +235,6 @@ class RobustnessScenario(Scenario):
         steps: int | None = None,
     ) -> Run:
         """One attack at one epsilon (domain units) on its units of the evaluation set."""
-        from dlbench.robustness.audit import Run
-        from dlbench.robustness.target import score
-
         units = np.arange(evalset.units)
         if attack.subset:
             units = units[: max(1, int(ctx.params.get("blackbox_size") or 50))]
@@ -358,8 +355,6 @@ class RobustnessScenario(Scenario):
         target: Target | None,
         headline: str,
     ) -> None:
-        from dlbench.robustness.target import score
-
         r = ctx.result
         rows: list[dict[str, Any]] = []
         skipped: dict[str, str] = {}
@@ -454,8 +449,6 @@ class RobustnessScenario(Scenario):
         self, model: Any, target: Target | None, inputs: dict[str, np.ndarray]
     ) -> np.ndarray:
         """Outputs on (corrupted) model inputs: through the defended estimator in input space."""
-        from dlbench.robustness.estimator import InputCodec
-
         if target is not None and isinstance(target.estimator.codec, InputCodec):
             return target.outputs(target.estimator.codec.encode(inputs))
         return model.predict(inputs)
@@ -471,8 +464,6 @@ class RobustnessScenario(Scenario):
         headline: str,
         hib: bool,
     ) -> None:
-        from dlbench.robustness import audit
-
         r = ctx.result
         pgd = ctx.plugins.attacks.get("pgd") if "pgd" in ctx.plugins.attacks else None
         checks = [audit.monotone(runs, hib), audit.pgd_vs_fgsm(runs, hib)]

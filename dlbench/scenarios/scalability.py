@@ -32,13 +32,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dlbench.cell import Cell
 from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.framework import DataParallelRun, Framework, Model
+from dlbench.measure.sampler import Budget, sample
 from dlbench.params import Param
 from dlbench.result import Measurement, Result
+from dlbench.run.launch.base import LaunchConfig
+from dlbench.run.launch.subprocess import SubprocessLauncher
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, evaluate_into, train_or_load
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import Column, Figure, as_float
+from dlbench.scenarios.speed import record
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
@@ -156,9 +161,6 @@ def sweep_values(axis: str, raw: Any) -> list[Any]:
 
 
 def _batch_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) -> list[Point]:
-    from dlbench.measure.sampler import Budget, sample
-    from dlbench.scenarios.speed import record
-
     mode = ctx.params.get("mode", "infer")
     spec = ctx.spec()
     weights = spec.init_weights(ctx.seed)
@@ -190,10 +192,6 @@ def _batch_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) ->
 
 
 def _threads_sweep(ctx: CellContext, values: list[int], budget: dict[str, Any]) -> list[Point]:
-    from dlbench.cell import Cell
-    from dlbench.run.launch.base import LaunchConfig
-    from dlbench.run.launch.subprocess import SubprocessLauncher
-
     logs = ctx.artifacts_dir.parent / "logs"
     launcher = SubprocessLauncher(LaunchConfig(ctx.plugins.config, ctx.artifacts_dir, logs))
     own = set(ScalabilityScenario.params) - {"mode", "batch_size"}

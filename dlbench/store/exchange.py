@@ -30,6 +30,7 @@ from typing import Any
 from dlbench.errors import DlbenchError
 from dlbench.report.base import RunInfo
 from dlbench.result import Result
+from dlbench.store.pytest_benchmark import import_pytest_benchmark
 
 FORMAT = "dlbench-run"
 FORMAT_VERSION = 1
@@ -116,8 +117,6 @@ def import_any(d: dict[str, Any]) -> tuple[RunInfo | None, list[Result]]:
     if isinstance(d, dict) and d.get("format") == FORMAT:
         return import_run(d)
     if isinstance(d, dict) and isinstance(d.get("benchmarks"), list):
-        from dlbench.store.pytest_benchmark import import_pytest_benchmark
-
         return None, import_pytest_benchmark(d)
     raise DlbenchError("unrecognised results document: expected a dlbench run export "
                        f"(format {FORMAT!r}) or pytest-benchmark JSON (a 'benchmarks' list)")

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dlbench.cell import Cell
+from dlbench.errors import DlbenchError
 from dlbench.report.base import RunInfo
 from dlbench.result import Measurement, Result, Stats
 
@@ -164,8 +165,6 @@ def import_pytest_benchmark(d: dict[str, Any]) -> list[Result]:
     """Results (scenario ``speed``, task ``pytest-benchmark``, framework ``python``, measurement
     ``time`` in s per call) from a pytest-benchmark JSON document."""
     if not isinstance(d, dict) or not isinstance(d.get("benchmarks"), list):
-        from dlbench.errors import DlbenchError
-
         raise DlbenchError("not a pytest-benchmark JSON document: it has no 'benchmarks' list "
                            "(write one with pytest --benchmark-json=FILE)")
     env = {"machine_info": d.get("machine_info", {}), "commit_info": d.get("commit_info", {}),

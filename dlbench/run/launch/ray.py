@@ -17,11 +17,10 @@ from dlbench.cell import Cell
 from dlbench.errors import DlbenchError
 from dlbench.result import Result
 from dlbench.run.launch.base import Job, LaunchConfig, Launcher, as_job
+from dlbench.run.launch.subprocess import SubprocessLauncher
 
 
 def _run_on_node(config: LaunchConfig, job_dict: dict[str, Any]) -> str:
-    from dlbench.run.launch.subprocess import SubprocessLauncher
-
     return SubprocessLauncher(config).run_job(Job.from_dict(job_dict)).to_json()
 
 
