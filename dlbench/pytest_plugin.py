@@ -77,6 +77,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = cfg.stash.get(_RESULTS_KEY, [])
     if not results:
         return
+    # pytest loads this plugin in every session of every project: the store, the environment and
+    # the exports load only when a dlbench_benchmark test has run
     from dlbench.measure.environment import fingerprint, git_commit
 
     env = fingerprint()

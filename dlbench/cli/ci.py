@@ -1,4 +1,8 @@
-"""CLI commands for CI and history: compare, gate, ab, history, export, import."""
+"""CLI commands for CI and history: compare, gate, ab, history, export, import.
+
+Each command imports what only it needs (the analysis modules load SciPy, ``ab`` and ``gate``
+the run machinery) inside itself, so the other commands start without it.
+"""
 
 from __future__ import annotations
 

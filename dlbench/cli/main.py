@@ -1,6 +1,8 @@
 """The command line: ``dlbench run | list | data | report | compare | gate | history | export | import``.
 
 User errors print one line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
+Each command imports the machinery only it needs (the session, the reporters, the data helpers)
+inside itself, so ``dlbench --help`` and ``dlbench list`` start without it.
 """
 
 from __future__ import annotations

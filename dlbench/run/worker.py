@@ -27,7 +27,7 @@ def execute(payload: dict[str, Any]) -> Result:
     cell = Cell.from_dict(payload["cell"])
     result = Result(cell, started_at=time.time())
     t0 = time.perf_counter()
-    try:
+    try:  # the imports too: one that fails is this cell's failure, reported as its status
         from dlbench.measure.contention import machine_load
         from dlbench.measure.environment import (
             fingerprint,

@@ -215,6 +215,7 @@ class Store:
 
     def add_result(self, run_id: int, r: Result) -> int:
         """Store one cell's result in its own transaction (committed when this returns)."""
+        # measure.replicates imports SciPy: loaded when the first result is stored
         from dlbench.measure.replicates import repeat_index
 
         cell = r.cell

@@ -112,7 +112,7 @@ def _make_programs(spec: ModelSpec, options: BuildOptions, platform: str) -> _Pr
     import jax.numpy as jnp
     import optax
 
-    from .modules import SpecModule
+    from .modules import SpecModule  # modules imports JAX and Flax: only methods load them
 
     dtype = jnp.bfloat16 if options.precision == "bf16" else jnp.float32
     module = SpecModule(spec, dtype=dtype)

@@ -56,6 +56,10 @@ from dlbench.api import (
 )
 
 from . import backends as kb
+from .layers import (  # Keras layers; it imports no Keras at module level
+    build_model,
+    canonical_variables,
+)
 
 
 def _imported_backend() -> str | None:
@@ -135,8 +139,6 @@ class KerasModel(Model):
     def __init__(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], options: BuildOptions,
                  backend: str, device: str) -> None:
         import keras
-
-        from .layers import build_model, canonical_variables
 
         self.spec, self.options, self.backend, self.device = spec, options, backend, device
         self._keras = keras

@@ -47,6 +47,7 @@ from dlbench.api import (
 )
 
 from . import dp  # data parallelism; it imports no TensorFlow and never this module
+from .graph import make_module  # the spec as a tf.Module; it imports no TensorFlow at module level
 
 DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly")
 """Distributions that provide the ``tensorflow`` module; the first installed one is reported."""
@@ -132,8 +133,6 @@ class TensorFlowModel(Model):
     def __init__(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], options: BuildOptions,
                  device: str) -> None:
         import tensorflow as tf
-
-        from .graph import make_module
 
         self.spec = spec
         self.options = options

@@ -45,6 +45,7 @@ class TorchModel(Model):
                  device: Any) -> None:
         import torch
 
+        # .modules imports torch: only the plugin's methods load it
         from .modules import SpecModule, canonical_to_native
 
         self.spec, self.options, self.device = spec, options, device
