@@ -242,13 +242,15 @@ def report(
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (``timeout``, a CI runner, ``kill``) ends a run as Ctrl-C does: the cell's process
+    """SIGTERM (``timeout``, a CI runner, ``kill``) and SIGHUP (a closed terminal) end a run as Ctrl-C does: the cell's process
     group is killed, the run is marked interrupted and the results taken so far stay stored."""
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    hangup = getattr(signal, "SIGHUP", None)  # a closed terminal: like SIGTERM (not on Windows)
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
+        previous_hup = signal.signal(hangup, interrupt) if hangup is not None else None
     except ValueError:  # not the main thread (an embedding application): leave signals alone
         yield
         return
@@ -256,6 +258,8 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if hangup is not None:
+            signal.signal(hangup, previous_hup)
 
 
 # -- entry point -------------------------------------------------------------------------------

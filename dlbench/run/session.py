@@ -9,6 +9,7 @@ not ended ok or skipped. :mod:`dlbench.run.ab` drives two sessions (base, head) 
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import sys
@@ -31,7 +32,15 @@ from dlbench.measure.environment import fingerprint, framework_distributions, gi
 from dlbench.plugins import Plugins
 from dlbench.report.common import headline
 from dlbench.result import Result
-from dlbench.run.launch.base import Job, LaunchConfig, Launcher
+from dlbench.run.launch.base import (
+    TAIL_BYTES,
+    Job,
+    LaunchConfig,
+    Launcher,
+    cap_bytes,
+    clean_text,
+    tail,
+)
 from dlbench.run.launch.inline import InlineLauncher
 from dlbench.run.launch.ray import RayLauncher
 from dlbench.run.launch.subprocess import SubprocessLauncher
@@ -39,6 +48,7 @@ from dlbench.run.reports import write_reports
 from dlbench.run.suite import Suite
 from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
+from dlbench.store.liveness import runner_info
 
 LAUNCHERS = ("subprocess", "inline", "ray")
 
@@ -99,7 +109,8 @@ class Session:
         return self.launch
 
     def make_launcher(self) -> Launcher:
-        cfg = self.launch_config()
+        # logs per run (logs/<run>/<cell-id>.log): concurrent runs into one store never share one
+        cfg = dataclasses.replace(self.launch_config(), logs_dir=self.launch_config().logs_dir / str(self.run_id))
         if self.options.launcher == "inline":
             return InlineLauncher(cfg)
         if self.options.launcher == "ray":
@@ -203,7 +214,7 @@ class Session:
                  "cells": len(self.cells), "repeats": {c.key: k for c, k in plan if k > 1},
                  "python": self.launch_config().interpreter(),
                  "plugins_dirs": list(self.launch_config().plugins_dirs),
-                 "suite": self.suite.model.model_dump(), **self.options.config})
+                 "suite": self.suite.model.model_dump(), "runner": runner_info(), **self.options.config})
 
     def prepare(self) -> list[Job]:
         """The canary, the parent-side skips (recorded), and every pending job in launch order:
@@ -254,6 +265,10 @@ class Session:
         self.plugins.call("dlbench_session_finish", session=self)
 
     def _record(self, result: Result) -> None:
+        if result.error:  # stored text carries no ANSI or control sequences, and is bounded
+            result.error = cap_bytes(clean_text(result.error), 4 * TAIL_BYTES)
+        if result.log_tail:
+            result.log_tail = tail(result.log_tail)
         self.store.add_result(self.run_id, result)
         self.results.append(result)
         console = self._progress_console or self.console

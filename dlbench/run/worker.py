@@ -4,13 +4,23 @@ Loads the same plugins as the parent, lets the framework set threads and environ
 is imported, runs the scenario and writes the Result as JSON (atomically). Expected failures
 become statuses: UnsupportedError and DatasetError skip the cell with their reason, any other
 exception fails it with the traceback in the log. A crash or hang is the parent's to record.
+
+A cell never outlives its runner (:func:`guard`): on Linux the kernel sends it SIGTERM when the
+runner dies (``PR_SET_PDEATHSIG``), and a thread polls the parent's pid everywhere; either way the
+cell removes its temporary folder and kills its process group. A watchdog thread hard-exits the
+cell a little after its own timeout, should nobody be left to enforce it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -82,9 +92,61 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+PARENT_ENV = "DLBENCH_PARENT_PID"
+"""The runner's pid, set by the subprocess launcher (a runner that died before the cell started
+is noticed at once)."""
+WATCHDOG_GRACE = 30.0
+"""Seconds past its timeout after which a cell ends itself (the runner normally kills it first)."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _die(tmp: Path | None, code: int = 137) -> None:
+    """Remove the cell's temporary folder, kill its process group (helpers it started) and exit."""
+    if tmp is not None and tmp.name.startswith("dlbench-cell-"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        if os.getpgid(0) == os.getpid():  # the launcher made the cell a process-group leader
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.killpg(0, signal.SIGKILL)
+    os._exit(code)
+
+
+def guard(timeout: float | None, tmp: Path | None, poll: float = 0.5) -> None:
+    """Tie this process to its runner: parent-death signal (Linux), a parent-liveness poll thread,
+    and a watchdog that exits ``WATCHDOG_GRACE`` s after ``timeout``."""
+    parent = int(os.environ.get(PARENT_ENV) or 0) or os.getppid()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: _die(tmp, 128 + signum))
+        signal.signal(signal.SIGHUP, lambda signum, frame: _die(tmp, 128 + signum))
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # died before the signal was armed
+        _die(tmp)
+
+    def watch_parent() -> None:
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent:
+                _die(tmp)
+
+    threading.Thread(target=watch_parent, name="dlbench-parent-watch", daemon=True).start()
+    if timeout is not None and timeout > 0 and timeout == timeout:  # finite, positive
+        def watchdog() -> None:
+            time.sleep(float(timeout) + WATCHDOG_GRACE)
+            print(f"dlbench worker: ran {WATCHDOG_GRACE:g} s past its timeout of {timeout:g} s, exiting",
+                  file=sys.stderr, flush=True)
+            _die(None, 124)
+
+        threading.Thread(target=watchdog, name="dlbench-watchdog", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     payload = json.loads(Path(args[0]).read_text())
+    tmp = Path(args[0]).resolve().parent
+    guard(Cell.from_dict(payload["cell"]).timeout, tmp if tmp.name.startswith("dlbench-cell-") else None)
     result = execute(payload)
     sys.stdout.flush()
     sys.stderr.flush()

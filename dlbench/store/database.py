@@ -17,6 +17,7 @@ it is opened (:data:`KEY_FORMAT`, table ``dlbench_meta``), so old and new runs m
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,19 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    event,
     insert,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from dlbench.cell import Cell
 from dlbench.errors import StoreError
 from dlbench.report.base import RunData, RunInfo
 from dlbench.result import Measurement, ModelInfo, Result, Stats
+from dlbench.store.liveness import mark_orphaned_runs
 
 DEFAULT_DIR = Path("reports")
 DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
@@ -159,13 +162,14 @@ class Store:
         try:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True)
-            metadata.create_all(self.engine)
+            self.engine: Engine = _engine(url)
+            _create_tables(self.engine)
         except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"cannot open results store {_redact(url)!r}: {reason} "
                              f"(check the --store URL, that the server is up and its driver is installed)") from None
         self._migrate_keys()
+        mark_orphaned_runs(self.engine, runs)
 
     def _migrate_keys(self) -> None:
         """Rewrite the keys of cells stored in an earlier key format to today's, once per store,
@@ -373,6 +377,48 @@ class Store:
                 done.add(k)
                 out.append({**r, **merged.get(k, {})})
         return out
+
+
+BUSY_TIMEOUT_S = 60.0
+"""How long an SQLite connection waits for another process's lock before it fails."""
+
+
+def _engine(url: str) -> Engine:
+    """The store's engine; for SQLite, every connection waits up to :data:`BUSY_TIMEOUT_S` for
+    locks (``busy_timeout``) and the file uses write-ahead logging (``journal_mode=WAL``), so
+    concurrent runs into one store read while another writes."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, future=True)
+    engine = create_engine(url, future=True, connect_args={"timeout": BUSY_TIMEOUT_S})
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if not memory:
+                with contextlib.suppress(Exception):  # a read-only store keeps its journal mode
+                    cur.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cur.close()
+
+    return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 20) -> None:
+    """Create the missing tables in one transaction; two processes creating a fresh store at once
+    both succeed (the loser of a race sees the tables and retries its check)."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as c:
+                metadata.create_all(c, checkfirst=True)
+            return
+        except OperationalError as exc:
+            text = str(exc).lower()
+            if attempt == attempts - 1 or not ("already exists" in text or "locked" in text or "busy" in text):
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _new_id(res: Any) -> int:

@@ -8,6 +8,8 @@ configurations over the same cells.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -106,5 +108,43 @@ def as_job(item: Job | Cell) -> Job:
     return item if isinstance(item, Job) else Job(item)
 
 
-def tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
+TAIL_BYTES = 16 * 1024
+"""At most this many bytes of a cell's log are stored (and read back from its log file)."""
+
+# ANSI escape sequences (CSI, OSC, two-character), then any other control character but \n and \t
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without ANSI escape sequences and control characters (newlines and tabs kept;
+    a carriage return ends a line)."""
+    text = _ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _CONTROL.sub("", text)
+
+
+def cap_bytes(text: str, max_bytes: int = TAIL_BYTES) -> str:
+    """The end of ``text``, at most ``max_bytes`` bytes of UTF-8 (cut at a character boundary)."""
+    raw = text.encode("utf-8", errors="replace")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[-max_bytes:].decode("utf-8", errors="ignore")
+
+
+def tail(text: str, lines: int = 40, max_bytes: int = TAIL_BYTES) -> str:
+    """The last ``lines`` lines of ``text``, cleaned (:func:`clean_text`), at most ``max_bytes``."""
+    text = cap_bytes(text, 4 * max_bytes)
+    return cap_bytes("\n".join(clean_text(text).splitlines()[-lines:]), max_bytes)
+
+
+def tail_file(path: Path, lines: int = 40, max_bytes: int = TAIL_BYTES) -> str:
+    """:func:`tail` of a log file, reading only its last bytes (never a 10 MB log whole)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 4 * max_bytes))
+            data = f.read(4 * max_bytes)
+    except OSError:
+        return ""
+    return tail(data.decode("utf-8", errors="replace"), lines, max_bytes)

@@ -4,6 +4,10 @@ Framework thread pools, GPU memory, Keras backends and crashes stay inside the c
 A non-zero exit without a result is ``crashed`` (segfault, out-of-memory kill), running past the
 timeout is ``timeout`` (the whole process group is killed); both keep the log tail. The
 interpreter is the launch config's ``python`` (the current one by default).
+
+Each cell's temporary folder is ``dlbench-cell-<runner pid>-*``: the worker removes it when its
+runner dies, and a new launcher removes those of this user whose runner is gone. Only the last
+:data:`~dlbench.run.launch.base.TAIL_BYTES` of a log are read back.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -18,22 +23,28 @@ import time
 from pathlib import Path
 
 from dlbench.result import Result
-from dlbench.run.launch.base import Job, Launcher, tail
+from dlbench.run.launch.base import Job, LaunchConfig, Launcher, tail_file
+from dlbench.run.worker import PARENT_ENV
 
 
 class SubprocessLauncher(Launcher):
     name = "subprocess"
+
+    def __init__(self, config: LaunchConfig) -> None:
+        super().__init__(config)
+        remove_stale_cell_dirs()
 
     def execute(self, job: Job) -> Result:
         cell = job.cell
         self.config.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.logs_dir / f"{job.log_name}.log"
         started = time.time()
-        with tempfile.TemporaryDirectory(prefix="dlbench-cell-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"dlbench-cell-{os.getpid()}-") as tmp:
             payload = Path(tmp) / "payload.json"
             out = Path(tmp) / "result.json"
             payload.write_text(json.dumps(self.config.payload(cell)))
-            env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1",
+                   PARENT_ENV: str(os.getpid())}
             threads = cell.params.get("threads")
             if threads:
                 env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -49,7 +60,7 @@ class SubprocessLauncher(Launcher):
                 except BaseException:  # Ctrl-C, SIGTERM: the cell's process group goes with us
                     _kill_group(proc)
                     raise
-            log_text = log_path.read_text(errors="replace")
+            log_text = tail_file(log_path)
             if status is None and out.exists():
                 result = Result.from_json(out.read_text())
             else:
@@ -60,10 +71,38 @@ class SubprocessLauncher(Launcher):
                 else:
                     result.status = "crashed"
                     result.error = f"cell process died with {_describe(code)} before reporting a result"
-        result.log_tail = tail(log_text)
+        result.log_tail = log_text
         result.duration = time.time() - started
         result.details.setdefault("log_file", str(log_path))
         return result
+
+
+def remove_stale_cell_dirs(root: Path | None = None) -> list[Path]:
+    """Remove ``dlbench-cell-<pid>-*`` folders of this user whose runner ``pid`` is gone."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    with contextlib.suppress(OSError):
+        for d in root.glob("dlbench-cell-*-*"):
+            pid = d.name.split("-")[2]
+            try:
+                if not pid.isdigit() or (uid is not None and d.stat().st_uid != uid) or _alive(int(pid)):
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
