@@ -113,3 +113,24 @@ os._exit(0)
     pid = int(pid_file.read_text())
     _wait(lambda: _gone(pid), "the worker outlived its parent")
     _wait(lambda: not cell_dir.exists(), "the worker left its folder")
+
+
+def test_sighup_ends_a_run_like_sigterm(tmp_path, plugin_dir):
+    """Closing the terminal: the run is interrupted, its cell killed, the exit code is 130."""
+    import signal
+
+    suite = tmp_path / "hang.yaml"
+    suite.write_text(HANG)
+    db, pid_file = tmp_path / "r.db", tmp_path / "cell.pid"
+    env = {**os.environ, "BLOBS_PID_FILE": str(pid_file)}
+    proc = subprocess.Popen([sys.executable, "-m", "dlbench", "--plugins-dir", str(plugin_dir), "run",
+                             str(suite), "--store", f"sqlite:///{db}", "--output-dir", str(tmp_path / "out")],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait(lambda: pid_file.exists() and pid_file.read_text() != "" or proc.poll() is not None, "cell never started")
+    cell_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    _wait(lambda: _gone(cell_pid), "the cell outlived its runner")
+    st = Store(f"sqlite:///{db}")
+    assert st.run_info(st.latest_run_id("hang")).status == "interrupted"
