@@ -43,12 +43,13 @@ def test_list_keys_are_unambiguous():
 
 def _old_store(url: str, old_keys: dict[str, str]) -> None:
     """Make the store at ``url`` look like one written before the comma form: its keys in the
-    ``x`` form, and no key-format mark."""
+    ``x`` form, no key-format mark and no schema version (``alembic_version``)."""
     st = Store(url)
     with st.engine.begin() as c:
         for new, old in old_keys.items():
             c.execute(text("UPDATE cells SET key = :old WHERE key = :new"), {"old": old, "new": new})
         c.execute(text("DROP TABLE dlbench_meta"))
+        c.execute(text("DROP TABLE alembic_version"))
     with st.engine.connect() as c:
         assert set(old_keys.values()) <= {k for (k,) in c.execute(text("SELECT key FROM cells"))}
     st.engine.dispose()

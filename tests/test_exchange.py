@@ -94,3 +94,90 @@ def test_import_any_reads_both_formats():
     assert run is not None and run.id == 7 and len(rs) == 3
     run, rs = import_any(export_pytest_benchmark(info, results))
     assert run is None and [r.cell.task for r in rs] == ["pytest-benchmark"] * 2
+
+
+# -- dlbench import: the whole file validated before anything is written -------------------------
+
+
+def _doc() -> dict:
+    info, results = sample_run()
+    return json.loads(json.dumps(export_run(info, results), allow_nan=False))
+
+
+def _with(path: str, value, delete: bool = False):
+    """A copy of the export with the field at ``path`` (dots; ints index lists) set or removed."""
+    d = _doc()
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    node = d
+    for p in parents:
+        node = node[p]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return json.dumps(d)
+
+
+MALFORMED = {
+    "truncated": (lambda: json.dumps(_doc())[:500], "not valid JSON"),
+    "not_utf8": (lambda: b"\xff\xfe{" , "not UTF-8"),
+    "deep": (lambda: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "top_level_list": (lambda: "[1, 2]", "unrecognised results document"),
+    "unknown_version": (lambda: _with("format_version", 99), "upgrade dlbench"),
+    "version_string": (lambda: _with("format_version", "1"), "format_version"),
+    "missing_results": (lambda: _with("results", None, delete=True), "field results: Field required"),
+    "missing_suite": (lambda: _with("run.suite", None, delete=True), "field run.suite: Field required"),
+    "results_not_list": (lambda: _with("results", {"a": 1}), "field results"),
+    "samples_wrong_type": (lambda: _with("results.0.measurements.0.samples", "fast"), "results[0].measurements[0].samples"),
+    "sample_string": (lambda: _with("results.0.measurements.0.samples.3", "1.5"), "results[0].measurements[0].samples[3]"),
+    "negative_count": (lambda: _with("results.0.measurements.0.stats.n", -3), "results[0].measurements[0].stats.n"),
+    "negative_parameters": (lambda: _with("results.0.model.parameter_count", -1), "results[0].model.parameter_count"),
+    "nan_timeout": (lambda: _with("results.0.cell.timeout", "NaN").replace('"NaN"', "NaN"), "results[0].cell.timeout"),
+    "nan_started_at": (lambda: _with("run.started_at", "NaN").replace('"NaN"', "NaN"), "run.started_at"),
+    "infinite_metric": (lambda: _with("results.1.metrics.accuracy", "Infinity").replace('"Infinity"', "Infinity"), "results[1].metrics.accuracy"),
+    "unknown_status": (lambda: _with("results.2.status", "pwned"), "results[2].status"),
+    "hostile_framework": (lambda: _with("results.0.cell.framework", "torch\x1b[2J\n<script>"), "results[0].cell.framework"),
+    "hostile_suite": (lambda: _with("run.suite", "ci\n\x00../../etc"), "run.suite"),
+    "empty_task": (lambda: _with("results.0.cell.task", ""), "results[0].cell.task"),
+    "cell_missing": (lambda: _with("results.0.cell", None, delete=True), "results[0].cell: Field required"),
+    "unknown_result_key": (lambda: _with("results.0.surprise", 1), "results[0].surprise"),
+    "bool_as_count": (lambda: _with("results.0.model.flops_per_example", True), "results[0].model.flops_per_example"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_export_is_one_line_naming_the_field_and_writes_nothing(case, tmp_path, capsys):
+    from dlbench.cli.main import main
+    from dlbench.store.database import Store
+
+    make, expected = MALFORMED[case]
+    body = make()
+    path = tmp_path / f"{case}.json"
+    path.write_bytes(body if isinstance(body, bytes) else body.encode())
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["import", str(path), "--store", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "internal error" not in err, err
+    assert expected in err, err
+    assert "\x1b" not in err and "\x00" not in err
+    assert Store(url).runs() == []
+
+
+def test_importing_the_same_run_twice_is_refused(tmp_path, capsys):
+    from dlbench.cli.main import main
+    from dlbench.store.database import Store
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(_doc()))
+    assert main(["import", str(path), "--store", url]) == 0
+    again = _doc()
+    again["exported_at"] = "2027-01-01T00:00:00+00:00"  # the same run exported again later
+    (tmp_path / "again.json").write_text(json.dumps(again, indent=2))
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "again.json"), "--store", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already in the store as run 1" in err, err
+    assert len(Store(url).runs()) == 1
+    assert main(["import", str(tmp_path / "run.json"), "--store", url, "--suite", "other"]) == 2
+    assert len(Store(url).runs()) == 1

@@ -31,15 +31,25 @@ def load_results(ref: str, store: Store) -> tuple[RunInfo | None, list[Result]]:
     if path.suffix == ".json" or path.exists():
         if not path.exists():
             raise DlbenchError(f"results file {ref} does not exist (export one with: dlbench export RUN -o {ref})")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DlbenchError(f"{ref} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                               f"re-export it with dlbench export") from None
-        return import_any(doc)
+        return import_any(read_json(path))
     rid = store.latest_run_id() if ref == "latest" else parse_run_id(ref, "run")
     data = store.load_run(rid)
     return data.run, data.results
+
+
+def read_json(path: Path) -> Any:
+    """A results file's JSON; any reading or decoding problem is one line naming the file."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DlbenchError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                           f"re-export it with dlbench export") from None
+    except UnicodeDecodeError as exc:
+        raise DlbenchError(f"{path} is not UTF-8 text (byte {exc.start}); re-export it with dlbench export") from None
+    except RecursionError:
+        raise DlbenchError(f"{path} is nested too deeply to be a results file") from None
+    except OSError as exc:
+        raise DlbenchError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _fmt(v: float, pct: bool = False) -> str:
@@ -315,11 +325,18 @@ def import_(
     store: StoreOpt = DEFAULT_URL,
 ) -> None:
     """Import an exported run or a pytest-benchmark JSON file into the store as a new run."""
+    from dlbench.store.exchange import digest
+
     st = Store(store)
-    info, results = load_results(str(path), st)
+    info, results = load_results(str(path), st)  # the whole file is validated before any write
+    mark = digest(read_json(path))
+    for earlier in st.runs():
+        if earlier.config.get("import_digest") == mark:
+            raise DlbenchError(f"{path} is already in the store as run {earlier.id} ({earlier.suite}): "
+                               "not imported again")
     name = suite or (info.suite if info and info.suite else path.stem)
     rid = st.start_run(name, info.environment if info else {}, info.git_commit if info else None,
-                       {"imported_from": str(path), **(info.config if info else {})})
+                       {**(info.config if info else {}), "imported_from": str(path), "import_digest": mark})
     for r in results:
         st.add_result(rid, r)
     st.finish_run(rid, "imported")

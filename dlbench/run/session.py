@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dlbench.cell import Cell
 from dlbench.data.download import fetch
 from dlbench.data.registry import require
-from dlbench.errors import DatasetError, PluginError
+from dlbench.errors import DatasetError, PluginError, StoreError
 from dlbench.measure.canary import canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
@@ -175,13 +175,20 @@ class Session:
                 for result in launcher.run_many(self.announce(jobs, progress, task_id)):
                     self.record(result)
                     progress.advance(task_id)
-        except KeyboardInterrupt:
+        except BaseException:
+            # Ctrl-C, SIGTERM, a store or disk error: the run did not end; its results stay
+            # stored and --resume continues it
             status = "interrupted"
             raise
         finally:
             if launcher is not None:
                 launcher.close()
-            self.finish(status)
+            try:
+                self.finish(status)
+            except StoreError:
+                if status == "finished":
+                    raise
+                # the store failing again (still full, read-only) must not hide the first error
         return self
 
     def start(self) -> None:

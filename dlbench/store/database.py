@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from dlbench.errors import StoreError
 from dlbench.report.base import RunData, RunInfo
 from dlbench.result import Measurement, ModelInfo, Result, Stats
 from dlbench.store.liveness import mark_orphaned_runs
+from dlbench.store.schema import upgrade
 
 DEFAULT_DIR = Path("reports")
 DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
@@ -160,42 +162,15 @@ class Store:
     def __init__(self, url: str = DEFAULT_URL) -> None:
         self.url = url
         try:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if (file := _sqlite_file(url)) is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = _engine(url)
-            _create_tables(self.engine)
+            _create_tables(self.engine, f"results store {_redact(url)!r}", _sqlite_file(url))
         except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"cannot open results store {_redact(url)!r}: {reason} "
                              f"(check the --store URL, that the server is up and its driver is installed)") from None
-        self._migrate_keys()
         mark_orphaned_runs(self.engine, runs)
-
-    def _migrate_keys(self) -> None:
-        """Rewrite the keys of cells stored in an earlier key format to today's, once per store,
-        so ``--resume``, ``history`` and ``add_result``'s replacement of a re-measured cell match
-        old rows (``results()`` recomputes keys from the stored cell anyway). Each key is
-        recomputed from the row's stored cell. A store that cannot be written (read-only) keeps
-        its keys: reading its results still works."""
-        try:
-            store_meta.create(self.engine, checkfirst=True)
-            with self.engine.begin() as c:
-                mark = c.execute(select(store_meta.c.value).where(store_meta.c.name == "key_format")).scalar()
-                if mark == KEY_FORMAT:
-                    return
-                for cid, key, cell in c.execute(select(cells.c.id, cells.c.key, cells.c.cell)).all():
-                    try:
-                        new = Cell.from_dict(cell).key if cell else key
-                    except (KeyError, TypeError, ValueError):
-                        new = key
-                    if new != key:
-                        c.execute(update(cells).where(cells.c.id == cid).values(key=new))
-                if mark is None:
-                    c.execute(insert(store_meta).values(name="key_format", value=KEY_FORMAT))
-                else:
-                    c.execute(update(store_meta).where(store_meta.c.name == "key_format").values(value=KEY_FORMAT))
-        except SQLAlchemyError:
-            pass  # read-only, or another process migrating at the same moment (it writes the same keys)
 
     @property
     def folder(self) -> Path:
@@ -205,16 +180,26 @@ class Store:
         return DEFAULT_DIR.resolve()
 
     # -- writing ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Store and filesystem errors while writing (disk full, read-only file, locked database)
+        become one StoreError line with the driver's short reason, no SQL."""
+        try:
+            yield
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot write {what} to results store {_redact(self.url)!r}: "
+                             f"{write_reason(exc)}") from exc
+
     def start_run(self, suite: str, environment: dict[str, Any], git_commit: str | None,
                   config: dict[str, Any]) -> int:
-        with self.engine.begin() as c:
+        with self._writing("the new run"), self.engine.begin() as c:
             res = c.execute(insert(runs).values(suite=suite, started_at=time.time(), status="running",
                                                 git_commit=git_commit, environment=_clean(environment),
                                                 config=_clean(config)))
             return _new_id(res)
 
     def finish_run(self, run_id: int, status: str = "finished") -> None:
-        with self.engine.begin() as c:
+        with self._writing(f"run {run_id}'s status"), self.engine.begin() as c:
             c.execute(update(runs).where(runs.c.id == run_id).values(finished_at=time.time(), status=status))
 
     def add_result(self, run_id: int, r: Result) -> int:
@@ -223,7 +208,7 @@ class Store:
         from dlbench.measure.replicates import repeat_index
 
         cell = r.cell
-        with self.engine.begin() as c:
+        with self._writing(f"the result of {cell.key}"), self.engine.begin() as c:
             # a re-measured cell (resume) replaces the earlier row of the same repeat in this run;
             # the other repeats of the cell are rows of their own
             earlier = c.execute(select(cells.c.id, cells.c.details).where(
@@ -406,19 +391,42 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _create_tables(engine: Engine, attempts: int = 20) -> None:
-    """Create the missing tables in one transaction; two processes creating a fresh store at once
-    both succeed (the loser of a race sees the tables and retries its check)."""
+def _create_tables(engine: Engine, where: str = "results store", sqlite_file: Path | None = None,
+                   attempts: int = 20) -> None:
+    """Create or migrate the tables (:func:`dlbench.store.schema.upgrade`: Alembic revisions, in
+    one transaction); two processes creating a fresh store at once both succeed (the loser of a
+    race sees the tables and retries its check). A read-only store at an older revision opens
+    unmigrated: reading its results still works."""
     for attempt in range(attempts):
         try:
-            with engine.begin() as c:
-                metadata.create_all(c, checkfirst=True)
+            upgrade(engine, where, sqlite_file)
             return
         except OperationalError as exc:
             text = str(exc).lower()
+            if "readonly" in text or "read-only" in text:
+                return
             if attempt == attempts - 1 or not ("already exists" in text or "locked" in text or "busy" in text):
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def write_reason(exc: BaseException) -> str:
+    """The short reason of a database or filesystem error: the driver's first line, no SQL."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        text = str(orig if orig is not None else exc)
+    line = text.splitlines()[0].strip() if text.strip() else type(exc).__name__
+    return line.split("[SQL:")[0].strip()[:200]
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (``file:`` URIs included); None for others."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path.removeprefix("file:")).expanduser()
 
 
 def _new_id(res: Any) -> int:
