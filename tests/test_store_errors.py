@@ -176,3 +176,34 @@ def test_disk_full_interrupts_the_run_keeping_its_results_and_resume_continues(t
     _session(tmp_path, store, log, resume=s.run_id).run()
     assert len(log) == 2  # the two cells not stored
     assert store.run_info(s.run_id).status == "finished" and len(store.results(s.run_id)) == 3
+
+
+def test_an_output_dir_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys):
+    """A read-only --output-dir, simulated by a file where the folder should be (root ignores
+    chmod): the filesystem error is one line, exit 2, no traceback."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    st = Store(url)
+    rid = st.start_run("q", {}, None, {})
+    st.finish_run(rid)
+    blocker = tmp_path / "out"
+    blocker.write_text("a file, not a folder")
+    code = main(["report", str(rid), "--store", url, "--output-dir", str(blocker / "sub"), "--format", "json"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: cannot write"), err
+
+
+def test_a_locked_store_is_one_line(tmp_path, monkeypatch):
+    """Another process holding the write lock past the busy timeout: one StoreError line."""
+    db = tmp_path / "r.db"
+    st = Store(f"sqlite:///{db}")
+    holder = sqlite3.connect(db, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        quick = Store.__new__(Store)
+        quick.url = st.url
+        quick.engine = create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.1})
+        with pytest.raises(StoreError, match=r"cannot write the new run .*: database is locked$"):
+            quick.start_run("q", {}, None, {})
+    finally:
+        holder.rollback()
+        holder.close()

@@ -279,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the filesystem outside the store: a read-only or full --output-dir
+        if debug:
+            traceback.print_exc()
+        where = f" {exc.filename}" if exc.filename else ""
+        reason = exc.strerror or str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: cannot write{where}: {reason} (check the folder's permissions and free space)",
+              file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - a bug: say so on one line, traceback on --debug
         if debug:
             traceback.print_exc()
