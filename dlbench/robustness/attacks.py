@@ -15,6 +15,10 @@ units, see :mod:`dlbench.robustness.budgets`). ``plugins/attacks.py`` registers 
   2020): adaptive step from ``2 eps``, ``steps`` iterations, ``restarts`` restarts;
 * ``square``: ART ``SquareAttack`` (Andriushchenko et al. 2020), score-based black-box, on the
   first ``blackbox_size`` examples, ``square_queries`` iterations;
+* ``pgd-eot``, ``pgd-bpda``: adaptive PGD for defended models (Athalye et al. 2018; Tramer et
+  al. 2020): EOT averages the loss gradient over :attr:`PGDEOT.samples` draws of a randomised
+  model or preprocessing; BPDA takes the gradient straight through the estimator's
+  preprocessing defences (the model's gradient at the preprocessed point);
 * ``noise``: random noise of the same budget (see :func:`dlbench.robustness.budgets.random_noise`).
 
 ART's random draws use NumPy's global generator: it is seeded before every attack.
@@ -145,6 +149,51 @@ class PGD(ArtAttack):
         )
 
 
+def adaptive_estimator(estimator: Any, eot: int = 1, bpda: bool = False) -> Any:
+    """A shallow copy of ``estimator`` whose ``loss_gradient`` is the mean over ``eot`` draws
+    and, with ``bpda``, skips the preprocessing defences' gradient (straight-through)."""
+    import copy
+
+    est = copy.copy(estimator)
+    draws = max(1, int(eot))
+
+    def loss_gradient(x: np.ndarray, y: np.ndarray, **kwargs: Any) -> np.ndarray:
+        total = None
+        for _ in range(draws):
+            g = (
+                estimator.straight_through_loss_gradient(x, y)
+                if bpda
+                else estimator.loss_gradient(x, y, **kwargs)
+            )
+            total = g if total is None else total + g
+        return np.asarray(total, np.float32) / draws
+
+    est.loss_gradient = loss_gradient
+    return est
+
+
+class PGDEOT(PGD):
+    name = "pgd-eot"
+    description = "PGD with expectation over transformation: gradient averaged over 10 draws"
+    samples: ClassVar[int] = 10
+    bpda: ClassVar[bool] = False
+
+    def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
+        from dataclasses import replace
+
+        proxy = replace(
+            target, estimator=adaptive_estimator(target.estimator, self.samples, self.bpda)
+        )
+        return super().art_attack(proxy, eps, settings)
+
+
+class PGDBPDA(PGDEOT):
+    name = "pgd-bpda"
+    description = "PGD with BPDA: gradient straight through the preprocessing defences"
+    samples = 1
+    bpda = True
+
+
 class APGD(ArtAttack):
     name = "apgd"
     description = "auto-PGD on the cross-entropy (APGD-CE), ART AutoProjectedGradientDescent"
@@ -225,4 +274,4 @@ class Noise(Attack):
         return random_noise(x, eps, target.budget.norm, rng, mask, target.budget.clip)
 
 
-BUILTIN: tuple[Attack, ...] = (FGSM(), PGD(), APGD(), Square(), Noise())
+BUILTIN: tuple[Attack, ...] = (FGSM(), PGD(), APGD(), Square(), Noise(), PGDEOT(), PGDBPDA())

@@ -219,6 +219,12 @@ class ModelEstimatorCore:
         grads = self._gradients(np.asarray(x_p, np.float32), self._targets(y_p), self._loss_grad)
         return self._apply_preprocessing_gradient(x, grads)  # type: ignore[attr-defined]
 
+    def straight_through_loss_gradient(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """BPDA: the loss gradient at the preprocessed point, passed straight through the
+        preprocessing defences (identity backward pass)."""
+        x_p, y_p = self._apply_preprocessing(np.asarray(x, np.float32), y, fit=False)  # type: ignore[attr-defined]
+        return self._gradients(np.asarray(x_p, np.float32), self._targets(y_p), self._loss_grad)
+
     def class_gradient(
         self,
         x: np.ndarray,
