@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from dlbench.cell import Cell
 from dlbench.errors import StoreError
@@ -401,11 +401,12 @@ def _create_tables(engine: Engine, where: str = "results store", sqlite_file: Pa
         try:
             upgrade(engine, where, sqlite_file)
             return
-        except OperationalError as exc:
+        except (OperationalError, IntegrityError) as exc:  # IntegrityError: two stamped alembic_version
             text = str(exc).lower()
             if "readonly" in text or "read-only" in text:
                 return
-            if attempt == attempts - 1 or not ("already exists" in text or "locked" in text or "busy" in text):
+            if attempt == attempts - 1 or not ("already exists" in text or "locked" in text or "busy" in text
+                                               or "unique constraint" in text):
                 raise
             time.sleep(0.05 * (attempt + 1))
 
