@@ -10,12 +10,9 @@ from sqlalchemy import text
 
 from dlbench.analysis.compare import compare_runs
 from dlbench.cell import Cell
-from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Measurement, Result
-from dlbench.run import suite as suites
-from dlbench.run.launch.base import Job, LaunchConfig, Launcher
-from dlbench.run.session import RunOptions, Session
 from dlbench.store.database import KEY_FORMAT, Store
+from tests.recording import recorded_session
 
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "gate_plugins"
 
@@ -108,28 +105,8 @@ NEW = "scalability/labelled/steadyfw[cpu,eager,fp32,axis=batch_size,values=8,16]
 OLD = "scalability/labelled/steadyfw[cpu,eager,fp32,axis=batch_size,values=8x16]"
 
 
-class Recording(Launcher):
-    """Launches nothing: records each job's key, returns an ok Result."""
-
-    name = "recording"
-
-    def __init__(self, config: LaunchConfig, log: list[str]) -> None:
-        super().__init__(config)
-        self.log = log
-
-    def execute(self, job: Job) -> Result:
-        self.log.append(job.cell.key)
-        return Result(job.cell, metrics={"saturation_batch_size": 16.0})
-
-
 def _session(tmp_path, store, log, resume=None):
-    plugins = get_plugins(PluginConfig(plugins_dirs=(str(PLUGINS),)))
-    path = tmp_path / "sweep.yaml"
-    path.write_text(SUITE)
-    opts = RunOptions(tmp_path, reporters=(), quiet=True, canary=False, resume=resume)
-    s = Session(suites.load(str(path), plugins), plugins, opts, store)
-    s.make_launcher = lambda: Recording(s.launch_config(), log)  # type: ignore[method-assign]
-    return s
+    return recorded_session(tmp_path, SUITE, store, log, resume)
 
 
 def test_resume_of_an_old_run_skips_its_finished_cell(tmp_path):

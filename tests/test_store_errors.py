@@ -20,11 +20,9 @@ from dlbench.cli.main import main
 from dlbench.errors import StoreError
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Result
-from dlbench.run import suite as suites
-from dlbench.run.launch.base import Job, LaunchConfig, Launcher
-from dlbench.run.session import RunOptions, Session
 from dlbench.store import schema
 from dlbench.store.database import Store
+from tests.recording import recorded_session
 
 PLUGINS = Path(__file__).resolve().parent / "fixtures" / "gate_plugins"
 
@@ -123,26 +121,8 @@ matrix:
 """
 
 
-class Recording(Launcher):
-    name = "recording"
-
-    def __init__(self, config: LaunchConfig, log: list[str]) -> None:
-        super().__init__(config)
-        self.log = log
-
-    def execute(self, job: Job) -> Result:
-        self.log.append(job.cell.key)
-        return Result(job.cell, metrics={"saturation_batch_size": 16.0})
-
-
 def _session(tmp_path, store, log, resume=None):
-    plugins = get_plugins(PluginConfig(plugins_dirs=(str(PLUGINS),)))
-    path = tmp_path / "sweep.yaml"
-    path.write_text(SUITE)
-    opts = RunOptions(tmp_path, reporters=(), quiet=True, canary=False, resume=resume)
-    s = Session(suites.load(str(path), plugins), plugins, opts, store)
-    s.make_launcher = lambda: Recording(s.launch_config(), log)  # type: ignore[method-assign]
-    return s
+    return recorded_session(tmp_path, SUITE, store, log, resume)
 
 
 def _cells(tmp_path):
