@@ -25,6 +25,27 @@ FAST = {
 }
 
 
+def trained_digits(epochs: int, framework: str = "torch") -> tuple[Any, Any, dict[str, Any], Any, Any, Any]:
+    """(plugins, task, params, data, spec, model): the digits CNN trained in this process for
+    ``epochs`` from the spec's seed-0 weights, in the seeded data order every framework sees."""
+    import numpy as np
+
+    from dlbench.framework import BuildOptions
+
+    plugins = get_plugins()
+    task = plugins.tasks.get("vision")
+    params = {"dataset": "digits"}
+    data = task.load(params)
+    spec = task.model_spec(params, data)
+    fw = plugins.frameworks.get(framework)
+    fw.setup(None, 0, {})
+    model = fw.build(spec, spec.init_weights(0), BuildOptions(train=task.train_config(params)))
+    for epoch in range(epochs):
+        model.fit_epoch(data.x_train, data.y_train, 32,
+                        np.random.default_rng([0, epoch]).permutation(data.n_train))
+    return plugins, task, params, data, spec, model
+
+
 def run_cell(
     task: str,
     framework: str,

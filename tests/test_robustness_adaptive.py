@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlbench.framework import BuildOptions
 from dlbench.robustness.attacks import PGD, PGDBPDA, PGDEOT, AttackSettings
 from dlbench.robustness.budgets import budget_for
 from dlbench.robustness.estimator import InputCodec, make_estimator
 from dlbench.robustness.target import Target
+from tests.robustness_helpers import trained_digits
 
 pytest.importorskip("torch")
 art = pytest.importorskip("art")
@@ -53,23 +53,7 @@ class Shatter(Preprocessor):
 
 @pytest.fixture(scope="module")
 def setting():
-    from dlbench.plugins import get_plugins
-
-    plugins = get_plugins()
-    task = plugins.tasks.get("vision")
-    params = {"dataset": "digits"}
-    data = task.load(params)
-    spec = task.model_spec(params, data)
-    fw = plugins.frameworks.get("torch")
-    fw.setup(None, 0, {})
-    model = fw.build(spec, spec.init_weights(0), BuildOptions(train=task.train_config(params)))
-    for epoch in range(3):
-        model.fit_epoch(
-            data.x_train,
-            data.y_train,
-            32,
-            np.random.default_rng([0, epoch]).permutation(data.n_train),
-        )
+    _, task, params, data, _, model = trained_digits(3)
     return task, params, data, model
 
 

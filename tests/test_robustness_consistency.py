@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from dlbench.framework import BuildOptions
-from dlbench.plugins import get_plugins
 from dlbench.robustness.attacks import FGSM, PGD, AttackSettings
 from dlbench.robustness.budgets import budget_for
 from dlbench.robustness.estimator import InputCodec, make_estimator
 from dlbench.robustness.target import Target
 from dlbench.stats import proportion_ci
+from tests.robustness_helpers import trained_digits
 
 pytest.importorskip("torch")
 pytest.importorskip("art")
@@ -33,23 +33,7 @@ N = 150
 
 @pytest.fixture(scope="module")
 def setting():
-    plugins = get_plugins()
-    task = plugins.tasks.get("vision")
-    params = {"dataset": "digits"}
-    data = task.load(params)
-    spec = task.model_spec(params, data)
-    torch_fw = plugins.frameworks.get("torch")
-    torch_fw.setup(None, 0, {})
-    model = torch_fw.build(
-        spec, spec.init_weights(0), BuildOptions(train=task.train_config(params))
-    )
-    for epoch in range(4):
-        model.fit_epoch(
-            data.x_train,
-            data.y_train,
-            32,
-            np.random.default_rng([0, epoch]).permutation(data.n_train),
-        )
+    plugins, task, params, data, spec, model = trained_digits(4)
     return plugins, task, params, data, spec, model.get_weights()
 
 
