@@ -105,11 +105,25 @@ def test_load_is_deterministic_and_split_is_stratified(task: NlpTask, sentiment)
         assert np.array_equal(sentiment.x_train[k], again.x_train[k])
         assert np.array_equal(sentiment.x_test[k], again.x_test[k])
     assert np.array_equal(sentiment.y_test, again.y_test)
-    assert (sentiment.n_train, sentiment.n_test) == (2400, 600)
-    assert np.bincount(sentiment.y_test).tolist() == [300, 300]
-    te = sentiment.meta["test_index"]
-    assert np.bincount(te // 1000).tolist() == [200, 200, 200]  # 20 % of every source
-    assert not set(te) & set(sentiment.meta["train_index"])
+    corpus = task.corpus({"dataset": "sentiment"})
+    tr, te = sentiment.meta["train_index"], sentiment.meta["test_index"]
+    distinct = {tuple(tokenize(t)) for t in corpus.texts}
+    removed = sentiment.meta["duplicates_removed"]
+    assert removed == len(corpus.texts) - len(distinct) > 0
+    # the split covers every distinct text once: sizes add up to the deduplicated count
+    assert sentiment.n_train + sentiment.n_test == len(distinct)
+    assert len(set(tr) | set(te)) == len(distinct) and not set(te) & set(tr)
+    assert np.array_equal(sentiment.y_test, corpus.labels[te])
+    # stratified: each (source, label) stratum puts round(20 %) of its distinct texts in test
+    kept = np.r_[tr, te]
+    for g in np.unique(corpus.groups):
+        n_g = int(np.sum(corpus.groups[kept] == g))
+        assert int(np.sum(corpus.groups[te] == g)) == round(n_g * nlp.TEST_FRACTION)
+
+
+def test_exact_duplicates_are_dropped_keeping_the_first() -> None:
+    docs = [["a", "b"], ["c"], ["a", "b"], [], ["c"], [], ["b", "a"]]
+    assert nlp.first_occurrences(docs).tolist() == [0, 1, 3, 6]
 
 
 @needs_data
@@ -142,15 +156,18 @@ def test_tokens_and_masks_agree(spam) -> None:
         lengths = mask.sum(1).astype(int)
         assert np.all(mask == (np.arange(64)[None, :] < lengths[:, None]))  # masks are prefixes
         assert tokens.max() < 8000
-    assert (spam.n_train, spam.n_test) == (4460, 1114)
-    assert int(spam.y_test.sum()) == 149
+    assert spam.n_train + spam.n_test + spam.meta["duplicates_removed"] == 5574
+    for label in (0, 1):  # stratified by label
+        n = int(np.sum(spam.y_train == label) + np.sum(spam.y_test == label))
+        assert int(np.sum(spam.y_test == label)) == round(n * nlp.TEST_FRACTION)
 
 
 @needs_data
 def test_vocab_size_and_max_len_params(task: NlpTask) -> None:
     ds = task.load({"dataset": "sentiment-yelp", "vocab_size": 100, "max_len": 8})
     assert len(ds.meta["vocab"]) == 100 and ds.x_train["tokens"].max() == 99
-    assert ds.x_train["tokens"].shape == (800, 8) and ds.n_test == 200
+    assert ds.x_train["tokens"].shape == (ds.n_train, 8)
+    assert ds.n_train + ds.n_test + ds.meta["duplicates_removed"] == 1000
 
 
 # -- model specs ------------------------------------------------------------------------------

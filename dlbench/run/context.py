@@ -54,7 +54,14 @@ class CellContext:
     def dataset(self) -> Dataset:
         for name in self.task.datasets(self.params):
             require(self.plugins.datasets.get(name, f"task {self.task.name!r}"))
-        return self.task.load(self.params)
+        dataset = self.task.load(self.params)
+        split = {"split": dataset.meta.get("split"), "train": dataset.n_train, "test": dataset.n_test}
+        if "duplicates_removed" in dataset.meta:
+            split["duplicates_removed"] = int(dataset.meta["duplicates_removed"])
+            self.log(f"{dataset.name}: {split['duplicates_removed']} exact duplicates removed "
+                     f"before the split ({dataset.n_train} train, {dataset.n_test} test)")
+        self.result.details["dataset"] = split
+        return dataset
 
     def spec(self, dataset: Dataset | None = None) -> ModelSpec:
         return self.task.model_spec(self.params, dataset)

@@ -13,8 +13,13 @@ Preprocessing (once, in NumPy, identical for every framework):
   ``str.splitlines``: the imdb file holds U+0085 inside sentences);
 * :func:`tokenize` lowercases and splits with the regex ``\\w+(?:'\\w+)*|[^\\w\\s]`` (words with
   inner apostrophes, and every other non-space character as its own token);
+* exact duplicates (texts whose token lists are identical) are removed before the split, the
+  first occurrence kept (:func:`first_occurrences`; no duplicate pair in these files disagrees
+  on its label): 21 of the 3,000 sentiment sentences, 415 of the 5,574 SMS messages, so no text
+  is in both train and test; the number removed is ``Dataset.meta["duplicates_removed"]``;
 * the split is stratified (by source and label), seeded with the fixed :data:`SPLIT_SEED`
-  whatever the cell's seed: 80 % train, 20 % test, both kept in file order;
+  whatever the cell's seed: 80 % train, 20 % test of the distinct texts, both kept in file order
+  (``meta["train_index"]``/``["test_index"]`` index the corpus as read);
 * the vocabulary comes from the train split only: tokens by descending count then
   alphabetically, truncated to ``vocab_size`` ids where 0 is padding and 1 unknown;
 * inputs ``tokens`` (int32, ``(max_len,)``: the first ``max_len`` tokens, zero-padded) and
@@ -217,6 +222,14 @@ class Vocabulary:
         return ids, mask
 
 
+def first_occurrences(docs: Sequence[Sequence[str]]) -> np.ndarray:
+    """Sorted indices of the first text of each distinct token list (exact duplicates dropped)."""
+    first: dict[tuple[str, ...], int] = {}
+    for i, doc in enumerate(docs):
+        first.setdefault(tuple(doc), i)
+    return np.fromiter(first.values(), np.int64, len(first))
+
+
 def stratified_split(groups: np.ndarray, test_fraction: float = TEST_FRACTION,
                      seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test indices; each group puts ``round(n * test_fraction)`` in test."""
@@ -372,7 +385,9 @@ class NlpTask(Task):
         p = self.resolve(params)
         corpus = self.corpus(p)
         docs = [tokenize(t) for t in corpus.texts]
-        train_idx, test_idx = stratified_split(corpus.groups)
+        distinct = first_occurrences(docs)
+        train_pos, test_pos = stratified_split(corpus.groups[distinct])
+        train_idx, test_idx = distinct[train_pos], distinct[test_pos]
         vocab = Vocabulary.build([docs[i] for i in train_idx], p["vocab_size"])
         tr_ids, tr_mask = vocab.encode([docs[i] for i in train_idx], p["max_len"])
         te_ids, te_mask = vocab.encode([docs[i] for i in test_idx], p["max_len"])
@@ -382,7 +397,9 @@ class NlpTask(Task):
             num_classes=len(corpus.class_names), name=p["dataset"],
             meta={"vocab": list(vocab.tokens), "class_names": list(corpus.class_names),
                   "train_index": train_idx, "test_index": test_idx,
-                  "split": f"stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}, seed {SPLIT_SEED}"})
+                  "duplicates_removed": len(docs) - len(distinct),
+                  "split": f"exact duplicates removed ({len(docs) - len(distinct)}), stratified "
+                           f"{1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}, seed {SPLIT_SEED}"})
 
     # -- model -----------------------------------------------------------------------------------
     def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:

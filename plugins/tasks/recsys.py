@@ -11,8 +11,9 @@ Two objectives (parameter ``objective``):
 * ``ranking`` (implicit feedback): every rating is an interaction. Leave-one-out: each user's
   latest interaction (by timestamp, ties by item id) is held out. Training rows are the other
   99,057 interactions (label 1) plus ``negatives`` (default 4) items per positive sampled
-  uniformly, with replacement, from the items the user never interacted with (label 0), once,
-  with a fixed seed. Loss ``binary_cross_entropy`` on logits. The test split has exactly
+  uniformly, with replacement, from the items the user never interacted with and that are not
+  among the user's test candidates (label 0), once, with a fixed seed, so no (user, item) pair
+  is in both splits. Loss ``binary_cross_entropy`` on logits. The test split has exactly
   :data:`CANDIDATES` (100) rows per user, users in id order: the held-out item first, then 99
   distinct never-interacted items sampled with a fixed seed. :meth:`RecsysTask.evaluate` reshapes
   the outputs to ``(users, 100)`` and reports ``hr@10`` and ``ndcg@10`` of the held-out item. Ties
@@ -153,12 +154,14 @@ def ranking_arrays(data: np.ndarray, negatives: int, seed: int = SPLIT_SEED
         free = np.ones(N_ITEMS, bool)
         free[seen] = False
         unseen = np.flatnonzero(free)
-        neg = train_rng.choice(unseen, size=negatives * len(items), replace=True)
+        test_neg = test_rng.choice(unseen, CANDIDATES - 1, replace=False)
+        free[test_neg] = False  # no (user, item) pair is in both splits
+        neg = train_rng.choice(np.flatnonzero(free), size=negatives * len(items), replace=True)
         tr_users.append(np.full(len(items) + len(neg), u))
         tr_items.append(np.concatenate([items, neg]))
         tr_y.append(np.r_[np.ones(len(items)), np.zeros(len(neg))])
         te_users.append(np.full(CANDIDATES, u))
-        te_items.append(np.r_[held_out[u], test_rng.choice(unseen, CANDIDATES - 1, replace=False)])
+        te_items.append(np.r_[held_out[u], test_neg])
     x_train = {"user": np.concatenate(tr_users)[:, None].astype(np.int32),
                "item": np.concatenate(tr_items)[:, None].astype(np.int32)}
     x_test = {"user": np.concatenate(te_users)[:, None].astype(np.int32),
