@@ -4,7 +4,9 @@ programmatically when a store is opened.
 - a fresh database gets every revision (the tables, then the key-format mark);
 - a store of this dlbench at an older revision, or one from before the schema had a version
   (dlbench's tables, no ``alembic_version``), is migrated, a SQLite file after a backup copy
-  (``<file>.bak-<revision>-<time>``);
+  (``<file>.bak-<revision>-<time>``); every migration runs in one transaction, so on PostgreSQL
+  (transactional DDL) one that fails half-way leaves the store as it was
+  (tests/test_store_migrations_pg.py);
 - a store at a revision this dlbench does not know (a newer dlbench wrote it) is refused;
 - a foreign database (a table of dlbench's names without dlbench's columns) is refused before
   anything is written.
