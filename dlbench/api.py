@@ -14,7 +14,7 @@ What is here, by kind (docs/plugins.md has one line on each):
   :func:`mask_inputs`, :class:`Budget` and :func:`sample` (timed windows for data-parallel
   throughput), :data:`LOSSES`, :data:`OPTIMIZERS`;
 * the neutral model spec: :class:`ModelSpec`, :class:`Node`, :class:`SpecBuilder`,
-  :func:`check_weights`, :func:`same_padding`, :func:`conv_out`, :data:`ACTIVATIONS`,
+  :func:`check_weights`, :func:`same_padding`, :func:`conv_out`, :func:`conv_pads`, :data:`ACTIVATIONS`,
   :data:`OPS`, and the float64 NumPy reference's :data:`MASK_FILL`;
 * tasks: :class:`Task`, :class:`Dataset`, :class:`PerturbationDomain`, :class:`Corruption`,
   :func:`find_corruption`;
@@ -72,11 +72,13 @@ from dlbench.scenarios.figures import Column, Figure, measurement_figure, metric
 from dlbench.spec import (
     ACTIVATIONS,
     OPS,
+    STATE_PARAMS,
     ModelSpec,
     Node,
     SpecBuilder,
     check_weights,
     conv_out,
+    conv_pads,
     same_padding,
 )
 from dlbench.spec_numpy import MASK_FILL
@@ -136,7 +138,7 @@ __all__ = [
     "OPTIMIZERS", "TrainConfig", "gradient_inputs", "mask_inputs", "Budget", "sample",
     # the neutral model spec
     "ACTIVATIONS", "MASK_FILL", "ModelSpec", "Node", "OPS", "SpecBuilder", "check_weights",
-    "conv_out", "same_padding",
+    "conv_out", "conv_pads", "same_padding", "STATE_PARAMS",
     # tasks and datasets
     "Corruption", "Dataset", "PerturbationDomain", "Task", "find_corruption",
     "DatasetInfo", "FileEntry", "atomic_writer", "derived_dir", "files_from_sums",

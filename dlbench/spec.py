@@ -5,14 +5,31 @@ resulting :class:`ModelSpec` into native code. Canonical conventions (every adap
 its native layout and back):
 
 * data is channels-last: images ``(H, W, C)``, sequences ``(L, C)``; the batch axis is implicit;
-* ``Dense.kernel`` is ``(in, out)``, ``Conv1D.kernel`` ``(k, c_in, c_out)``,
-  ``Conv2D.kernel`` ``(kh, kw, c_in, c_out)``, ``Embedding.embeddings`` ``(vocab, dim)``;
+* ``Dense.kernel`` is ``(in, out)``, ``Conv1D.kernel`` ``(k, c_in / groups, c_out)``,
+  ``Conv2D.kernel`` ``(kh, kw, c_in / groups, c_out)``, ``Embedding.embeddings`` and
+  ``EmbeddingBag.embeddings`` ``(vocab, dim)``; a grouped convolution (``groups`` > 1) splits
+  the input and output channels into ``groups`` contiguous blocks, output block ``g`` reads input
+  block ``g`` only (``groups = c_in``: depthwise); ``use_bias=False`` drops the conv's bias;
 * ``MultiHeadSelfAttention`` holds ``{q,k,v,o}_kernel`` ``(d, d)`` and ``{q,k,v,o}_bias`` ``(d,)``,
   heads split the last axis contiguously (head ``h`` owns columns ``h*dh:(h+1)*dh``);
 * ``LayerNorm`` normalises the last axis with ``gamma``/``beta`` ``(d,)`` and ``epsilon``;
-* padding is ``"same"`` (output = ceil(input / stride)) or ``"valid"``; pools are ``"valid"``;
+* convolution padding is ``"same"`` (output = ceil(input / stride), TensorFlow-style: an odd
+  total puts the extra pixel after), ``"valid"``, or an int ``p``: ``p`` zeros on both sides of
+  every spatial axis (explicit and symmetric, the same in every framework); pools are ``"valid"``;
 * masks are float ``{0, 1}`` arrays ``(L,)`` where 1 marks a real token: ``GlobalAvgPool`` with a
-  mask input is a masked mean, ``MultiHeadSelfAttention`` with a mask ignores padded keys;
+  mask input is a masked mean, ``MultiHeadSelfAttention`` with a mask ignores padded keys, and
+  with ``causal=True`` query ``i`` sees keys ``j <= i`` only (both combine);
+* ``BatchNorm`` normalises the last (channel) axis over the batch and every other axis. Training
+  uses the batch mean and the *biased* batch variance, and updates the running statistics
+  ``moving = (1 - momentum) * moving + momentum * batch`` (PyTorch's meaning of ``momentum``,
+  default 0.1, with the biased variance of Keras, Flax and TensorFlow); inference uses
+  ``moving_mean``/``moving_variance``; both add ``epsilon`` to the variance inside the square
+  root. The moving statistics are weights but not trainable (:data:`STATE_PARAMS`);
+* ``EmbeddingBag`` sums (``mode="sum"``) or averages (``"mean"``) the rows of the ids on the
+  last input axis ``(..., bag)`` -> ``(..., dim)``; with a mask ``(..., bag)`` only the real ids
+  count and the mean divides by ``max(sum(mask), 1)``;
+* ``DotInteraction`` (DLRM) takes ``k`` vectors ``(d,)`` and returns their pairwise dot products
+  ``(k (k - 1) / 2,)``, pairs ``(i, j)`` with ``j < i`` in row-major order (``tril_indices(k, -1)``);
 * ``Dot`` is ``sum(a * b, -1, keepdims=True)``; ``Concat`` joins the last axis;
 * ``PositionEmbedding`` adds a learned ``(max_len, d)`` table to a sequence ``(L, d)``.
 
@@ -52,7 +69,16 @@ OPS = (
     "Add",
     "Concat",
     "Dot",
+    "BatchNorm",
+    "EmbeddingBag",
+    "DotInteraction",
 )
+
+STATE_PARAMS = ("moving_mean", "moving_variance")
+"""Parameter names that are weights but not trained (BatchNorm's running statistics): the
+optimizer never updates them, :meth:`ModelSpec.parameter_count` leaves them out."""
+
+BAG_MODES = ("sum", "mean")
 
 Shape = tuple[int, ...]
 
@@ -131,8 +157,15 @@ class ModelSpec:
                 params[f"{n.name}.{pname}"] = pshape
         return params
 
+    def state_keys(self) -> list[str]:
+        """Weight keys that are not trained (running statistics), sorted."""
+        return sorted(k for k in self.param_shapes() if k.rsplit(".", 1)[1] in STATE_PARAMS)
+
     def parameter_count(self) -> int:
-        return int(sum(math.prod(s) for s in self.param_shapes().values()))
+        """Trainable parameters (the figure PyTorch's ``parameters()`` gives; running statistics
+        are left out, as in the published counts of ResNet and BERT)."""
+        return int(sum(math.prod(s) for k, s in self.param_shapes().items()
+                       if k.rsplit(".", 1)[1] not in STATE_PARAMS))
 
     def flops_per_example(self) -> int:
         """Multiply-adds x 2 of one forward pass for one example (dense ops only)."""
@@ -149,9 +182,9 @@ class ModelSpec:
         weights: dict[str, np.ndarray] = {}
         for key, shape in self.param_shapes().items():
             pname = key.rsplit(".", 1)[1]
-            if pname.endswith("bias") or pname == "beta":
+            if pname.endswith("bias") or pname in ("beta", "moving_mean"):
                 w = np.zeros(shape)
-            elif pname == "gamma":
+            elif pname in ("gamma", "moving_variance"):
                 w = np.ones(shape)
             elif pname in ("embeddings", "positions"):
                 w = rng.normal(0.0, 0.05, size=shape)
@@ -221,15 +254,29 @@ class SpecBuilder:
     def dense(self, x: str, units: int, activation: str | None = None, name: str | None = None) -> str:
         return self._add("Dense", (x,), name, units=units, activation=_act(activation))
 
-    def conv1d(self, x: str, filters: int, kernel_size: int, strides: int = 1, padding: str = "same",
-               activation: str | None = None, name: str | None = None) -> str:
-        return self._add("Conv1D", (x,), name, filters=filters, kernel_size=kernel_size,
-                         strides=strides, padding=_pad(padding), activation=_act(activation))
+    def conv1d(self, x: str, filters: int, kernel_size: int, strides: int = 1, padding: str | int = "same",
+               activation: str | None = None, name: str | None = None, groups: int = 1,
+               use_bias: bool = True) -> str:
+        return self._add("Conv1D", (x,), name, **_conv_attrs(filters, kernel_size, strides, padding,
+                                                             activation, groups, use_bias))
 
-    def conv2d(self, x: str, filters: int, kernel_size: int, strides: int = 1, padding: str = "same",
-               activation: str | None = None, name: str | None = None) -> str:
-        return self._add("Conv2D", (x,), name, filters=filters, kernel_size=kernel_size,
-                         strides=strides, padding=_pad(padding), activation=_act(activation))
+    def conv2d(self, x: str, filters: int, kernel_size: int, strides: int = 1, padding: str | int = "same",
+               activation: str | None = None, name: str | None = None, groups: int = 1,
+               use_bias: bool = True) -> str:
+        """``padding``: ``"same"``, ``"valid"`` or ``p`` zeros on every side; ``groups``: grouped
+        (``groups = c_in``: depthwise) convolution."""
+        return self._add("Conv2D", (x,), name, **_conv_attrs(filters, kernel_size, strides, padding,
+                                                             activation, groups, use_bias))
+
+    def batch_norm(self, x: str, momentum: float = 0.1, epsilon: float = 1e-5,
+                   name: str | None = None) -> str:
+        """``momentum`` is the weight of the batch statistic in the running one (PyTorch's)."""
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise DlbenchError(f"batch_norm momentum {momentum}: choose a value in [0, 1] (the weight "
+                               "of the batch statistic, PyTorch's convention; Keras's 0.99 is 0.01)")
+        if not float(epsilon) > 0.0:
+            raise DlbenchError(f"batch_norm epsilon {epsilon}: choose a positive value such as 1e-5")
+        return self._add("BatchNorm", (x,), name, momentum=float(momentum), epsilon=float(epsilon))
 
     def max_pool(self, x: str, pool_size: int = 2, name: str | None = None) -> str:
         return self._add("MaxPool", (x,), name, pool_size=pool_size)
@@ -256,9 +303,21 @@ class SpecBuilder:
         return self._add("LayerNorm", (x,), name, epsilon=float(epsilon))
 
     def self_attention(self, x: str, num_heads: int, mask: str | None = None,
-                       name: str | None = None) -> str:
+                       name: str | None = None, causal: bool = False) -> str:
+        extra = {"causal": True} if causal else {}  # absent when False: older digests hold
         return self._add("MultiHeadSelfAttention", (x,) if mask is None else (x, mask), name,
-                         num_heads=num_heads)
+                         num_heads=num_heads, **extra)
+
+    def embedding_bag(self, ids: str, input_dim: int, output_dim: int, mode: str = "sum",
+                      mask: str | None = None, name: str | None = None) -> str:
+        if mode not in BAG_MODES:
+            raise DlbenchError(f"embedding_bag mode {mode!r}: choose sum or mean")
+        return self._add("EmbeddingBag", (ids,) if mask is None else (ids, mask), name,
+                         input_dim=input_dim, output_dim=output_dim, mode=mode)
+
+    def dot_interaction(self, *xs: str, name: str | None = None) -> str:
+        """DLRM's pairwise dot products of ``k >= 2`` vectors of equal size."""
+        return self._add("DotInteraction", tuple(xs), name)
 
     def activation(self, x: str, fn: str, name: str | None = None) -> str:
         return self._add("Activation", (x,), name, fn=_act(fn))
@@ -284,10 +343,32 @@ def _act(a: str | None) -> str | None:
     return a
 
 
-def _pad(p: str) -> str:
-    if p not in ("same", "valid"):
-        raise DlbenchError(f"unknown padding {p!r}: choose same or valid")
+def _pad(p: str | int) -> str | int:
+    if isinstance(p, bool) or not (p in ("same", "valid") or (isinstance(p, int) and p >= 0)):
+        raise DlbenchError(f"unknown padding {p!r}: choose same, valid or a number of zeros >= 0")
     return p
+
+
+def _conv_attrs(filters: int, kernel_size: int, strides: int, padding: str | int,
+                activation: str | None, groups: int, use_bias: bool) -> dict[str, Any]:
+    if groups < 1 or filters % groups:
+        raise DlbenchError(f"conv groups={groups}: choose a divisor of filters={filters}")
+    attrs: dict[str, Any] = {"filters": filters, "kernel_size": kernel_size, "strides": strides,
+                             "padding": _pad(padding), "activation": _act(activation)}
+    if groups != 1:  # only when not the default, so the digests of existing specs hold
+        attrs["groups"] = groups
+    if not use_bias:
+        attrs["use_bias"] = False
+    return attrs
+
+
+def conv_pads(size: int, k: int, stride: int, padding: str | int) -> tuple[int, int]:
+    """Zeros (before, after) along one spatial axis for ``padding`` (same, valid or an int)."""
+    if padding == "same":
+        return same_padding(size, k, stride)
+    if padding == "valid":
+        return 0, 0
+    return int(padding), int(padding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,11 +376,12 @@ def _pad(p: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def conv_out(size: int, k: int, stride: int, padding: str) -> int:
+def conv_out(size: int, k: int, stride: int, padding: str | int) -> int:
     """Output length of a convolution along one axis."""
     if padding == "same":
         return -(-size // stride)
-    return (size - k) // stride + 1
+    p = 0 if padding == "valid" else int(padding)
+    return (size + 2 * p - k) // stride + 1
 
 
 def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
@@ -317,13 +399,17 @@ def _infer_shape(n: Node, ins: list[Shape]) -> Shape:
     x = ins[0]
     if op == "Dense":
         return (*x[:-1], a["units"])
-    if op == "Conv1D":
-        _need_rank(n, x, 2)
-        return (conv_out(x[0], a["kernel_size"], a["strides"], a["padding"]), a["filters"])
-    if op == "Conv2D":
-        _need_rank(n, x, 3)
-        return (conv_out(x[0], a["kernel_size"], a["strides"], a["padding"]),
-                conv_out(x[1], a["kernel_size"], a["strides"], a["padding"]), a["filters"])
+    if op in ("Conv1D", "Conv2D"):
+        _need_rank(n, x, 2 if op == "Conv1D" else 3)
+        groups = a.get("groups", 1)
+        if x[-1] % groups:
+            raise DlbenchError(f"{op} {n.name!r}: {x[-1]} input channels are not divisible by "
+                               f"groups={groups}: choose a divisor of both channel counts")
+        out = tuple(conv_out(s, a["kernel_size"], a["strides"], a["padding"]) for s in x[:-1])
+        if min(out) < 1:
+            raise DlbenchError(f"{op} {n.name!r}: input {x} is smaller than the kernel "
+                               f"{a['kernel_size']}: pad it or use a smaller kernel")
+        return (*out, a["filters"])
     if op in ("MaxPool", "AvgPool"):
         if len(x) not in (2, 3):
             raise DlbenchError(f"{op} {n.name!r} needs a (L, C) or (H, W, C) input, got {x}")
@@ -333,12 +419,23 @@ def _infer_shape(n: Node, ins: list[Shape]) -> Shape:
         return (x[-1],)
     if op == "Flatten":
         return (math.prod(x),)
-    if op in ("Dropout", "Activation", "LayerNorm", "PositionEmbedding"):
+    if op in ("Dropout", "Activation", "LayerNorm", "PositionEmbedding", "BatchNorm"):
         if op == "PositionEmbedding" and x[0] > a["max_len"]:
             raise DlbenchError(f"sequence length {x[0]} exceeds max_len {a['max_len']} of {n.name!r}")
         return x
     if op == "Embedding":
         return (*x, a["output_dim"])
+    if op == "EmbeddingBag":
+        if not x:
+            raise DlbenchError(f"EmbeddingBag {n.name!r} needs ids with a bag axis (..., bag), got {x}")
+        if len(ins) > 1 and ins[1] != x:
+            raise DlbenchError(f"EmbeddingBag {n.name!r}: mask shape {ins[1]} differs from ids {x}")
+        return (*x[:-1], a["output_dim"])
+    if op == "DotInteraction":
+        if len(ins) < 2 or len(x) != 1 or any(s != x for s in ins):
+            raise DlbenchError(f"DotInteraction {n.name!r} needs two or more (d,) vectors of equal "
+                               f"size, got {ins}")
+        return (len(ins) * (len(ins) - 1) // 2,)
     if op == "MultiHeadSelfAttention":
         _need_rank(n, x, 2)
         if x[-1] % a["num_heads"]:
@@ -368,13 +465,17 @@ def _param_shapes(n: Node, ins: list[Shape]) -> dict[str, Shape]:
     a = n.attrs
     if n.op == "Dense":
         return {"kernel": (ins[0][-1], a["units"]), "bias": (a["units"],)}
-    if n.op == "Conv1D":
-        return {"kernel": (a["kernel_size"], ins[0][-1], a["filters"]), "bias": (a["filters"],)}
-    if n.op == "Conv2D":
-        k = a["kernel_size"]
-        return {"kernel": (k, k, ins[0][-1], a["filters"]), "bias": (a["filters"],)}
-    if n.op == "Embedding":
+    if n.op in ("Conv1D", "Conv2D"):
+        k = (a["kernel_size"],) * (1 if n.op == "Conv1D" else 2)
+        conv: dict[str, Shape] = {"kernel": (*k, ins[0][-1] // a.get("groups", 1), a["filters"])}
+        if a.get("use_bias", True):
+            conv["bias"] = (a["filters"],)
+        return conv
+    if n.op in ("Embedding", "EmbeddingBag"):
         return {"embeddings": (a["input_dim"], a["output_dim"])}
+    if n.op == "BatchNorm":
+        c = (ins[0][-1],)
+        return {"gamma": c, "beta": c, "moving_mean": c, "moving_variance": c}
     if n.op == "PositionEmbedding":
         return {"positions": (a["max_len"], ins[0][-1])}
     if n.op == "LayerNorm":
@@ -393,13 +494,14 @@ def _flops(n: Node, ins: list[Shape], out: Shape) -> int:
     a = n.attrs
     if n.op == "Dense":
         return 2 * math.prod(out) * ins[0][-1]
-    if n.op == "Conv1D":
-        return 2 * math.prod(out) * a["kernel_size"] * ins[0][-1]
-    if n.op == "Conv2D":
-        return 2 * math.prod(out) * a["kernel_size"] ** 2 * ins[0][-1]
+    if n.op in ("Conv1D", "Conv2D"):
+        taps = a["kernel_size"] ** (1 if n.op == "Conv1D" else 2)
+        return 2 * math.prod(out) * taps * ins[0][-1] // a.get("groups", 1)
     if n.op == "MultiHeadSelfAttention":
         seq, d = ins[0]
         return 2 * 4 * seq * d * d + 2 * 2 * seq * seq * d
     if n.op == "Dot":
         return 2 * math.prod(ins[0])
+    if n.op == "DotInteraction":
+        return 2 * out[0] * ins[0][0]
     return 0

@@ -11,7 +11,13 @@ identity) and :func:`loss`. Semantics follow the :mod:`dlbench.spec` docstring e
   scores ``q k^T / sqrt(head_dim)``, masked keys get ``-1e9`` before a softmax over keys,
   heads merged back in order, then ``@ o_kernel + o_bias``;
 * ``gelu`` is the exact erf form; ``LayerNorm`` uses the biased variance of the last axis;
-* ``Embedding`` looks up integer ids; ``PositionEmbedding`` adds ``positions[:L]``.
+* ``Embedding`` looks up integer ids; ``PositionEmbedding`` adds ``positions[:L]``;
+* ``causal`` attention keeps keys ``j <= i`` (and the padding mask's keys) before the softmax;
+* ``BatchNorm`` in inference mode uses the moving statistics; :func:`forward_all` with
+  ``training=True`` uses the batch statistics (biased variance) and :func:`batch_norm_state`
+  gives the running statistics after one training step;
+* grouped convolutions run one convolution per channel block; ``EmbeddingBag`` and
+  ``DotInteraction`` as in :mod:`dlbench.spec`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from dlbench.errors import DlbenchError
-from dlbench.spec import ModelSpec, Node, same_padding
+from dlbench.spec import ModelSpec, Node, conv_pads
 
 MASK_FILL = -1e9
 """Score given to padded keys before the attention softmax."""
@@ -49,16 +55,22 @@ def activation(x: np.ndarray, fn: str | None) -> np.ndarray:
     raise DlbenchError(f"unknown activation {fn!r}: choose one of relu, tanh, sigmoid, gelu")
 
 
-def _pad_spatial(x: np.ndarray, k: int, stride: int, padding: str) -> np.ndarray:
+def _pad_spatial(x: np.ndarray, k: int, stride: int, padding: str | int) -> np.ndarray:
     """Pad the spatial axes (all but batch and channels) for a convolution."""
-    if padding == "valid":
-        return x
-    pads = [(0, 0)] + [same_padding(s, k, stride) for s in x.shape[1:-1]] + [(0, 0)]
+    pads = [(0, 0)] + [conv_pads(s, k, stride, padding) for s in x.shape[1:-1]] + [(0, 0)]
     return np.pad(x, pads)
 
 
-def conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int, padding: str) -> np.ndarray:
-    """1-D or 2-D convolution (cross-correlation), channels-last, kernel ``(*k, c_in, c_out)``."""
+def conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int,
+         padding: str | int, groups: int = 1) -> np.ndarray:
+    """1-D or 2-D convolution (cross-correlation), channels-last, kernel ``(*k, c_in / groups,
+    c_out)``; a grouped one convolves each of the ``groups`` channel blocks on its own."""
+    if groups > 1:
+        cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
+        outs = [conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], None,
+                     stride, padding) for g in range(groups)]
+        out = np.concatenate(outs, axis=-1)
+        return out if bias is None else out + bias
     k = kernel.shape[0]
     nsp = kernel.ndim - 2
     xp = _pad_spatial(x, k, stride, padding)
@@ -70,7 +82,7 @@ def conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int, paddi
         out = np.einsum("nlci,ico->nlo", win, kernel)
     else:
         out = np.einsum("nhwcij,ijco->nhwo", win, kernel)
-    return out + bias
+    return out if bias is None else out + bias
 
 
 def pool(x: np.ndarray, p: int, kind: str) -> np.ndarray:
@@ -100,13 +112,42 @@ def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -
     return (x - mu) / np.sqrt(var + eps) * gamma + beta
 
 
+def batch_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and biased variance of the last axis over every other axis (BatchNorm's batch)."""
+    axes = tuple(range(x.ndim - 1))
+    mu = x.mean(axis=axes)
+    return mu, ((x - mu) ** 2).mean(axis=axes)
+
+
+def batch_norm(x: np.ndarray, w: Mapping[str, np.ndarray], eps: float, training: bool) -> np.ndarray:
+    mu, var = batch_moments(x) if training else (w["moving_mean"], w["moving_variance"])
+    return (x - mu) / np.sqrt(var + eps) * w["gamma"] + w["beta"]
+
+
+def embedding_bag(ids: np.ndarray, table: np.ndarray, mode: str,
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    rows = table[ids.astype(np.int64)]  # (..., bag, dim)
+    m = np.ones(ids.shape) if mask is None else mask.astype(np.float64)
+    total = (rows * m[..., None]).sum(axis=-2)
+    if mode == "mean":
+        return total / np.maximum(m.sum(axis=-1), 1.0)[..., None]
+    return total
+
+
+def dot_interaction(xs: list[np.ndarray]) -> np.ndarray:
+    t = np.stack(xs, axis=1)  # (N, k, d)
+    z = t @ t.transpose(0, 2, 1)
+    li, lj = np.tril_indices(len(xs), -1)
+    return z[:, li, lj]
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def self_attention(x: np.ndarray, w: Mapping[str, np.ndarray], num_heads: int,
-                   mask: np.ndarray | None = None) -> np.ndarray:
+                   mask: np.ndarray | None = None, causal: bool = False) -> np.ndarray:
     n, seq, d = x.shape
     dh = d // num_heads
 
@@ -117,8 +158,12 @@ def self_attention(x: np.ndarray, w: Mapping[str, np.ndarray], num_heads: int,
     k = heads(x @ w["k_kernel"] + w["k_bias"])
     v = heads(x @ w["v_kernel"] + w["v_bias"])
     scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dh)
+    keep = np.ones(scores.shape, dtype=bool)
     if mask is not None:
-        scores = np.where(mask[:, None, None, :] > 0.5, scores, MASK_FILL)
+        keep = keep & (mask[:, None, None, :] > 0.5)
+    if causal:
+        keep = keep & np.tri(seq, dtype=bool)
+    scores = np.where(keep, scores, MASK_FILL)
     att = softmax(scores, axis=-1) @ v  # (N, H, L, dh)
     merged = att.transpose(0, 2, 1, 3).reshape(n, seq, d)
     return merged @ w["o_kernel"] + w["o_bias"]
@@ -135,13 +180,14 @@ def _params(node: Node, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
             if k.startswith(prefix)}
 
 
-def _run_node(node: Node, ins: list[np.ndarray], w: dict[str, np.ndarray]) -> np.ndarray:
+def _run_node(node: Node, ins: list[np.ndarray], w: dict[str, np.ndarray],
+              training: bool = False) -> np.ndarray:
     a = node.attrs
     op = node.op
     if op == "Dense":
         return activation(ins[0] @ w["kernel"] + w["bias"], a.get("activation"))
     if op in ("Conv1D", "Conv2D"):
-        y = conv(ins[0], w["kernel"], w["bias"], a["strides"], a["padding"])
+        y = conv(ins[0], w["kernel"], w.get("bias"), a["strides"], a["padding"], a.get("groups", 1))
         return activation(y, a.get("activation"))
     if op == "MaxPool":
         return pool(ins[0], a["pool_size"], "max")
@@ -161,7 +207,14 @@ def _run_node(node: Node, ins: list[np.ndarray], w: dict[str, np.ndarray]) -> np
     if op == "LayerNorm":
         return layer_norm(ins[0], w["gamma"], w["beta"], a["epsilon"])
     if op == "MultiHeadSelfAttention":
-        return self_attention(ins[0], w, a["num_heads"], ins[1] if len(ins) > 1 else None)
+        return self_attention(ins[0], w, a["num_heads"], ins[1] if len(ins) > 1 else None,
+                              bool(a.get("causal", False)))
+    if op == "BatchNorm":
+        return batch_norm(ins[0], w, a["epsilon"], training)
+    if op == "EmbeddingBag":
+        return embedding_bag(ins[0], w["embeddings"], a["mode"], ins[1] if len(ins) > 1 else None)
+    if op == "DotInteraction":
+        return dot_interaction(ins)
     if op == "Activation":
         return activation(ins[0], a["fn"])
     if op == "Add":
@@ -177,8 +230,10 @@ def _run_node(node: Node, ins: list[np.ndarray], w: dict[str, np.ndarray]) -> np
 
 
 def forward_all(spec: ModelSpec, weights: Mapping[str, np.ndarray],
-                inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every node's output (float64; integer inputs stay integer) in inference mode."""
+                inputs: Mapping[str, np.ndarray], training: bool = False) -> dict[str, np.ndarray]:
+    """Every node's output (float64; integer inputs stay integer), in inference mode or, with
+    ``training``, as a training step's forward pass (BatchNorm on batch statistics; dropout
+    stays the identity: train with ``spec.without_dropout()`` to compare)."""
     values: dict[str, np.ndarray] = {}
     for node in spec.nodes:
         if node.op == "Input":
@@ -191,14 +246,33 @@ def forward_all(spec: ModelSpec, weights: Mapping[str, np.ndarray],
             else:
                 values[node.name] = arr.astype(np.float64)
             continue
-        values[node.name] = _run_node(node, [values[i] for i in node.inputs], _params(node, weights))
+        values[node.name] = _run_node(node, [values[i] for i in node.inputs], _params(node, weights),
+                                      training)
     return values
 
 
 def forward(spec: ModelSpec, weights: Mapping[str, np.ndarray],
-            inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The spec's output for ``inputs`` (batch axis first), float64, inference mode."""
-    return forward_all(spec, weights, inputs)[spec.output]
+            inputs: Mapping[str, np.ndarray], training: bool = False) -> np.ndarray:
+    """The spec's output for ``inputs`` (batch axis first), float64, inference mode unless
+    ``training`` (see :func:`forward_all`)."""
+    return forward_all(spec, weights, inputs, training)[spec.output]
+
+
+def batch_norm_state(spec: ModelSpec, weights: Mapping[str, np.ndarray],
+                     inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The running statistics after one training step on ``inputs``:
+    ``moving = (1 - momentum) * moving + momentum * batch`` (biased batch variance)."""
+    values = forward_all(spec, weights, inputs, training=True)
+    out: dict[str, np.ndarray] = {}
+    for node in spec.nodes:
+        if node.op != "BatchNorm":
+            continue
+        m = float(node.attrs["momentum"])
+        mu, var = batch_moments(values[node.inputs[0]])
+        for stat, batch in (("moving_mean", mu), ("moving_variance", var)):
+            key = f"{node.name}.{stat}"
+            out[key] = (1.0 - m) * np.asarray(weights[key], np.float64) + m * batch
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

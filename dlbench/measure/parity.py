@@ -46,9 +46,9 @@ def relative_error(a: Any, b: Any) -> float:
 
 
 def mask_inputs(spec: ModelSpec) -> set[str]:
-    """Inputs used as masks (second input of GlobalAvgPool or MultiHeadSelfAttention)."""
+    """Inputs used as masks (second input of GlobalAvgPool, MultiHeadSelfAttention, EmbeddingBag)."""
     return {n.inputs[1] for n in spec.nodes
-            if n.op in ("GlobalAvgPool", "MultiHeadSelfAttention") and len(n.inputs) > 1}
+            if n.op in ("GlobalAvgPool", "MultiHeadSelfAttention", "EmbeddingBag") and len(n.inputs) > 1}
 
 
 def gradient_inputs(spec: ModelSpec) -> list[str]:
@@ -211,6 +211,48 @@ def layer_specs() -> dict[str, ModelSpec]:
     ids = b.input("ids", (5,), dtype="int32")
     add(_head(b, b.position_embedding(b.embedding(ids, 11, 4), 8)))
 
+    # -- the ops of the reference families (ResNet, BERT, speech encoders, DLRM) -------------
+    add(_one("batch_norm_conv", (5, 5, 3), lambda b, x: b.batch_norm(b.conv2d(x, 4, 3, use_bias=False),
+                                                                       momentum=0.2, epsilon=1e-3)))
+    add(_one("batch_norm_dense", (6,), lambda b, x: b.activation(b.batch_norm(b.dense(x, 5)), "relu"),
+             flatten=False))
+    add(_one("conv2d_pad1_stride2", (8, 7, 2), lambda b, x: b.conv2d(x, 4, 3, 2, 1)))
+    add(_one("conv2d_grouped", (5, 5, 4), lambda b, x: b.conv2d(x, 6, 3, 1, 1, groups=2)))
+    add(_one("conv2d_depthwise", (6, 6, 3), lambda b, x: b.conv2d(x, 6, 3, 2, 1, "relu", groups=3,
+                                                                   use_bias=False)))
+    add(_one("conv1d_subsample", (12, 3), lambda b, x: b.conv1d(
+        b.conv1d(x, 4, 3, 2, 1, "gelu"), 4, 3, 2, "valid", "gelu", groups=2)))
+
+    def residual(b: SpecBuilder, x: str) -> str:  # a ResNet basic block that halves the grid
+        h = b.activation(b.batch_norm(b.conv2d(x, 4, 3, 2, 1, use_bias=False)), "relu")
+        h = b.batch_norm(b.conv2d(h, 4, 3, 1, 1, use_bias=False))
+        shortcut = b.batch_norm(b.conv2d(x, 4, 1, 2, 0, use_bias=False))
+        return b.global_avg_pool(b.activation(b.add(h, shortcut), "relu"))
+
+    add(_one("residual_block", (6, 6, 2), residual, flatten=False))
+
+    def ffn(b: SpecBuilder, x: str) -> str:  # pre-norm Transformer feed-forward block, GELU
+        return b.add(x, b.dense(b.dense(b.layer_norm(x), 12, "gelu"), 6))
+
+    add(_one("ffn_gelu", (4, 6), ffn))
+    add(_one("attention_causal", (5, 8), lambda b, x: b.self_attention(x, 2, causal=True)))
+
+    b = SpecBuilder("attention_causal_masked")
+    x, m = b.input("x", (5, 8)), b.input("mask", (5,))
+    add(_head(b, b.global_avg_pool(b.self_attention(x, 2, mask=m, causal=True), m), flatten=False))
+
+    b = SpecBuilder("embedding_bag")  # multi-hot bags: padded (sum and mean) and two bags per example
+    ids, m = b.input("ids", (5,), dtype="int32"), b.input("bag_mask", (5,))
+    bags = b.flatten(b.embedding_bag(b.input("bags", (2, 3), dtype="int32"), 7, 2, "mean"))
+    add(_head(b, b.concat(b.embedding_bag(ids, 11, 3, "sum", mask=m),
+                          b.embedding_bag(ids, 11, 3, "mean", mask=m, name="bag_mean"), bags),
+                 flatten=False))
+
+    b = SpecBuilder("dot_interaction")  # DLRM: bottom MLP, two sparse features, interaction, top
+    dense = b.dense(b.input("dense", (4,)), 3, "relu")
+    sparse = [b.embedding_bag(b.input(f"cat{i}", (2,), dtype="int32"), 5 + i, 3) for i in range(2)]
+    add(_head(b, b.concat(dense, b.dot_interaction(dense, *sparse)), flatten=False))
+
     b = SpecBuilder("dot_two_towers")  # recommendation style: (N, 1) output, regression loss
     u, i = b.input("user", (1,), dtype="int32"), b.input("item", (1,), dtype="int32")
     eu, ei = b.flatten(b.embedding(u, 7, 4)), b.flatten(b.embedding(i, 9, 4))
@@ -235,7 +277,7 @@ def example_inputs(spec: ModelSpec, n: int = 4, seed: int = 0, loss: str | None 
     masks = mask_inputs(spec)
     vocab: dict[str, int] = {}
     for node in spec.nodes:
-        if node.op == "Embedding":
+        if node.op in ("Embedding", "EmbeddingBag"):
             src = node.inputs[0]
             vocab[src] = min(vocab.get(src, node.attrs["input_dim"]), node.attrs["input_dim"])
     inputs: dict[str, np.ndarray] = {}

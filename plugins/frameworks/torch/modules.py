@@ -4,8 +4,12 @@ Convolutions and pools run channels-first (``nn.Conv2d``, ``nn.MaxPool2d``...) a
 does; every value remembers whether it is channels-first, and is permuted back to the canonical
 channels-last order only where an op needs it (``Flatten``, ``Dense``, ``LayerNorm``, attention,
 the output). ``same`` padding is PyTorch's symmetric ``padding=`` when TensorFlow-style padding
-is symmetric, an explicit ``F.pad`` otherwise. Attention uses ``F.scaled_dot_product_attention``
-with an additive ``-1e9`` key-padding mask (fully padded rows stay finite, as in the reference).
+is symmetric, an explicit ``F.pad`` otherwise; ``groups`` is ``nn.Conv2d``'s. Attention uses
+``F.scaled_dot_product_attention`` with an additive ``-1e9`` key-padding and causal mask (fully
+padded rows stay finite, as in the reference). ``BatchNorm`` is :class:`BatchNorm`: the
+``nn.BatchNorm`` parameters and buffers, normalised by ``F.batch_norm``, with running statistics
+updated from the *biased* batch variance (the spec's convention; ``nn.BatchNorm`` would use the
+unbiased one). ``EmbeddingBag`` is ``nn.EmbeddingBag`` (the mask as ``per_sample_weights``).
 
 Weights convert between canonical and native layouts in :func:`canonical_to_native` /
 :func:`native_to_canonical`; this module imports torch, so only the plugin's methods import it.
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbench.api import MASK_FILL, ModelSpec, Node, UnsupportedError, same_padding
+from dlbench.api import MASK_FILL, ModelSpec, Node, UnsupportedError, conv_pads
 
 _ACT: dict[str, Any] = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
                         "gelu": lambda x: F.gelu(x, approximate="none")}
@@ -44,9 +48,9 @@ def _to_cl(x: torch.Tensor) -> torch.Tensor:
 class SelfAttention(nn.Module):
     """Multi-head self-attention with separate q/k/v/o projections (contiguous head split)."""
 
-    def __init__(self, d: int, num_heads: int) -> None:
+    def __init__(self, d: int, num_heads: int, causal: bool = False) -> None:
         super().__init__()
-        self.num_heads = num_heads
+        self.num_heads, self.causal = num_heads, causal
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,8 +64,35 @@ class SelfAttention(nn.Module):
         bias = None
         if mask is not None:
             bias = ((1.0 - mask) * MASK_FILL).to(q.dtype)[:, None, None, :]
+        if self.causal:
+            future = torch.ones(seq, seq, dtype=torch.bool, device=x.device).triu(1)
+            causal = torch.zeros(seq, seq, dtype=q.dtype, device=x.device).masked_fill(future, MASK_FILL)
+            bias = causal if bias is None else bias + causal
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.o(out.transpose(1, 2).reshape(n, seq, d))
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over the channel axis 1 with the spec's running-statistics rule."""
+
+    def __init__(self, channels: int, momentum: float, eps: float) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        with torch.no_grad():
+            dims = [d for d in range(x.ndim) if d != 1]
+            var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
 class SpecModule(nn.Module):
@@ -86,15 +117,12 @@ class SpecModule(nn.Module):
             self.layers[key] = nn.Linear(ins[0][-1], a["units"])
         elif node.op in ("Conv1D", "Conv2D"):
             k, s = a["kernel_size"], a["strides"]
-            spatial = ins[0][:-1]
-            if a["padding"] == "same":
-                pads = [same_padding(size, k, s) for size in spatial]
-            else:
-                pads = [(0, 0) for _ in spatial]
+            pads = [conv_pads(size, k, s, a["padding"]) for size in ins[0][:-1]]
             symmetric = all(lo == hi for lo, hi in pads)
             conv: Any = nn.Conv1d if node.op == "Conv1D" else nn.Conv2d
             padding: Any = tuple(lo for lo, _ in pads) if symmetric else 0
-            self.layers[key] = conv(ins[0][-1], a["filters"], k, stride=s, padding=padding)
+            self.layers[key] = conv(ins[0][-1], a["filters"], k, stride=s, padding=padding,
+                                    groups=a.get("groups", 1), bias=a.get("use_bias", True))
             if not symmetric:  # F.pad takes the last axis first
                 self.pads[node.name] = tuple(p for lo, hi in reversed(pads) for p in (lo, hi))
         elif node.op in ("MaxPool", "AvgPool"):
@@ -106,14 +134,18 @@ class SpecModule(nn.Module):
             self.layers[key] = nn.Dropout(a["rate"])
         elif node.op == "Embedding":
             self.layers[key] = nn.Embedding(a["input_dim"], a["output_dim"])
+        elif node.op == "EmbeddingBag":
+            self.layers[key] = nn.EmbeddingBag(a["input_dim"], a["output_dim"], mode=a["mode"])
+        elif node.op == "BatchNorm":
+            self.layers[key] = BatchNorm(ins[0][-1], a["momentum"], a["epsilon"])
         elif node.op == "PositionEmbedding":
             self.tables[key] = nn.Parameter(torch.zeros(a["max_len"], ins[0][-1]))
         elif node.op == "LayerNorm":
             self.layers[key] = nn.LayerNorm(ins[0][-1], eps=a["epsilon"])
         elif node.op == "MultiHeadSelfAttention":
-            self.layers[key] = SelfAttention(ins[0][-1], a["num_heads"])
+            self.layers[key] = SelfAttention(ins[0][-1], a["num_heads"], bool(a.get("causal", False)))
         elif node.op not in ("Input", "GlobalAvgPool", "Flatten", "Activation", "Add", "Concat",
-                             "Dot"):
+                             "Dot", "DotInteraction"):
             raise UnsupportedError(f"torch cannot compile op {node.op!r} of node {node.name!r}")
 
     def _layer(self, node: Node) -> Any:
@@ -184,6 +216,23 @@ class SpecModule(nn.Module):
             return _act(layer(cl()), a.get("activation")), False
         if op == "Embedding":
             return layer(ins[0][0]), False
+        if op == "EmbeddingBag":
+            ids = ins[0][0]
+            flat = ids.reshape(-1, ids.shape[-1])
+            if len(ins) == 1:
+                return layer(flat).reshape(*ids.shape[:-1], -1), False
+            m = ins[1][0].reshape(flat.shape).to(layer.weight.dtype)
+            out = F.embedding_bag(flat, layer.weight, mode="sum", per_sample_weights=m)
+            if a["mode"] == "mean":
+                out = out / m.sum(dim=-1, keepdim=True).clamp_min(1.0)
+            return out.reshape(*ids.shape[:-1], -1), False
+        if op == "BatchNorm":
+            t, is_cf = ins[0]
+            return layer(t if is_cf or t.ndim == 2 else _to_cf(t)), t.ndim > 2
+        if op == "DotInteraction":
+            stacked = torch.stack([cl(i) for i in range(len(ins))], dim=1)  # (N, k, d)
+            li, lj = torch.tril_indices(len(ins), len(ins), -1, device=stacked.device)
+            return torch.bmm(stacked, stacked.transpose(1, 2))[:, li, lj], False
         if op == "PositionEmbedding":
             x = cl()
             return x + self.tables[self.keys[node.name]][: x.shape[1]], False
@@ -201,8 +250,8 @@ class SpecModule(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def _native_params(module: SpecModule) -> dict[str, tuple[nn.Parameter, Any, Any]]:
-    """Canonical key -> (parameter, to_native(np) -> np, to_canonical(np) -> np)."""
+def _native_params(module: SpecModule) -> dict[str, tuple[torch.Tensor, Any, Any]]:
+    """Canonical key -> (parameter or buffer, to_native(np) -> np, to_canonical(np) -> np)."""
 
     def ident(w: np.ndarray) -> np.ndarray:
         return w
@@ -210,7 +259,7 @@ def _native_params(module: SpecModule) -> dict[str, tuple[nn.Parameter, Any, Any
     def t2(w: np.ndarray) -> np.ndarray:
         return w.T
 
-    out: dict[str, tuple[nn.Parameter, Any, Any]] = {}
+    out: dict[str, tuple[torch.Tensor, Any, Any]] = {}
     for node in module.spec.nodes:
         key, name = module.keys[node.name], node.name
         layer = module._layer(node)
@@ -220,13 +269,20 @@ def _native_params(module: SpecModule) -> dict[str, tuple[nn.Parameter, Any, Any
         elif node.op == "Conv1D":  # (k, in, out) <-> (out, in, k)
             out[f"{name}.kernel"] = (layer.weight, lambda w: w.transpose(2, 1, 0),
                                      lambda w: w.transpose(2, 1, 0))
-            out[f"{name}.bias"] = (layer.bias, ident, ident)
-        elif node.op == "Conv2D":  # (kh, kw, in, out) <-> (out, in, kh, kw)
+            if layer.bias is not None:
+                out[f"{name}.bias"] = (layer.bias, ident, ident)
+        elif node.op == "Conv2D":  # (kh, kw, in / groups, out) <-> (out, in / groups, kh, kw)
             out[f"{name}.kernel"] = (layer.weight, lambda w: w.transpose(3, 2, 0, 1),
                                      lambda w: w.transpose(2, 3, 1, 0))
-            out[f"{name}.bias"] = (layer.bias, ident, ident)
-        elif node.op == "Embedding":
+            if layer.bias is not None:
+                out[f"{name}.bias"] = (layer.bias, ident, ident)
+        elif node.op in ("Embedding", "EmbeddingBag"):
             out[f"{name}.embeddings"] = (layer.weight, ident, ident)
+        elif node.op == "BatchNorm":
+            out[f"{name}.gamma"] = (layer.weight, ident, ident)
+            out[f"{name}.beta"] = (layer.bias, ident, ident)
+            out[f"{name}.moving_mean"] = (layer.running_mean, ident, ident)
+            out[f"{name}.moving_variance"] = (layer.running_var, ident, ident)
         elif node.op == "PositionEmbedding":
             out[f"{name}.positions"] = (module.tables[key], ident, ident)
         elif node.op == "LayerNorm":
