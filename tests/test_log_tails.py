@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from conftest import run_cli  # noqa: I001
 
-from dlbench.run.launch.base import TAIL_BYTES, clean_text, tail, tail_file
+from dlbench.report.escape import clean_text
+from dlbench.run.launch.base import TAIL_BYTES, tail, tail_file
 from dlbench.store.database import Store
 
 NOISE = """

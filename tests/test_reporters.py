@@ -14,9 +14,10 @@ from dlbench.cell import Cell
 from dlbench.plugins import Registry
 from dlbench.report.base import RunData, RunInfo
 from dlbench.report.common import config_labels, fmt_num, headline
+from dlbench.report.escape import md_text
 from dlbench.report.html import HtmlReporter
 from dlbench.report.json_report import JsonReporter, run_data_from_json
-from dlbench.report.markdown import MarkdownReporter, md_escape
+from dlbench.report.markdown import MarkdownReporter
 from dlbench.report.tables import Table, baseline_table, leaderboard
 from dlbench.report.terminal import TerminalReporter, print_report
 from dlbench.result import Measurement, Result
@@ -230,7 +231,7 @@ def test_markdown_escapes_hostile_text(hostile: RunData) -> None:
     md = MarkdownReporter().render(hostile)
     assert "<script>" not in md and "<img" not in md
     assert "&lt;script&gt;" in md
-    assert md_escape("a|b") == "a\\|b"
+    assert md_text("a|b") == "a\\|b"
 
 
 # -- html -----------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from dlbench.analysis.compare import (
     compare_runs,
 )
 from dlbench.analysis.thresholds import Thresholds
+from dlbench.report.escape import md_code, md_text, xml_text
 from dlbench.result import Result
 
 ConfirmFn = Callable[[list[str]], "list[Result] | tuple[list[Result], list[Result]]"]
@@ -212,10 +213,11 @@ def _change(r: CellComparison) -> str:
 
 def _md_row(r: CellComparison) -> str:
     q = r.q_value if math.isfinite(r.q_value) else r.p_value
-    cells = [f"{_ICON.get(r.verdict, '')} {r.verdict}", f"`{r.key}`", r.name,
-             f"{_num(r.base_median)} {r.unit}".strip(), f"{_num(r.head_median)} {r.unit}".strip(),
-             _change(r), _num(q), r.reason]
-    return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+    unit = md_text(r.unit)
+    cells = [f"{_ICON.get(r.verdict, '')} {md_text(r.verdict)}", md_code(r.key, in_table=True),
+             md_text(r.name), f"{_num(r.base_median)} {unit}".strip(),
+             f"{_num(r.head_median)} {unit}".strip(), _change(r), _num(q), md_text(r.reason)]
+    return "| " + " | ".join(cells) + " |"
 
 
 _HEADER = ("| Verdict | Cell | Measure | Base | Head | Change [95% CI] | q | Reason |\n"
@@ -227,22 +229,22 @@ def to_markdown(decision: GateDecision) -> str:
     every row that is not unchanged (worst first) and the unchanged ones folded away."""
     cmp = decision.comparison
     out = [f"## dlbench gate: {_OUTCOME[decision.outcome]} (exit {decision.exit_code})", "",
-           f"**{decision.message}**", "", cmp.summary(), ""]
+           f"**{md_text(decision.message)}**", "", md_text(cmp.summary()), ""]
     if cmp.drift is not None:
         d = cmp.drift
         if d.applied != 1.0:
             state = "corrected for"
         elif d.ignored:
-            state = f"ignored: {d.ignored}"
+            state = f"ignored: {md_text(d.ignored)}"
         elif cmp.thresholds.drift_correction:
             state = "not corrected (not significant, too small or beyond drift_max)"
         else:
             state = "not corrected (drift correction is off)"
-        out += [f"> Machine drift (canary `{d.key}`): head/base x{d.ratio:.3f} "
+        out += [f"> Machine drift (canary {md_code(d.key)}): head/base x{d.ratio:.3f} "
                 f"[{d.ci_low:.3f}, {d.ci_high:.3f}], p={d.p_value:.2g}; {state}.", ""]
     if cmp.environment:
         out += ["> ⚠️ **Environments differ** (numbers may not be comparable):"]
-        out += [f"> - {line}" for line in cmp.environment[:20]]
+        out += [f"> - {md_text(line)}" for line in cmp.environment[:20]]
         if len(cmp.environment) > 20:
             out.append(f"> - ... and {len(cmp.environment) - 20} more")
         out.append("")
@@ -266,7 +268,9 @@ def to_markdown(decision: GateDecision) -> str:
 
 def to_junit(decision: GateDecision) -> str:
     """JUnit XML: one testcase per cell; regression = failure, failed/missing = error,
-    inconclusive or skipped = skipped (with the reason as message)."""
+    inconclusive or skipped = skipped (with the reason as message). Every text and attribute
+    goes through :func:`~dlbench.report.escape.xml_text`, so the file is well-formed whatever an
+    error text holds (ANSI colours, form feeds)."""
     by_key: dict[str, list[CellComparison]] = {}
     for r in decision.rows:
         by_key.setdefault(r.key, []).append(r)
@@ -275,17 +279,17 @@ def to_junit(decision: GateDecision) -> str:
     props = ET.SubElement(suite, "properties")
     for name, value in (("exit_code", decision.exit_code), ("outcome", decision.outcome),
                         ("message", decision.message)):
-        ET.SubElement(props, "property", name=name, value=str(value))
+        ET.SubElement(props, "property", name=name, value=xml_text(str(value)))
     counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     order = {v: i for i, v in enumerate(VERDICTS)}
     for key, rs in by_key.items():
         gated = [r for r in rs if r.gated] or rs
         worst = min(gated, key=lambda r: order.get(r.verdict, 99))
-        classname = key.split("[", 1)[0].replace("/", ".")
-        case = ET.SubElement(suite, "testcase", classname=classname, name=key, time="0")
+        classname = xml_text(key.split("[", 1)[0].replace("/", "."))
+        case = ET.SubElement(suite, "testcase", classname=classname, name=xml_text(key), time="0")
         counts["tests"] += 1
         bad = [r for r in gated if r.verdict == worst.verdict]
-        message = "; ".join(f"{r.name}: {r.reason}" for r in bad)
+        message = xml_text("; ".join(f"{r.name}: {r.reason}" for r in bad))
         if not worst.gated:
             pass
         elif worst.verdict == "regression":
@@ -297,8 +301,8 @@ def to_junit(decision: GateDecision) -> str:
         elif worst.verdict in ("inconclusive", "skipped"):
             ET.SubElement(case, "skipped", message=f"{worst.verdict}: {message}")
             counts["skipped"] += 1
-        ET.SubElement(case, "system-out").text = "\n".join(
-            f"{r.verdict:12} {r.name}: {r.reason}" for r in rs)
+        ET.SubElement(case, "system-out").text = xml_text("\n".join(
+            f"{r.verdict:12} {r.name}: {r.reason}" for r in rs))
     for el in (suites, suite):
         for k, v in counts.items():
             el.set(k, str(v))

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from dlbench.cli.app import State, StoreOpt, app, err, out, parse_run_id
 from dlbench.errors import DlbenchError
 from dlbench.report.base import RunInfo
+from dlbench.report.escape import term_markup
 from dlbench.result import Result
 from dlbench.store.database import DEFAULT_URL, Store
 
@@ -59,7 +59,7 @@ def _fmt(v: float, pct: bool = False) -> str:
 
 
 def comparison_table(rows: list[Any], title: str) -> Table:
-    t = Table(title=title)
+    t = Table(title=term_markup(title))
     for col in ("verdict", "cell", "measure", "base", "head", "change [95% CI]", "q", "reason"):
         t.add_column(col, overflow="fold")
     style = {"regression": "red", "failed": "red", "improvement": "green", "unchanged": "dim",
@@ -71,8 +71,8 @@ def comparison_table(rows: list[Any], title: str) -> Table:
             change = f"{r.delta * 100:+.2f} pt" if math.isfinite(r.delta) else "-"
         else:
             change = "-"
-        t.add_row(f"[{style.get(r.verdict, 'white')}]{r.verdict}[/]", escape(r.key), r.name,
-                  _fmt(r.base_median), _fmt(r.head_median), change, _fmt(r.q_value), escape(r.reason))
+        t.add_row(f"[{style.get(r.verdict, 'white')}]{term_markup(r.verdict)}[/]", term_markup(r.key), term_markup(r.name),
+                  _fmt(r.base_median), _fmt(r.head_median), change, _fmt(r.q_value), term_markup(r.reason))
     return t
 
 
@@ -91,9 +91,9 @@ def compare(
     (_, b), (_, h) = load_results(base, st), load_results(head, st)
     cmp = compare_runs(b, h)
     for line in cmp.environment:
-        err.print(f"[yellow]environment differs: {escape(line)}[/]")
+        err.print(f"[yellow]environment differs: {term_markup(line)}[/]")
     out.print(comparison_table(cmp.rows, f"{base} -> {head}"))
-    out.print(cmp.summary(), highlight=False)
+    out.print(term_markup(cmp.summary()), highlight=False)
     if markdown:
         from dlbench.analysis.gate import decide, to_markdown
 
@@ -164,15 +164,15 @@ def ab(
     cmp = compare_runs(base, head, cfg.to_thresholds())
     decision = decide(cmp, config=cfg)
     for line in cmp.environment:
-        err.print(f"[yellow]environment differs: {escape(line)}[/]")
+        err.print(f"[yellow]environment differs: {term_markup(line)}[/]")
     ids = run.run_ids
     out.print(comparison_table(cmp.rows, f"A/B: run {ids['base']} (base) -> run {ids['head']} (head)"))
-    out.print(cmp.summary(), highlight=False)
+    out.print(term_markup(cmp.summary()), highlight=False)
     for s in run.sides:
-        out.print(f"{s.spec.describe()}: run {ids[s.name]}", highlight=False)
+        out.print(term_markup(f"{s.spec.describe()}: run {ids[s.name]}"), highlight=False)
     if json_out:
         json_out.write_text(json.dumps(cmp.to_dict(), indent=1, default=str))
-    out.print(f"ab: {decision.outcome} — {decision.message} (exit {decision.exit_code})", highlight=False)
+    out.print(term_markup(f"ab: {decision.outcome} — {decision.message} (exit {decision.exit_code})"), highlight=False)
     raise typer.Exit(decision.exit_code)
 
 
@@ -257,8 +257,8 @@ def gate(
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
             fh.write(md)
     out.print(comparison_table([r for r in decision.rows if r.gated], title))
-    out.print(f"gate: {decision.outcome} — {decision.message} (exit {decision.exit_code}); "
-              f"{output_dir / 'gate.md'}, {output_dir / 'gate.xml'}", highlight=False)
+    out.print(term_markup(f"gate: {decision.outcome} — {decision.message} (exit {decision.exit_code}); "
+                          f"{output_dir / 'gate.md'}, {output_dir / 'gate.xml'}"), highlight=False)
     raise typer.Exit(decision.exit_code)
 
 
@@ -284,12 +284,12 @@ def history(
         tr = trend(points, hib.get(key, measurement != "latency"))
         steps = "; ".join(f"run {s.get('run_id')} {str(s.get('git_commit') or '')[:8]} {s['change'] * 100:+.1f}%"
                           for s in tr["steps"])
-        t.add_row(escape(key), str(tr["n"]), _fmt(tr["first"]), _fmt(tr["last"]),
+        t.add_row(term_markup(key), str(tr["n"]), _fmt(tr["first"]), _fmt(tr["last"]),
                   "-" if tr["change"] is None else f"{tr['change'] * 100:+.1f}%",
-                  str(tr.get("assessment") or tr["direction"]), steps or "-")
+                  term_markup(str(tr.get("assessment") or tr["direction"])), term_markup(steps) or "-")
     out.print(t)
     if not by_key:
-        err.print(f"no stored cells match {select!r} with measurement {measurement!r}")
+        err.print(term_markup(f"no stored cells match {select!r} with measurement {measurement!r}"))
 
 
 @app.command()
@@ -313,7 +313,7 @@ def export(
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
-        out.print(f"run {rid} exported to {output}", highlight=False)
+        out.print(term_markup(f"run {rid} exported to {output}"), highlight=False)
     else:
         print(text)
 
@@ -340,4 +340,4 @@ def import_(
     for r in results:
         st.add_result(rid, r)
     st.finish_run(rid, "imported")
-    out.print(f"imported {len(results)} cells from {path} as run {rid} ({name})", highlight=False)
+    out.print(term_markup(f"imported {len(results)} cells from {path} as run {rid} ({name})"), highlight=False)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from dlbench.cli.app import State, StoreOpt, app, err, out, parse_run_id
 from dlbench.errors import DlbenchError, choices
 from dlbench.plugins import Plugins, Registry
+from dlbench.report.escape import term_markup, term_text
 from dlbench.store.database import DEFAULT_URL, Store
 
 data_app = typer.Typer(no_args_is_help=True, help="Manage datasets: list, fetch, verify.")
@@ -56,7 +56,7 @@ def run(
         plugins.reporters.get(r, "--report")
     if dry_run:
         for cell in s.cells(plugins):
-            out.print(escape(cell.key), highlight=False)
+            out.print(term_markup(cell.key), highlight=False)
         return 0
     st = Store(store)
     resume_id = None
@@ -68,8 +68,8 @@ def run(
         with _sigterm_interrupts():
             session.run()
     except KeyboardInterrupt:
-        err.print(f"interrupted: {len(session.results)} results of run {session.run_id} are stored; "
-                  f"continue with: dlbench run {suite} --resume {session.run_id}")
+        err.print(term_markup(f"interrupted: {len(session.results)} results of run {session.run_id} are stored; "
+                              f"continue with: dlbench run {suite} --resume {session.run_id}"))
         raise typer.Exit(130) from None
     from dlbench.report.terminal import print_report as print_run
     from dlbench.run.reports import load_run_data
@@ -78,7 +78,7 @@ def run(
     print_run(data, out)
     paths = session.write_reports()
     for name, path in paths.items():
-        out.print(f"{name} report: {path}", highlight=False)
+        out.print(term_markup(f"{name} report: {path}"), highlight=False)
     rows = st.results(session.run_id, combine=False)  # every process, repeats included
     bad = [r for r in rows if r.status in ("failed", "crashed", "timeout")]
     if bad:
@@ -107,7 +107,7 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
         for info in plugins.infos:
             regs = [f"{kind} {n}" for kind, reg in _registries(plugins) for n in reg.names()
                     if reg.owner(n) == info.name]
-            table.add_row(info.name, info.source, info.module, ", ".join(regs))
+            _row(table, info.name, info.source, info.module, ", ".join(regs))
     elif what in ("frameworks", "devices"):
         from dlbench.run.devices import probe
 
@@ -119,30 +119,30 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
         for f in fws:
             a = f.availability()
             d = devs.get(f.name, a.reason)
-            table.add_row(f.name, a.version or "-", "yes" if a.installed else "no", f.kind,
-                          ", ".join(f.variants), ", ".join(f.precisions),
-                          ", ".join(d) if isinstance(d, list) else str(d))
+            _row(table, f.name, a.version or "-", "yes" if a.installed else "no", f.kind,
+                 ", ".join(f.variants), ", ".join(f.precisions),
+                 ", ".join(d) if isinstance(d, list) else str(d))
     elif what == "tasks":
         for col in ("task", "domain", "metrics", "parameters", "description"):
             table.add_column(col)
         for t in plugins.tasks:
-            table.add_row(t.name, t.domain, ", ".join(t.metrics),
-                          ", ".join(f"{k}={p.default}" for k, p in t.params.items()), t.description)
+            _row(table, t.name, t.domain, ", ".join(t.metrics),
+                 ", ".join(f"{k}={p.default}" for k, p in t.params.items()), t.description)
     elif what == "scenarios":
         for col in ("scenario", "parameters", "description"):
             table.add_column(col)
         for sc in plugins.scenarios:
-            table.add_row(sc.name, ", ".join(f"{k}={p.default}" for k, p in sc.params.items()), sc.description)
+            _row(table, sc.name, ", ".join(f"{k}={p.default}" for k, p in sc.params.items()), sc.description)
     elif what == "attacks":
         for col in ("attack", "kind", "description"):
             table.add_column(col)
         for atk in plugins.attacks:
-            table.add_row(atk.name, atk.kind, atk.description)
+            _row(table, atk.name, atk.kind, atk.description)
     elif what == "reporters":
         table.add_column("reporter")
         table.add_column("file")
         for r in plugins.reporters:
-            table.add_row(r.name, r.extension or "-")
+            _row(table, r.name, r.extension or "-")
     elif what == "datasets":
         return data_list()
     else:
@@ -154,11 +154,16 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
         for name in suites.available():
             try:
                 s = suites.load(name, plugins)
-                table.add_row(name, str(len(s.cells(plugins))), s.model.description)
+                _row(table, name, str(len(s.cells(plugins))), s.model.description)
             except DlbenchError as exc:
-                table.add_row(name, "-", f"invalid: {exc}")
+                _row(table, name, "-", f"invalid: {exc}")
     out.print(table)
     return 0
+
+
+def _row(table: Table, *cells: object) -> None:
+    """A table row of plugin- or file-given strings: shown as written, never parsed as markup."""
+    table.add_row(*(term_markup(str(c)) for c in cells))
 
 
 def _registries(plugins: Plugins) -> list[tuple[str, Registry[Any]]]:
@@ -173,12 +178,12 @@ def data_list() -> int:
     from dlbench.data import registry as data
 
     plugins = State.plugins()
-    table = Table(title=f"datasets in {data.data_dir()}")
+    table = Table(title=term_markup(f"datasets in {data.data_dir()}"))
     for col in ("dataset", "status", "files", "licence", "description"):
         table.add_column(col)
     for info in plugins.datasets:
         st = data.status(info)
-        table.add_row(info.name, st.summary, str(len(info.files)), info.licence, info.description)
+        _row(table, info.name, st.summary, str(len(info.files)), info.licence, info.description)
     out.print(table)
     return 0
 
@@ -192,7 +197,7 @@ def data_fetch(names: Annotated[list[str] | None, typer.Argument(help="Datasets 
     plugins = State.plugins()
     for info in _datasets(plugins, names):
         fetch(info)
-        out.print(f"{info.name}: ok ({data.data_dir() / info.name})", highlight=False)
+        out.print(term_markup(f"{info.name}: ok ({data.data_dir() / info.name})"), highlight=False)
     return 0
 
 
@@ -206,7 +211,7 @@ def data_verify(names: Annotated[list[str] | None, typer.Argument(help="Datasets
     for info in _datasets(plugins, names):
         problems = data.verify(info)
         bad += bool(problems)
-        out.print(f"{info.name}: " + ("ok" if not problems else "; ".join(problems[:5])), highlight=False)
+        out.print(term_markup(f"{info.name}: " + ("ok" if not problems else "; ".join(problems[:5]))), highlight=False)
     if bad:
         raise typer.Exit(1)
     return 0
@@ -236,7 +241,7 @@ def report(
     print_run(load_run_data(st, rid, plugins=plugins), out)
     names = tuple(f for f in format.split(",") if f)
     for name, path in write_reports(st, rid, plugins, output_dir, names, base).items():
-        out.print(f"{name} report: {path}", highlight=False)
+        out.print(term_markup(f"{name} report: {path}"), highlight=False)
     return 0
 
 
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except DlbenchError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {term_text(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # the filesystem outside the store: a read-only or full --output-dir
         if debug:

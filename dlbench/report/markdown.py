@@ -1,6 +1,7 @@
 """Markdown reporter: a GitHub-flavoured summary with a leaderboard per task (for PR comments
 and job summaries); a flagged figure carries its marker (``⚠ contended 31%``), explained in the
-legend at the end, and a line at the top says how many figures are flagged."""
+legend at the end, and a line at the top says how many figures are flagged. Every embedded string
+goes through :mod:`dlbench.report.escape` (``md_text``, ``md_code``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dlbench.report.common import (
     flags_text,
     status_counts,
 )
+from dlbench.report.escape import md_code, md_text
 from dlbench.report.tables import (
     Table,
     baseline_table,
@@ -25,28 +27,19 @@ from dlbench.report.tables import (
 )
 
 
-def md_escape(text: str) -> str:
-    """Text safe inside a GFM table cell: pipes, HTML and Markdown emphasis characters escaped."""
-    out = (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
-           .replace(">", "&gt;").replace("\n", " ").replace("\r", " "))
-    for ch in "*_`[]":
-        out = out.replace(ch, "\\" + ch)
-    return out
-
-
 def md_table(table: Table) -> str:
     right = [bool(table.rows) and all("num" in r[i].cls for r in table.rows)
              for i in range(len(table.columns))]
-    lines = ["| " + " | ".join(md_escape(c) for c in table.columns) + " |",
+    lines = ["| " + " | ".join(md_text(c) for c in table.columns) + " |",
              "|" + "|".join("---:" if r else "---" for r in right) + "|"]
     for row in table.rows:
         cells = []
         for c in row:
-            t = md_escape(c.text)
+            t = md_text(c.text)
             if t and ("best" in c.cls or "fail" in c.cls):
                 t = f"**{t}**"
             if c.flags:
-                t = f"{t} {md_escape(flags_text(c.flags))}".lstrip()
+                t = f"{t} {md_text(flags_text(c.flags))}".lstrip()
             cells.append(t)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -56,8 +49,8 @@ def flag_notes(flags: FlagSummary) -> tuple[list[str], list[str]]:
     """The line at the top and the legend at the end; both empty when no figure is flagged."""
     if not flags.flagged:
         return [], []
-    top = [f"> **{md_escape(flags.text)}**", ""]
-    legend = ["## Flags", ""] + [f"- {FLAG_MARK} **{md_escape(name)}**: {md_escape(text)}"
+    top = [f"> **{md_text(flags.text)}**", ""]
+    legend = ["## Flags", ""] + [f"- {FLAG_MARK} **{md_text(name)}**: {md_text(text)}"
                                  for name, text in flags.legend.items()] + [""]
     return top, legend
 
@@ -75,19 +68,19 @@ class MarkdownReporter(Reporter):
 
     def render(self, data: RunData) -> str:
         run = data.run
-        out = [f"# dlbench run {run.id}: {md_escape(run.suite)}", ""]
+        out = [f"# dlbench run {run.id}: {md_text(run.suite)}", ""]
         counts = status_counts(data.results)
         meta = [f"started {_when(run.started_at)}"]
         if run.git_commit:
-            meta.append(f"commit `{run.git_commit[:12].replace('`', '')}`")
+            meta.append(f"commit {md_code(run.git_commit[:12])}")
         meta.append(", ".join(f"{n} {s}" for s, n in counts.items()) or "no results")
         out += [" · ".join(meta), ""]
         flagged, legend = flag_notes(flag_summary(data.results))
         out += flagged
         for task, tables in leaderboards(data.results, data.scenarios).items():
-            out += [f"## {md_escape(task)}", ""]
+            out += [f"## {md_text(task)}", ""]
             for t in tables:
-                out += [f"### {md_escape(t.title)}", "", md_table(t), ""]
+                out += [f"### {md_text(t.title)}", "", md_table(t), ""]
         parity = parity_table(data.results)
         if parity:
             out += ["## Parity", "", md_table(parity), ""]
@@ -95,7 +88,7 @@ class MarkdownReporter(Reporter):
         if corruptions:
             out += ["## Corruptions", ""]
             for t in corruptions:
-                out += [f"### {md_escape(t.title)}", "", md_table(t), ""]
+                out += [f"### {md_text(t.title)}", "", md_table(t), ""]
         if data.baseline is not None:
             bt = baseline_table(data.results, data.baseline.results, data.scenarios)
             if bt:
@@ -104,13 +97,13 @@ class MarkdownReporter(Reporter):
                           key=lambda r: r.cell.key)
         if failures:
             out += ["## Failures", ""]
-            out += [f"- **{r.status}** `{r.cell.key.replace('`', '')}`: "
-                    f"{md_escape(first_line(r.error, 300) or '(no error text)')}" for r in failures]
+            out += [f"- **{md_text(r.status)}** {md_code(r.cell.key)}: "
+                    f"{md_text(first_line(r.error, 300) or '(no error text)')}" for r in failures]
             out.append("")
         skipped = [r for r in data.results if r.status == "skipped"]
         if skipped:
             out += [f"<details><summary>{len(skipped)} skipped</summary>", ""]
-            out += [f"- `{r.cell.key.replace('`', '')}`: {md_escape(first_line(r.error, 300))}"
+            out += [f"- {md_code(r.cell.key)}: {md_text(first_line(r.error, 300))}"
                     for r in sorted(skipped, key=lambda r: r.cell.key)]
             out += ["", "</details>", ""]
         out += legend

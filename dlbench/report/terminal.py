@@ -1,6 +1,7 @@
 """Terminal reporter: a rich table with one row per cell (key, status, headline figure with its
 flags, its 95% CI, spread, n and threads), followed by the failures; a line above the table says
-how many figures are flagged."""
+how many figures are flagged. Stored text is shown as ``rich.text.Text`` (never parsed as markup)
+without its control sequences (:func:`~dlbench.report.escape.term_text`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dlbench.report.common import (
     headline,
     status_counts,
 )
+from dlbench.report.escape import term_text
 from dlbench.report.tables import threads_text
 from dlbench.result import Result
 
@@ -33,20 +35,20 @@ FLAG_STYLE = "bold yellow"
 
 def flag_text(flags: tuple[Flag, ...]) -> Text:
     """The flags of a figure as a yellow marker (``⚠ contended 31%``), after a space."""
-    return Text(f" {flags_text(flags)}", style=FLAG_STYLE) if flags else Text("")
+    return Text(f" {term_text(flags_text(flags))}", style=FLAG_STYLE) if flags else Text("")
 
 
 def result_row(result: Result, scenarios: Scenarios | None = None) -> list[Text]:
     """The cells of one result's row: key, status, headline (with its flags), 95% CI, spread, n,
     threads."""
     style = STATUS_STYLE.get(result.status, "")
-    key = Text(result.cell.key)
-    status = Text(result.status, style=style)
+    key = Text(term_text(result.cell.key))
+    status = Text(term_text(result.status), style=style)
     h = headline(result, scenarios) if result.status == "ok" else None
     if h is None:
         msg = first_line(result.error, 100) if result.status != "ok" else ""
-        return [key, status, Text(msg, style="dim"), Text(""), Text(""), Text(""), Text("")]
-    name = Text(f"{h.name} ", style="dim")
+        return [key, status, Text(term_text(msg), style="dim"), Text(""), Text(""), Text(""), Text("")]
+    name = Text(f"{term_text(h.name)} ", style="dim")
     value = Text(h.value_text, style="bold")
     if h.passed is not None:
         value.append(" pass" if h.passed else " FAIL", style="green" if h.passed else "bold red")
@@ -57,7 +59,7 @@ def result_row(result: Result, scenarios: Scenarios | None = None) -> list[Text]
 def build_table(data: RunData) -> Table:
     run = data.run
     commit = f" @ {run.git_commit[:10]}" if run.git_commit else ""
-    table = Table(title=Text(f"dlbench run {run.id}: {run.suite}{commit}", style="bold"),
+    table = Table(title=Text(term_text(f"dlbench run {run.id}: {run.suite}{commit}"), style="bold"),
                   title_justify="left",
                   show_lines=False, header_style="bold", expand=False)
     table.add_column("Cell", overflow="fold")
@@ -79,19 +81,19 @@ def print_report(data: RunData, console: Console | None = None) -> None:
     console = console or Console()
     flags = flag_summary(data.results)
     if flags.text:
-        console.print(Text(flags.text, style=FLAG_STYLE))
+        console.print(Text(term_text(flags.text), style=FLAG_STYLE))
     console.print(build_table(data))
     for name, explanation in flags.legend.items():
-        console.print(Text(f"{FLAG_MARK} {name}", style=FLAG_STYLE) + Text(f": {explanation}"))
+        console.print(Text(term_text(f"{FLAG_MARK} {name}"), style=FLAG_STYLE) + Text(term_text(f": {explanation}")))
     counts = status_counts(data.results)
-    summary = Text("  ".join(f"{s}: {n}" for s, n in counts.items()) or "no results")
+    summary = Text(term_text("  ".join(f"{s}: {n}" for s, n in counts.items())) or "no results")
     if data.run.finished_at and data.run.started_at:
         summary.append(f"   wall time {fmt_duration(data.run.finished_at - data.run.started_at)}")
     console.print(summary)
     failures = [r for r in data.results if r.status not in ("ok", "skipped")]
     for r in sorted(failures, key=lambda r: r.cell.key):
-        console.print(Text(f"{r.status}: ", style=STATUS_STYLE.get(r.status, "")) +
-                      Text(f"{r.cell.key}: {first_line(r.error, 300) or '(no error text)'}"))
+        console.print(Text(term_text(f"{r.status}: "), style=STATUS_STYLE.get(r.status, "")) +
+                      Text(term_text(f"{r.cell.key}: {first_line(r.error, 300) or '(no error text)'}")))
 
 
 class TerminalReporter(Reporter):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dlbench.plugins import Plugins
 from dlbench.report.base import RunData
+from dlbench.report.filenames import output_file
 from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
 
@@ -41,20 +42,21 @@ def scenarios_of(plugins: Plugins) -> dict[str, Scenario]:
 def write_reports(store: Store, run_id: int, plugins: Plugins, output_dir: Path,
                   names: Sequence[str] = ("html", "json"), baseline_id: int | None = None) -> dict[str, Path]:
     """Render each named reporter into ``output_dir/run-<id>/report.<ext>``; the HTML is also
-    copied to ``output_dir/<suite>.html`` (the latest report of that suite)."""
+    copied to ``output_dir/<suite>.html`` (the latest report of that suite). Every file name is a
+    slug (:mod:`dlbench.report.filenames`): no suite name or extension leaves ``output_dir``."""
     data = load_run_data(store, run_id, baseline_id, plugins)
-    folder = Path(output_dir) / f"run-{run_id}"
+    folder = Path(output_dir) / f"run-{int(run_id)}"
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name in names:
         reporter = plugins.reporters.get(name, "--report")
         if not reporter.extension:
             continue
-        path = folder / f"report.{reporter.extension}"
+        path = output_file(folder, "report", reporter.extension)
         path.write_text(reporter.render(data), encoding="utf-8")
         written[name] = path
     if "html" in written:
-        latest = Path(output_dir) / f"{data.run.suite}.html"
+        latest = output_file(Path(output_dir), data.run.suite, "html")
         shutil.copyfile(written["html"], latest)
         written["latest"] = latest
     return written

@@ -31,6 +31,7 @@ from dlbench.measure.canary import canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
 from dlbench.report.common import headline
+from dlbench.report.escape import clean_text
 from dlbench.result import Result
 from dlbench.run.launch.base import (
     TAIL_BYTES,
@@ -38,7 +39,6 @@ from dlbench.run.launch.base import (
     LaunchConfig,
     Launcher,
     cap_bytes,
-    clean_text,
     tail,
 )
 from dlbench.run.launch.inline import InlineLauncher

@@ -9,7 +9,6 @@ configurations over the same cells.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 
 from dlbench.cell import Cell
 from dlbench.plugins import PluginConfig
+from dlbench.report.escape import clean_text
 from dlbench.result import Result
 
 
@@ -110,18 +110,6 @@ def as_job(item: Job | Cell) -> Job:
 
 TAIL_BYTES = 16 * 1024
 """At most this many bytes of a cell's log are stored (and read back from its log file)."""
-
-# ANSI escape sequences (CSI, OSC, two-character), then any other control character but \n and \t
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def clean_text(text: str) -> str:
-    """``text`` without ANSI escape sequences and control characters (newlines and tabs kept;
-    a carriage return ends a line)."""
-    text = _ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return _CONTROL.sub("", text)
-
 
 def cap_bytes(text: str, max_bytes: int = TAIL_BYTES) -> str:
     """The end of ``text``, at most ``max_bytes`` bytes of UTF-8 (cut at a character boundary)."""
