@@ -21,6 +21,11 @@ class DatasetError(DlbenchError):
     """A dataset is missing, corrupt or cannot be downloaded."""
 
 
+class CorruptDatasetError(DatasetError):
+    """A dataset's files are there but fail their SHA-256: bad data is refused, and unlike a
+    missing dataset (the cell is skipped) the cell fails, so the run exits non-zero."""
+
+
 class StoreError(DlbenchError):
     """The results store cannot be reached or holds no such run."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import run_cli  # noqa: I001
 
@@ -54,9 +56,7 @@ def test_unknown_list_and_report_run(tmp_path):
     one_line_error(run_cli("report", "7", "--store", f"sqlite:///{tmp_path}/r.db"), r"no run 7 in store")
 
 
-def test_missing_dataset_skips_only_its_cells_with_the_fix(tmp_path, plugin_dir):
-    suite = tmp_path / "s.yaml"
-    suite.write_text("""
+MNIST_AND_BLOBS = """
 name: s
 matrix:
   - scenario: accuracy
@@ -67,7 +67,12 @@ matrix:
     tasks: [blobs]
     frameworks: [numpyfw]
     params: {epochs: 1}
-""")
+"""
+
+
+def test_missing_dataset_skips_only_its_cells_with_the_fix(tmp_path, plugin_dir):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(MNIST_AND_BLOBS)
     empty = tmp_path / "empty-cache"
     empty.mkdir()
     db = f"sqlite:///{tmp_path}/r.db"
@@ -81,6 +86,37 @@ matrix:
     assert by_task["vision"].status == "skipped"
     assert "dlbench data fetch mnist" in by_task["vision"].error
     assert by_task["blobs"].status == "ok"
+
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs the shared datasets in ../shared/data")
+def test_corrupt_dataset_fails_its_cells_and_the_run_exits_non_zero(tmp_path, plugin_dir):
+    """A checksum mismatch is bad data, refused: its cell fails (not skipped) and the run exits 1."""
+    from dlbench.data.registry import copy_dataset
+    from dlbench.plugins import get_plugins
+    from dlbench.store.database import Store
+
+    cache = tmp_path / "cache"
+    copy_dataset(get_plugins().datasets.get("mnist"), SHARED_DATA, cache)
+    bad = cache / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(bad.read_bytes())
+    raw[100] ^= 0xFF
+    bad.write_bytes(bytes(raw))
+    suite = tmp_path / "s.yaml"
+    suite.write_text(MNIST_AND_BLOBS)
+    db = f"sqlite:///{tmp_path}/r.db"
+    res = run_cli("--plugins-dir", str(plugin_dir), "run", str(suite), "--store", db, "--report", "json",
+                  "--output-dir", str(tmp_path / "out"), env={"DLBENCH_DATA_DIR": str(cache), "DLBENCH_OFFLINE": "1"})
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    st = Store(db)
+    by_task = {r.cell.task: r for r in st.results(st.latest_run_id())}
+    assert by_task["vision"].status == "failed"
+    assert "corrupt file t10k-labels-idx1-ubyte.gz: digest mismatch" in by_task["vision"].error
+    assert "dlbench data fetch mnist" in by_task["vision"].error
+    assert by_task["blobs"].status == "ok"  # the other cell still ran
 
 
 def test_list_attacks_names_each_attack_and_its_kind():

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlbench.errors import DatasetError
+from dlbench.errors import CorruptDatasetError, DatasetError
 
 DATA_DIR_ENV = "DLBENCH_DATA_DIR"
 _CHUNK = 1 << 16
@@ -233,11 +233,12 @@ def fix_hint(info: DatasetInfo) -> str:
 
 
 def require(info: DatasetInfo, root: Path | None = None) -> Path:
-    """The dataset's folder if every file is present and valid; else a one-line DatasetError."""
+    """The dataset's folder if every file is present and valid; else a one-line DatasetError
+    (:class:`CorruptDatasetError` when a file fails its digest)."""
     st = status(info, root)
     if st.ok:
         return st.root
-    raise DatasetError(f"dataset {info.name!r} in {st.root}: {st.summary} ({fix_hint(info)})")
+    raise (CorruptDatasetError if st.corrupt else DatasetError)(f"dataset {info.name!r} in {st.root}: {st.summary} ({fix_hint(info)})")
 
 
 def read_sha256sums(text: str, prefix: str = "") -> dict[str, str]:

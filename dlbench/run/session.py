@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from dlbench.cell import Cell
 from dlbench.data.download import fetch
 from dlbench.data.registry import require
-from dlbench.errors import DatasetError, PluginError, StoreError
+from dlbench.errors import CorruptDatasetError, DatasetError, PluginError, StoreError
 from dlbench.measure.canary import canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
@@ -129,15 +129,18 @@ class Session:
         if reason is None:
             reason = self.plugins.scenarios.get(cell.scenario).skip_reason(
                 cell, self.plugins.tasks.get(cell.task), fw)
+        status = "skipped"
         if reason is None and self.plugins.scenarios.get(cell.scenario).needs_data:
             try:
                 for name in self.plugins.tasks.get(cell.task).datasets(cell.params):
                     self._ensure_dataset(name, cell.task)
             except (DatasetError, PluginError) as exc:
                 reason = str(exc)
+                if isinstance(exc, CorruptDatasetError):
+                    status = "failed"  # bad data is refused, not skipped: the run exits non-zero
         if reason is None:
             return None
-        return Result(cell, status="skipped", error=reason, started_at=time.time(), duration=0.0)
+        return Result(cell, status=status, error=reason, started_at=time.time(), duration=0.0)
 
     def _ensure_dataset(self, name: str, task: str) -> None:
         """Datasets are downloaded on first use (once per run; never when DLBENCH_OFFLINE is set);
@@ -154,7 +157,7 @@ class Session:
                 fetch(info, progress=None)
             except Exception as exc:  # noqa: BLE001 - offline, refused, digest mismatch
                 self._fetch_failed.add(name)
-                raise DatasetError(f"{missing} [download failed: {type(exc).__name__}: "
+                raise type(missing)(f"{missing} [download failed: {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''}]") from exc
         require(info)
 

@@ -2,8 +2,9 @@
 
 Loads the same plugins as the parent, lets the framework set threads and environment before it
 is imported, runs the scenario and writes the Result as JSON (atomically). Expected failures
-become statuses: UnsupportedError and DatasetError skip the cell with their reason, any other
-exception fails it with the traceback in the log. A crash or hang is the parent's to record.
+become statuses: UnsupportedError and DatasetError skip the cell with their reason; a corrupt
+dataset (CorruptDatasetError) and any other exception fail it (with the traceback in the log).
+A crash or hang is the parent's to record.
 
 A cell never outlives its runner (:func:`guard`): on Linux the kernel sends it SIGTERM when the
 runner dies (``PR_SET_PDEATHSIG``), and a thread polls the parent's pid everywhere; either way the
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbench.cell import Cell
-from dlbench.errors import DatasetError, DlbenchError, UnsupportedError
+from dlbench.errors import CorruptDatasetError, DatasetError, DlbenchError, UnsupportedError
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Result
 
@@ -74,6 +75,8 @@ def execute(payload: dict[str, Any]) -> Result:
                               "threads": threads, "load": machine_load()}
     except UnsupportedError as exc:
         result.status, result.error = "skipped", str(exc)
+    except CorruptDatasetError as exc:  # bad data is refused: the cell fails
+        result.status, result.error = "failed", str(exc)
     except DatasetError as exc:
         result.status, result.error = "skipped", str(exc)
     except DlbenchError as exc:
