@@ -141,7 +141,8 @@ class TensorFlowModel(Model):
         self._grad_inputs = gradient_inputs(spec)
         with tf.device(device):
             self.module = make_module(spec, weights, options.precision, options.seed)
-            self._vars = [self.module.vars[k] for k in sorted(self.module.vars)]
+            self._vars = [self.module.vars[k] for k in sorted(self.module.vars)
+                          if self.module.vars[k].trainable]  # not the running statistics
             self.optimizer = TFOptimizer(options.train, self._vars)
         self.loss_fn = loss = tf_loss(options.train.loss)  # loss(outputs, targets); dp.py uses it too
         module, optimizer, variables = self.module, self.optimizer, self._vars

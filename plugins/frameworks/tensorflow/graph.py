@@ -7,7 +7,14 @@ weights load and save without transposes.
 
 Mixed precision (``bf16``): the variables stay float32 (the master copy the optimizer updates);
 ``__call__`` casts them and the float inputs to ``bfloat16``, computes, and returns float32
-logits. LayerNorm statistics and the attention softmax run in float32, as PyTorch autocast does.
+logits. LayerNorm and BatchNorm statistics and the attention softmax run in float32, as PyTorch
+autocast does.
+
+``BatchNorm`` in training normalises with ``tf.nn.moments`` (biased variance) and assigns the
+running statistics ``(1 - momentum) * moving + momentum * batch`` to their (non-trainable)
+variables. Grouped convolutions: ``tf.nn.depthwise_conv2d`` when ``groups`` equals the input
+channels, otherwise one ``tf.nn.conv2d`` per channel block (TensorFlow's CPU kernels refuse
+grouped filters). Explicit integer padding is a ``tf.pad`` before a ``VALID`` convolution.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dlbench.api import ModelSpec, Node, UnsupportedError
+from dlbench.api import STATE_PARAMS, ModelSpec, Node, UnsupportedError
 
 MASK_FILL = -1e9  # the score of padded keys before the attention softmax (as dlbench.spec_numpy)
 
@@ -33,7 +40,8 @@ def make_module(spec: ModelSpec, weights: Mapping[str, np.ndarray], compute_dtyp
             super().__init__(name=_safe_name(spec.name))
             self.spec = spec
             self.compute_dtype = tf.bfloat16 if compute_dtype == "bf16" else tf.float32
-            self.vars = {k: tf.Variable(np.asarray(v, np.float32), name=_safe_name(k))
+            self.vars = {k: tf.Variable(np.asarray(v, np.float32), name=_safe_name(k),
+                                        trainable=k.rsplit(".", 1)[1] not in STATE_PARAMS)
                          for k, v in weights.items()}
             self.node_vars: dict[str, dict[str, tf.Variable]] = {n.name: {} for n in spec.nodes}
             for key, var in self.vars.items():
@@ -101,12 +109,26 @@ def _op(node: Node, ins: list[Any], w: dict[str, Any], training: bool, mod: Any)
     if op == "Dense":
         return _act(tf.tensordot(x, w["kernel"], axes=1) + w["bias"]
                     if len(x.shape) > 2 else tf.matmul(x, w["kernel"]) + w["bias"], a.get("activation"))
-    if op == "Conv1D":
-        y = tf.nn.conv1d(x, w["kernel"], stride=a["strides"], padding=a["padding"].upper())
-        return _act(tf.nn.bias_add(y, w["bias"]), a.get("activation"))
-    if op == "Conv2D":
-        y = tf.nn.conv2d(x, w["kernel"], strides=a["strides"], padding=a["padding"].upper())
-        return _act(tf.nn.bias_add(y, w["bias"]), a.get("activation"))
+    if op in ("Conv1D", "Conv2D"):
+        y = _conv(x, w["kernel"], node)
+        return _act(tf.nn.bias_add(y, w["bias"]) if "bias" in w else y, a.get("activation"))
+    if op == "BatchNorm":
+        return _batch_norm(x, w, node, training, mod)
+    if op == "EmbeddingBag":
+        rows = tf.gather(w["embeddings"], x)  # (..., bag, dim)
+        if len(ins) == 1:
+            return (tf.reduce_sum if a["mode"] == "sum" else tf.reduce_mean)(rows, axis=-2)
+        m = tf.cast(ins[1], rows.dtype)
+        total = tf.reduce_sum(rows * m[..., None], axis=-2)
+        if a["mode"] == "mean":
+            total = total / tf.maximum(tf.reduce_sum(m, axis=-1, keepdims=True), 1.0)
+        return total
+    if op == "DotInteraction":
+        k = len(ins)
+        t = tf.stack(ins, axis=1)  # (N, k, d)
+        z = tf.reshape(tf.matmul(t, t, transpose_b=True), (-1, k * k))
+        li, lj = np.tril_indices(k, -1)
+        return tf.gather(z, (li * k + lj).astype(np.int32), axis=1)
     if op in ("MaxPool", "AvgPool"):
         p = a["pool_size"]
         fn = tf.nn.max_pool if op == "MaxPool" else tf.nn.avg_pool
@@ -134,7 +156,8 @@ def _op(node: Node, ins: list[Any], w: dict[str, Any], training: bool, mod: Any)
         y = (x32 - mean) * tf.math.rsqrt(var + float(a["epsilon"]))
         return tf.cast(y, x.dtype) * w["gamma"] + w["beta"]
     if op == "MultiHeadSelfAttention":
-        return _attention(x, ins[1] if len(ins) > 1 else None, w, int(a["num_heads"]))
+        return _attention(x, ins[1] if len(ins) > 1 else None, w, int(a["num_heads"]),
+                          bool(a.get("causal", False)))
     if op == "Activation":
         return _act(x, a["fn"])
     if op == "Add":
@@ -146,7 +169,61 @@ def _op(node: Node, ins: list[Any], w: dict[str, Any], training: bool, mod: Any)
     raise UnsupportedError(f"tensorflow cannot compile op {op!r} of node {node.name!r}")
 
 
-def _attention(x: Any, mask: Any, w: dict[str, Any], num_heads: int) -> Any:
+def _conv(x: Any, kernel: Any, node: Node) -> Any:
+    """Cross-correlation with the spec's padding, stride and groups (no bias)."""
+    import tensorflow as tf
+
+    a = node.attrs
+    k, stride, groups = a["kernel_size"], a["strides"], a.get("groups", 1)
+    padding = a["padding"]
+    if isinstance(padding, int):  # explicit symmetric zeros, then a VALID convolution
+        spatial = len(x.shape) - 2
+        x = tf.pad(x, [[0, 0]] + [[padding, padding]] * spatial + [[0, 0]])
+        padding = "valid"
+    pad = padding.upper()
+    rank2 = node.op == "Conv2D"
+    if groups == 1:
+        if rank2:
+            return tf.nn.conv2d(x, kernel, strides=stride, padding=pad)
+        return tf.nn.conv1d(x, kernel, stride=stride, padding=pad)
+    c_in = x.shape[-1]
+    if not rank2:  # as a 2-D convolution over (1, L)
+        y = _grouped_conv2d(x[:, None], kernel[None], [1, 1, stride, 1], pad, groups, c_in)
+        return y[:, 0]
+    return _grouped_conv2d(x, kernel, [1, stride, stride, 1], pad, groups, c_in)
+
+
+def _grouped_conv2d(x: Any, kernel: Any, strides: list[int], pad: str, groups: int, c_in: int) -> Any:
+    import tensorflow as tf
+
+    if groups == c_in:  # depthwise: (kh, kw, 1, c_in * mult) -> (kh, kw, c_in, mult)
+        kh, kw, _, c_out = kernel.shape
+        dw = tf.reshape(kernel, (kh, kw, c_in, c_out // c_in))
+        return tf.nn.depthwise_conv2d(x, dw, strides=strides, padding=pad)
+    xs = tf.split(x, groups, axis=-1)
+    ks = tf.split(kernel, groups, axis=-1)
+    return tf.concat([tf.nn.conv2d(xi, ki, strides=strides, padding=pad)
+                      for xi, ki in zip(xs, ks, strict=True)], axis=-1)
+
+
+def _batch_norm(x: Any, w: dict[str, Any], node: Node, training: bool, mod: Any) -> Any:
+    import tensorflow as tf
+
+    a = node.attrs
+    x32 = tf.cast(x, tf.float32)
+    state = mod.node_vars[node.name]
+    if training:
+        mean, var = tf.nn.moments(x32, axes=list(range(len(x.shape) - 1)))
+        m = float(a["momentum"])
+        state["moving_mean"].assign((1.0 - m) * state["moving_mean"] + m * tf.stop_gradient(mean))
+        state["moving_variance"].assign((1.0 - m) * state["moving_variance"] + m * tf.stop_gradient(var))
+    else:
+        mean, var = state["moving_mean"], state["moving_variance"]
+    y = (x32 - mean) * tf.math.rsqrt(var + float(a["epsilon"]))
+    return tf.cast(y, x.dtype) * w["gamma"] + w["beta"]
+
+
+def _attention(x: Any, mask: Any, w: dict[str, Any], num_heads: int, causal: bool = False) -> Any:
     import tensorflow as tf
 
     seq, d = x.shape[1], x.shape[2]
@@ -159,8 +236,13 @@ def _attention(x: Any, mask: Any, w: dict[str, Any], num_heads: int) -> Any:
     k = heads(tf.tensordot(x, w["k_kernel"], axes=1) + w["k_bias"])
     v = heads(tf.tensordot(x, w["v_kernel"], axes=1) + w["v_bias"])
     scores = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) / math.sqrt(dh)
+    keep = None
     if mask is not None:
         keep = tf.cast(mask, tf.float32)[:, None, None, :] > 0.5
+    if causal:
+        tri = tf.cast(tf.linalg.band_part(tf.ones((seq, seq)), -1, 0), tf.bool)
+        keep = tri if keep is None else tf.logical_and(keep, tri)
+    if keep is not None:
         scores = tf.where(keep, scores, tf.constant(MASK_FILL, tf.float32))
     probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
     att = tf.matmul(probs, v)  # (N, H, L, dh)
