@@ -42,6 +42,7 @@ from dlbench.robustness.audit import Run
 from dlbench.robustness.budgets import budget_for
 from dlbench.robustness.estimator import InputCodec
 from dlbench.robustness.target import build_target, eval_subset, score
+from dlbench.robustness.tokens import TOKEN_PARAMS, run_token_attack, token_figure
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load, training_data
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import Column, Figure, metric_figure
@@ -116,6 +117,7 @@ ROBUSTNESS_PARAMS: dict[str, Param] = {
         "ART input-preprocessing defence",
         ("none", "feature_squeezing", "spatial_smoothing"),
     ),
+    **TOKEN_PARAMS,
 }
 
 
@@ -189,6 +191,8 @@ class RobustnessScenario(Scenario):
         if target is not None:
             runs = self._attack_grid(ctx, target, evalset, attacks, epsilons, clean, headline)
         self._summarise(ctx, runs, epsilons, hib)
+        run_token_attack(ctx, trained.model, trained.spec, target, weights, dataset, evalset,
+                         headline)
         if p.get("corruptions", True):
             self._corruptions(ctx, trained, dataset, evalset, target, headline)
         if p.get("audit", True):
@@ -443,7 +447,9 @@ class RobustnessScenario(Scenario):
 
         return [Column(f"Clean {name}", lambda r: metric_figure(r, "clean_metric", sig=4)),
                 Column(f"Robustness AUC {'↑' if hib else '↓'}", auc, rank=True),
-                Column("Audit checks", _audit_figure)]
+                Column("Audit checks", _audit_figure),
+                *([Column("Token attack success ↓", token_figure)]
+                  if any("token_attack" in r.details for r in results) else [])]
 
     def _outputs(
         self, model: Any, target: Target | None, inputs: dict[str, np.ndarray]

@@ -396,6 +396,7 @@ class NlpTask(Task):
             x_test={"tokens": te_ids, "mask": te_mask}, y_test=corpus.labels[test_idx],
             num_classes=len(corpus.class_names), name=p["dataset"],
             meta={"vocab": list(vocab.tokens), "class_names": list(corpus.class_names),
+                  "substitutable": (UNK + 1, len(vocab)),  # ids a token attack may write
                   "train_index": train_idx, "test_index": test_idx,
                   "duplicates_removed": len(docs) - len(distinct),
                   "split": f"exact duplicates removed ({len(docs) - len(distinct)}), stratified "
