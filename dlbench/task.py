@@ -67,6 +67,10 @@ class PerturbationDomain:
     scale: float = 1.0
     """Input units per epsilon unit: 1/255 for pixel/255 on [0, 1] images, 1/80 for dB on speech
     features scaled from an 80 dB range; 1 for relative-norm budgets."""
+    shared_rows: bool = False
+    """Embedding space: perturb each table row once, shared by every example that looks it up
+    (adversarial personalised ranking: one delta per user and per item across all their
+    candidate pairs), instead of each example's lookups independently."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ Suites give epsilon in the unit of the task's :class:`~dlbench.task.Perturbation
   norm of the example's own embeddings (the real tokens of a text; the user and item vectors of
   a pair), as in adversarial personalised ranking (He et al., SIGIR 2018). The embedding-space
   attack space is normalised per example (see :mod:`dlbench.robustness.embedding`), so ``eps``
-  is used as it is.
+  is used as it is. Recommendation attacks perturb each shared embedding *row* instead (one
+  delta per user and per item, :mod:`dlbench.robustness.shared_rows`): ``eps`` times that row's
+  own norm.
+* ``embedding-l2`` (the scenario's ``budget: absolute``, for shared-row attacks): an L2 budget of
+  ``eps`` in embedding units per row, whatever the row's norm, so models whose embeddings grew to
+  different sizes in training are attacked with the same budget (the trained tables' mean and
+  median row norms are reported beside the figures).
 
 The random-noise baseline spends the same budget without looking at the model: random signs
 of size ``eps`` on every free feature (a vertex of the L-inf ball, the largest random move it
@@ -31,7 +37,9 @@ import numpy as np
 from dlbench.errors import DlbenchError
 from dlbench.task import Dataset, PerturbationDomain
 
-UNITS = ("pixel/255", "dB", "relative-norm")
+UNITS = ("pixel/255", "dB", "relative-norm", "embedding-l2")
+BUDGETS = ("relative", "absolute")
+"""What an embedding-space ``eps`` is relative to: the norm (``relative-norm``) or nothing."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,18 @@ class Budget:
         return "Linf" if np.isinf(self.norm) else f"L{self.norm:g}"
 
 
-def budget_for(domain: PerturbationDomain, dataset: Dataset | None = None) -> Budget:
-    """The budget of a task's perturbation domain (``dataset.meta`` supplies the dB scale)."""
+def budget_for(
+    domain: PerturbationDomain, dataset: Dataset | None = None, mode: str = "relative"
+) -> Budget:
+    """The budget of a task's perturbation domain (``dataset.meta`` supplies the dB scale);
+    ``mode="absolute"`` turns a ``relative-norm`` domain's budget into ``embedding-l2``."""
+    if mode not in BUDGETS:
+        raise DlbenchError(f"budget={mode!r}: choose one of {', '.join(BUDGETS)}")
+    if mode == "absolute" and domain.unit != "relative-norm":
+        raise DlbenchError(
+            f"budget='absolute' is for embedding-space tasks; this task's budget is in "
+            f"{domain.unit}: leave budget at 'relative'"
+        )
     clip = None
     if domain.clip_min is not None and domain.clip_max is not None:
         clip = (float(domain.clip_min), float(domain.clip_max))
@@ -89,6 +107,8 @@ def budget_for(domain: PerturbationDomain, dataset: Dataset | None = None) -> Bu
                 "perturbation unit 'relative-norm' is for space 'embedding', not "
                 f"{domain.space!r}: use pixel/255 or dB for input space"
             )
+        if mode == "absolute":
+            return Budget("embedding-l2", 2.0, 1.0, None, (0, 0.05, 0.1, 0.2, 0.5, 1.0), 10.0, 0.1)
         return Budget("relative-norm", 2.0, 1.0, None, (0, 0.05, 0.1, 0.2, 0.5, 1.0), 10.0, 0.1)
     raise DlbenchError(
         f"unknown perturbation unit {domain.unit!r}: choose one of {', '.join(UNITS)}"

@@ -10,15 +10,16 @@ subset by whole groups, and ``eval_size`` counts groups.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from dlbench.errors import UnsupportedError
+from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.robustness.budgets import Budget, budget_for
 from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
 from dlbench.robustness.estimator import InputCodec, is_classifier, make_estimator
+from dlbench.robustness.shared_rows import RowCodec, norm_stats, row_estimator
 from dlbench.stats import proportion_ci
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 BOOTSTRAP = 200
 DEFENCES = ("none", "feature_squeezing", "spatial_smoothing")
+S = TypeVar("S")
 
 
 @dataclass
@@ -126,10 +128,20 @@ class Target:
     """Per-example mask of the features FGSM, PGD and noise may move (None: all)."""
     common_mask: np.ndarray | None = None
     """One mask for all examples (APGD)."""
+    extras: dict[str, float] = field(default_factory=dict)
+    """Figures to report beside the attack results (e.g. the trained embeddings' norms)."""
 
     @property
     def classifier(self) -> bool:
         return is_classifier(self.estimator)
+
+    def select(self, rows: np.ndarray) -> Target:
+        """The target restricted to evaluation rows ``rows`` (what one attack run attacks)."""
+        return replace(self, x=self.x[rows], labels=self.labels[rows], mask=self.mask_rows(rows))
+
+    def settings(self, settings: S) -> S:
+        """The attack settings this target needs (unchanged here)."""
+        return settings
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """Model outputs (after the defence) of attack-space examples ``x``."""
@@ -137,6 +149,24 @@ class Target:
 
     def mask_rows(self, rows: np.ndarray) -> np.ndarray | None:
         return None if self.mask is None else self.mask[rows]
+
+
+@dataclass
+class RowTarget(Target):
+    """A shared-row embedding target (:mod:`dlbench.robustness.shared_rows`): ``x`` holds the
+    embedding rows the evaluation pairs read, :meth:`outputs` gives one output per pair."""
+
+    def select(self, rows: np.ndarray) -> RowTarget:
+        codec = self.estimator.codec.subset(rows)
+        est = row_estimator(self.estimator.dl_model, codec, self.estimator.max_batch)
+        return replace(
+            self, estimator=est, x=codec.x0, labels=np.zeros(codec.rows, np.float32),
+            mask=codec.valid, common_mask=codec.valid,
+        )
+
+    def settings(self, settings: S) -> S:
+        """Every row in one ART batch, so all rows move together (one joint perturbation)."""
+        return replace(settings, batch_size=max(1, len(self.x)))  # type: ignore[type-var]
 
 
 def make_defence(name: str, budget: Budget) -> Any:
@@ -169,10 +199,12 @@ def build_target(
     defence: str,
     max_eps: float,
     max_batch: int = 128,
+    mode: str = "relative",
 ) -> Target:
-    """The attackable view of the cell's trained ``model`` (input or embedding space)."""
+    """The attackable view of the cell's trained ``model`` (input or embedding space; ``mode``:
+    embedding budgets relative to the norm or absolute, see :mod:`dlbench.robustness.budgets`)."""
     domain = ctx.task.perturbation(ctx.params)
-    budget = budget_for(domain, dataset)
+    budget = budget_for(domain, dataset, mode)
     headline = ctx.task.headline(ctx.params)
     nb_classes = dataset.num_classes or (
         spec.shapes()[spec.output][-1] if spec is not None else None
@@ -214,6 +246,19 @@ def build_target(
         make_defence(defence, budget)  # raises: defences need bounded inputs
     split = split_spec(spec, domain.embedding_nodes)
     derived = ctx.build(split.spec, split.weights(weights))
+    if domain.shared_rows:
+        rcodec = RowCodec(split, weights, evalset.inputs, evalset.y, mode)
+        est = row_estimator(derived, rcodec, max_batch)
+        return RowTarget(
+            est, rcodec.x0, np.zeros(rcodec.rows, np.float32), budget, "embedding", True, "",
+            headline, rcodec.valid, rcodec.valid, norm_stats(weights, split),
+        )
+    if mode != "relative":
+        raise DlbenchError(
+            f"budget={mode!r} is implemented for shared-row embedding attacks "
+            f"(recommendation); task {ctx.task.name!r} is attacked per example relative to "
+            "each example's embedding norm: leave budget at 'relative'"
+        )
     ecodec = EmbeddingCodec(split, lookup(split, weights, evalset.inputs), max_eps)
     est = make_estimator(
         derived, ecodec, nb_classes, (-ecodec.bound, ecodec.bound), None, max_batch

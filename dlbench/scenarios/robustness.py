@@ -117,6 +117,12 @@ ROBUSTNESS_PARAMS: dict[str, Param] = {
         "ART input-preprocessing defence",
         ("none", "feature_squeezing", "spatial_smoothing"),
     ),
+    "budget": Param(
+        "relative",
+        "embedding budgets: relative (eps x the embedding norm) or absolute (eps in embedding "
+        "units, shared-row recommendation attacks)",
+        ("relative", "absolute"),
+    ),
     **TOKEN_PARAMS,
 }
 
@@ -151,7 +157,8 @@ class RobustnessScenario(Scenario):
         hib = ctx.task.higher_is_better.get(headline, True)
         attacks = self._attacks(ctx)
         domain = ctx.task.perturbation(p)
-        budget = budget_for(domain, dataset)
+        mode = str(p.get("budget") or "relative")
+        budget = budget_for(domain, dataset, mode)
         epsilons = sorted({0.0, *(parse_list(p.get("epsilons"), float) or budget.defaults)})
         if any(e < 0 for e in epsilons):
             raise DlbenchError(f"epsilons={p.get('epsilons')!r}: epsilons must be >= 0")
@@ -168,6 +175,7 @@ class RobustnessScenario(Scenario):
                 evalset,
                 str(p.get("defence") or "none"),
                 max_eps,
+                mode=mode,
             )
         except UnsupportedError as exc:
             if p.get("defence", "none") != "none":
@@ -182,6 +190,9 @@ class RobustnessScenario(Scenario):
             "space": domain.space,
             "defence": p.get("defence", "none"),
         }
+        if target is not None and target.extras:  # e.g. the trained embeddings' row norms
+            r.metrics.update(target.extras)
+            r.details["budget"]["norms"] = dict(target.extras)
         r.details["eval"] = {"units": evalset.units, "rows": len(evalset.y), "group": evalset.group}
 
         clean_out = target.outputs(target.x) if target else trained.model.predict(evalset.inputs)
@@ -243,26 +254,26 @@ class RobustnessScenario(Scenario):
         if attack.subset:
             units = units[: max(1, int(ctx.params.get("blackbox_size") or 50))]
         rows = evalset.unit_rows(units)
-        x, labels = target.x[rows], target.labels[rows]
+        view = target.select(rows)
         t0 = time.perf_counter()
         if eps > 0:
             x_adv = attack.generate(
-                target,
-                x,
-                labels,
+                view,
+                view.x,
+                view.labels,
                 target.budget.to_attack(eps),
-                self._settings(ctx, steps),
-                target.mask_rows(rows),
+                view.settings(self._settings(ctx, steps)),
+                view.mask,
             )
         else:
-            x_adv = x
+            x_adv = view.x
         dt = time.perf_counter() - t0 if eps > 0 else 0.0
         s = score(
             ctx.task,
             ctx.params,
             headline,
             evalset.y[rows],
-            target.outputs(x_adv),
+            view.outputs(x_adv),
             evalset.group,
             ctx.seed,
         )

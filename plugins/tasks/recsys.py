@@ -272,8 +272,9 @@ class RecsysTask(Task):
         "model": Param("mf", "mf: matrix factorisation with biases; ncf: MLP over embeddings",
                        ("mf", "ncf")),
         "activation": Param("relu", "hidden activation of ncf (mf has none)", ACTIVATIONS),
-        "factors": Param(32, "embedding dimension", type=int),
-        "negatives": Param(4, "ranking: sampled negatives per training positive", type=int),
+        "factors": Param(32, "embedding dimension", type=int, min=1),
+        "negatives": Param(4, "ranking: sampled negatives per training positive", type=int, min=1,
+                           max=50),
     }
     metrics: ClassVar[tuple[str, ...]] = ("rmse", "mae", "hr@10", "ndcg@10")
     """Union over objectives; :meth:`metrics_for` gives one configuration's (headline first)."""
@@ -387,9 +388,11 @@ class RecsysTask(Task):
         return Popularity()
 
     def perturbation(self, params: Mapping[str, Any]) -> PerturbationDomain:
+        """The user and item embedding rows, one shared delta per user and per item (APR)."""
         return PerturbationDomain(space="embedding", clip_min=None,
                                   clip_max=None, unit="relative-norm",
-                                  embedding_nodes=("user_embedding", "item_embedding"))
+                                  embedding_nodes=("user_embedding", "item_embedding"),
+                                  shared_rows=True)
 
     def describe(self, params: Mapping[str, Any]) -> str:
         p = self.resolve(params)
