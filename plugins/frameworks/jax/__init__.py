@@ -121,25 +121,28 @@ def _make_programs(spec: ModelSpec, options: BuildOptions, platform: str) -> _Pr
     tx = _optimizer(options.train)
     loss = _loss_fn(options.train.loss)
 
-    def fwd(params: Any, inputs: Any) -> Any:
-        return module.apply({"params": params}, inputs, train=False)
+    def fwd(params: Any, state: Any, inputs: Any) -> Any:
+        return module.apply({"params": params, **state}, inputs, train=False)
 
-    def step(params: Any, opt_state: Any, inputs: Any, targets: Any, key: Any) -> Any:
+    def step(params: Any, state: Any, opt_state: Any, inputs: Any, targets: Any, key: Any) -> Any:
+        """One training step; ``state`` (the running statistics, ``{}`` without BatchNorm) is
+        updated by the forward pass, the parameters by the optimizer."""
         key, sub = jax.random.split(key)
 
         def objective(p: Any) -> Any:
-            out = module.apply({"params": p}, inputs, train=True, rngs={"dropout": sub})
-            return loss(out, targets)
+            out, new_state = module.apply({"params": p, **state}, inputs, train=True,
+                                          rngs={"dropout": sub}, mutable=list(state))
+            return loss(out, targets), new_state
 
-        value, grads = jax.value_and_grad(objective)(params)
+        (value, new_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value, key
+        return optax.apply_updates(params, updates), dict(new_state), opt_state, value, key
 
-    def input_grad(params: Any, diff: Any, rest: Any, targets: Any) -> Any:
-        return jax.value_and_grad(lambda d: loss(fwd(params, {**rest, **d}), targets))(diff)
+    def input_grad(params: Any, state: Any, diff: Any, rest: Any, targets: Any) -> Any:
+        return jax.value_and_grad(lambda d: loss(fwd(params, state, {**rest, **d}), targets))(diff)
 
     if options.variant == "compiled":
-        donate = (0, 1) if platform != "cpu" else ()
+        donate = (0, 1, 2) if platform != "cpu" else ()
         return _Programs(module, embed, tx, jax.jit(fwd), jax.jit(step, donate_argnums=donate),
                          jax.jit(input_grad))
     return _Programs(module, embed, tx, fwd, step, input_grad)
@@ -161,6 +164,7 @@ class JaxModel(Model):
         self._key = jax.device_put(jax.random.PRNGKey(options.seed), device)
         self._last: Any = None
         self.params: Any = None
+        self.state: Any = {}  # Flax collections other than params: {"batch_stats": ...} or {}
         self.opt_state: Any = None
         self.set_weights(weights)
 
@@ -190,13 +194,13 @@ class JaxModel(Model):
 
     def forward(self, native_inputs: Any) -> Any:
         with self._precision():
-            self._last = self._fwd(self.params, native_inputs)
+            self._last = self._fwd(self.params, self.state, native_inputs)
         return self._last
 
     def train_step(self, native_inputs: Any, native_targets: Any) -> Any:
         with self._precision():
-            self.params, self.opt_state, loss, self._key = self._step(
-                self.params, self.opt_state, native_inputs, native_targets, self._key)
+            self.params, self.state, self.opt_state, loss, self._key = self._step(
+                self.params, self.state, self.opt_state, native_inputs, native_targets, self._key)
         self._last = (self.params, loss)
         return loss
 
@@ -213,17 +217,19 @@ class JaxModel(Model):
         return arr.astype(np.float32) if arr.dtype.kind == "V" or str(arr.dtype) == "bfloat16" else arr
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        from .modules import params_to_canonical
+        from .modules import variables_to_canonical
 
-        return params_to_canonical(self.spec, self.params)
+        return variables_to_canonical(self.spec, {"params": self.params, **self.state})
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         import jax
 
-        from .modules import canonical_to_params
+        from .modules import canonical_to_variables
 
         check_weights(self.spec, weights)
-        self.params = jax.device_put(canonical_to_params(self.spec, weights), self.device)
+        variables = jax.device_put(canonical_to_variables(self.spec, weights), self.device)
+        self.params = variables.pop("params")
+        self.state = variables
         self.opt_state = jax.device_put(self._tx.init(self.params), self.device)
 
     def loss_and_input_gradient(self, inputs: Batch, targets: np.ndarray
@@ -232,14 +238,15 @@ class JaxModel(Model):
         diff = {k: v for k, v in x.items() if k in self._grad_inputs}
         rest = {k: v for k, v in x.items() if k not in diff}
         with self._precision():
-            value, grads = self._input_grad(self.params, diff, rest, self.to_device(targets))
+            value, grads = self._input_grad(self.params, self.state, diff, rest, self.to_device(targets))
         return float(value), {k: self.to_numpy(g) for k, g in grads.items()}
 
     def embed(self, inputs: Batch) -> dict[str, np.ndarray]:
         if not self._embedding_nodes:
             raise UnsupportedError(f"spec {self.spec.name!r} has no Embedding node")
         with self._precision():
-            _, cap = self._embed_module.apply({"params": self.params}, self.to_device(inputs))
+            _, cap = self._embed_module.apply({"params": self.params, **self.state},
+                                              self.to_device(inputs))
         return {k: self.to_numpy(v) for k, v in cap.items()}
 
     def peak_memory_bytes(self) -> int | None:

@@ -91,6 +91,7 @@ def sharded_training(framework: Framework, spec: ModelSpec, weights: Mapping[str
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("data"))
     model.params = jax.device_put(model.params, replicated)
+    model.state = jax.device_put(model.state, replicated)
     model.opt_state = jax.device_put(model.opt_state, replicated)
     model._key = jax.device_put(model._key, replicated)
     x = jax.device_put(model.to_device(run.inputs), split)

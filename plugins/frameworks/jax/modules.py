@@ -2,8 +2,11 @@
 
 JAX is channels-last like the spec, so layouts match and only parameter names differ
 (``Embed.embedding``, ``LayerNorm.scale``/``bias``). ``dtype`` is the computation dtype
-(float32 or bfloat16); parameters stay float32 (``param_dtype``). The parameter tree is built
-directly from canonical weights (:func:`canonical_to_params`), node ``i`` under key ``n{i}``.
+(float32 or bfloat16); parameters stay float32 (``param_dtype``). The variable trees are built
+directly from canonical weights (:func:`canonical_to_variables`), node ``i`` under key ``n{i}``:
+``params`` and, for ``BatchNorm`` (``nn.BatchNorm``, ``momentum = 1 - spec momentum``, biased
+variance), the running statistics in ``batch_stats``. Grouped convolutions are ``nn.Conv``'s
+``feature_group_count``; ``EmbeddingBag`` and ``DotInteraction`` are small modules below.
 This module imports jax and flax, so only the plugin's methods import it.
 """
 
@@ -18,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlbench.api import MASK_FILL, ModelSpec, Node, UnsupportedError, same_padding
+from dlbench.api import MASK_FILL, ModelSpec, Node, UnsupportedError, conv_pads
 
 _ACT = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
         "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
@@ -33,6 +36,7 @@ class SelfAttention(nn.Module):
 
     num_heads: int
     dtype: Any = jnp.float32
+    causal: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -45,8 +49,13 @@ class SelfAttention(nn.Module):
 
         q, k, v = proj("q"), proj("k"), proj("v")
         scores = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32) / math.sqrt(dh)
+        keep = jnp.ones((seq, seq), dtype=bool)
+        if self.causal:
+            keep = jnp.tril(keep)
         if mask is not None:
-            scores = jnp.where(mask[:, None, None, :] > 0.5, scores, MASK_FILL)
+            keep = keep & (mask[:, None, None, :] > 0.5)
+        if mask is not None or self.causal:
+            scores = jnp.where(keep, scores, MASK_FILL)
         weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         out = jnp.einsum("nhqk,nkhd->nqhd", weights, v).reshape(n, seq, d)
         return nn.Dense(d, dtype=self.dtype, name="o")(out)
@@ -60,6 +69,30 @@ class PositionEmbedding(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         table = self.param("positions", nn.initializers.zeros, (self.max_len, self.dim))
         return x + table[: x.shape[1]].astype(x.dtype)
+
+
+class EmbeddingBag(nn.Module):
+    """Sum or mean of the embedding rows of the ids on the last axis (masked when a mask is given)."""
+
+    num: int
+    dim: int
+    mode: str
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, ids: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        rows = nn.Embed(self.num, self.dim, dtype=self.dtype, name="embed")(ids)  # (..., bag, dim)
+        m = jnp.ones(ids.shape, rows.dtype) if mask is None else mask.astype(rows.dtype)
+        total = (rows * m[..., None]).sum(axis=-2)
+        if self.mode == "mean":
+            return total / jnp.maximum(m.sum(axis=-1, keepdims=True), 1.0)
+        return total
+
+
+def dot_interaction(xs: list[jax.Array]) -> jax.Array:
+    t = jnp.stack(xs, axis=1)  # (N, k, d)
+    li, lj = np.tril_indices(len(xs), -1)
+    return jnp.einsum("nid,njd->nij", t, t)[:, li, lj]
 
 
 class SpecModule(nn.Module):
@@ -92,11 +125,20 @@ class SpecModule(nn.Module):
         if op in ("Conv1D", "Conv2D"):
             k, s = a["kernel_size"], a["strides"]
             spatial = in_shapes[0][:-1]
-            pads = ([same_padding(size, k, s) for size in spatial] if a["padding"] == "same"
-                    else [(0, 0)] * len(spatial))
+            pads = [conv_pads(size, k, s, a["padding"]) for size in spatial]
             conv = nn.Conv(a["filters"], (k,) * len(spatial), strides=(s,) * len(spatial),
-                           padding=pads, dtype=dt, name=key)
+                           padding=pads, feature_group_count=a.get("groups", 1),
+                           use_bias=a.get("use_bias", True), dtype=dt, name=key)
             return _act(conv(ins[0]), a.get("activation"))
+        if op == "BatchNorm":
+            return nn.BatchNorm(use_running_average=not train, momentum=1.0 - a["momentum"],
+                                epsilon=a["epsilon"], dtype=dt, use_fast_variance=False,
+                                name=key)(ins[0])
+        if op == "EmbeddingBag":
+            return EmbeddingBag(a["input_dim"], a["output_dim"], a["mode"], dtype=dt, name=key)(
+                ins[0], ins[1] if len(ins) > 1 else None)
+        if op == "DotInteraction":
+            return dot_interaction(ins)
         if op in ("MaxPool", "AvgPool"):
             p = (a["pool_size"],) * (ins[0].ndim - 2)
             pool = nn.max_pool if op == "MaxPool" else nn.avg_pool
@@ -119,7 +161,7 @@ class SpecModule(nn.Module):
             return nn.LayerNorm(epsilon=a["epsilon"], dtype=dt, use_fast_variance=False,
                                 name=key)(ins[0])
         if op == "MultiHeadSelfAttention":
-            return SelfAttention(a["num_heads"], dtype=dt, name=key)(
+            return SelfAttention(a["num_heads"], dtype=dt, causal=bool(a.get("causal", False)), name=key)(
                 ins[0], ins[1] if len(ins) > 1 else None)
         if op == "Activation":
             return _act(ins[0], a["fn"])
@@ -136,35 +178,42 @@ class SpecModule(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Canonical <-> Flax parameter tree
+# Canonical <-> Flax variable trees
 # ---------------------------------------------------------------------------------------------
 
 
 def _paths(spec: ModelSpec) -> dict[str, tuple[str, ...]]:
-    """Canonical key -> path in the ``params`` tree."""
+    """Canonical key -> path in the variables (collection first: ``params``, ``batch_stats``)."""
     out: dict[str, tuple[str, ...]] = {}
     for i, node in enumerate(spec.nodes):
         key, name = f"n{i}", node.name
         if node.op in ("Dense", "Conv1D", "Conv2D"):
-            out[f"{name}.kernel"] = (key, "kernel")
-            out[f"{name}.bias"] = (key, "bias")
+            out[f"{name}.kernel"] = ("params", key, "kernel")
+            if node.attrs.get("use_bias", True):
+                out[f"{name}.bias"] = ("params", key, "bias")
         elif node.op == "Embedding":
-            out[f"{name}.embeddings"] = (key, "embedding")
+            out[f"{name}.embeddings"] = ("params", key, "embedding")
+        elif node.op == "EmbeddingBag":
+            out[f"{name}.embeddings"] = ("params", key, "embed", "embedding")
         elif node.op == "PositionEmbedding":
-            out[f"{name}.positions"] = (key, "positions")
-        elif node.op == "LayerNorm":
-            out[f"{name}.gamma"] = (key, "scale")
-            out[f"{name}.beta"] = (key, "bias")
+            out[f"{name}.positions"] = ("params", key, "positions")
+        elif node.op in ("LayerNorm", "BatchNorm"):
+            out[f"{name}.gamma"] = ("params", key, "scale")
+            out[f"{name}.beta"] = ("params", key, "bias")
+            if node.op == "BatchNorm":
+                out[f"{name}.moving_mean"] = ("batch_stats", key, "mean")
+                out[f"{name}.moving_variance"] = ("batch_stats", key, "var")
         elif node.op == "MultiHeadSelfAttention":
             for p in "qkvo":
-                out[f"{name}.{p}_kernel"] = (key, p, "kernel")
-                out[f"{name}.{p}_bias"] = (key, p, "bias")
+                out[f"{name}.{p}_kernel"] = ("params", key, p, "kernel")
+                out[f"{name}.{p}_bias"] = ("params", key, p, "bias")
     return out
 
 
-def canonical_to_params(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """A nested dict of float32 NumPy arrays in Flax's parameter layout."""
-    tree: dict[str, Any] = {}
+def canonical_to_variables(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """``{"params": ..., "batch_stats": ...}`` (the latter only with BatchNorm): nested dicts of
+    float32 NumPy arrays in Flax's layout."""
+    tree: dict[str, Any] = {"params": {}}
     for canon, path in _paths(spec).items():
         node = tree
         for p in path[:-1]:
@@ -173,10 +222,10 @@ def canonical_to_params(spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> d
     return tree
 
 
-def params_to_canonical(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def variables_to_canonical(spec: ModelSpec, variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out = {}
     for canon, path in _paths(spec).items():
-        node: Any = params
+        node: Any = variables
         for p in path:
             node = node[p]
         out[canon] = np.asarray(jax.device_get(node), dtype=np.float32).copy()
