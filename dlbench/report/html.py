@@ -28,6 +28,7 @@ from dlbench.report.common import (
     flag_summary,
     fmt_duration,
     headline,
+    scenario_of,
     status_counts,
 )
 from dlbench.report.tables import (
@@ -36,6 +37,7 @@ from dlbench.report.tables import (
     baseline_table,
     corruption_tables,
     drop_empty_columns,
+    figure_cell,
     leaderboards,
     parity_table,
     status_cell,
@@ -110,17 +112,26 @@ def environment_tables(data: RunData) -> list[Table]:
     return tables
 
 
-def audit_table(results: list[Result]) -> Table | None:
+def audit_table(results: list[Result], scenarios: Scenarios | None = None) -> Table | None:
+    """Per cell, its verdict (:meth:`~dlbench.scenarios.base.Scenario.verdict`: green, red, or
+    grey when checks did not run) and each check: pass, FAIL, or grey ``not run`` (a check
+    that could not run is no pass)."""
     rows = []
     for r in sorted(results, key=lambda r: r.cell.key):
-        for a in r.details.get("audit") or []:
-            if not isinstance(a, dict):
-                continue
+        checks = [a for a in r.details.get("audit") or [] if isinstance(a, dict)]
+        if not checks:
+            continue
+        sc = scenario_of(r, scenarios)
+        v = sc.verdict(r) if sc is not None else None
+        if v is not None:
+            rows.append([TCell(r.cell.task), TCell(r.cell.framework, "label"), TCell("verdict"),
+                         figure_cell(v, ""), TCell("")])
+        for a in checks:
             p = a.get("passed")
             rows.append([TCell(r.cell.task), TCell(r.cell.framework, "label"),
                          TCell(str(a.get("check", ""))),
-                         TCell(DASH if p is None else ("pass" if p else "FAIL"),
-                               "" if p is None else ("pass" if p else "fail")),
+                         TCell("not run" if p is None else ("pass" if p else "FAIL"),
+                               "na" if p is None else ("pass" if p else "fail")),
                          TCell(str(a.get("evidence", "")))])
     return Table("Gradient-masking audit", ["Task", "Framework", "Check", "Result", "Evidence"],
                  rows) if rows else None
@@ -162,7 +173,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         "failures": failures, "skipped": skipped,
         "leaderboards": leaderboards(results, data.scenarios), "charts": charts,
         "parity": parity_table(results), "corruptions": corruption_tables(results),
-        "audit": audit_table(results), "environment": environment_tables(data),
+        "audit": audit_table(results, data.scenarios), "environment": environment_tables(data),
         "cells": cells_table(results, data.scenarios) if results else None,
         "baseline_run": data.baseline.run if data.baseline is not None else None,
         "baseline_table": baseline_table(results, data.baseline.results, data.scenarios)

@@ -88,7 +88,9 @@ def figure_cell(f: Figure | None, cls: str = "num") -> TCell:
         text = fmt_duration(f.value)
     else:
         text = fmt_value_ci(f.value, f.ci_low, f.ci_high, sig=f.sig)
-    if f.passed is not None:
+    if f.inconclusive:
+        cls = "na"
+    elif f.passed is not None:
         cls = "pass" if f.passed else "fail"
     return TCell(text, cls, flags=flags_of(f.source))
 

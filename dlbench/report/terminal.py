@@ -22,6 +22,7 @@ from dlbench.report.common import (
     flags_text,
     fmt_duration,
     headline,
+    scenario_of,
     status_counts,
 )
 from dlbench.report.escape import term_text
@@ -56,6 +57,23 @@ def result_row(result: Result, scenarios: Scenarios | None = None) -> list[Text]
             Text("" if h.n is None else str(h.n)), Text(threads_text(result))]
 
 
+def verdict_lines(data: RunData) -> list[Text]:
+    """One line per finished cell whose scenario gives a verdict (the robustness audit): green
+    when it passed, red when it failed, grey when it could not be reached (checks that did not
+    run), with its reasons."""
+    lines = []
+    for r in sorted(data.results, key=lambda r: r.cell.key):
+        sc = scenario_of(r, data.scenarios) if r.status == "ok" else None
+        v = sc.verdict(r) if sc is not None else None
+        if v is None or v.display is None:
+            continue
+        style = ("dim" if v.inconclusive or v.passed is None
+                 else "green" if v.passed else "bold red")
+        lines.append(Text(term_text(f"{v.name} {r.cell.key}: "))
+                     + Text(term_text(v.display), style=style))
+    return lines
+
+
 def build_table(data: RunData) -> Table:
     run = data.run
     commit = f" @ {run.git_commit[:10]}" if run.git_commit else ""
@@ -83,6 +101,8 @@ def print_report(data: RunData, console: Console | None = None) -> None:
     if flags.text:
         console.print(Text(term_text(flags.text), style=FLAG_STYLE))
     console.print(build_table(data))
+    for line in verdict_lines(data):
+        console.print(line)
     for name, explanation in flags.legend.items():
         console.print(Text(term_text(f"{FLAG_MARK} {name}"), style=FLAG_STYLE) + Text(term_text(f": {explanation}")))
     counts = status_counts(data.results)

@@ -20,7 +20,17 @@ symptoms; each check here tests one and reports pass/fail with its evidence:
 * ``outputs_logits_deterministic``: outputs are logits (not probabilities) and two passes over
   the same inputs agree.
 
-A check that cannot apply (no gradients: classic baselines; no classifier) has ``passed=None``.
+A check that could not run has ``passed=None``: ``needs`` names the attacks whose absence from
+the attack list stopped it (``fgsm``, ``noise``...), or it is empty when nothing the suite can add
+would make it run (no input gradients: classic baselines; no attack target).
+
+:func:`verdict` sums the checks up in three values, never counting a check that did not run as
+a pass: ``passed`` (every check ran and passed), ``failed`` (a check found evidence of masking)
+and ``insufficient`` (a check could not run, or PGD had not converged: its message names the
+attacks to add or the budget to raise). ``pgd_converged`` failing is about the attack's budget,
+not masking (:data:`BUDGET_CHECKS`): the scenario escalates PGD's steps first (see
+:mod:`dlbench.scenarios.robustness`), and a check still failing at the cap makes the verdict
+``insufficient``, never ``failed``.
 """
 
 from __future__ import annotations
@@ -31,15 +41,66 @@ from typing import Any
 
 import numpy as np
 
+VERDICTS = ("passed", "failed", "insufficient")
+BUDGET_CHECKS = frozenset({"pgd_converged"})
+"""Checks whose failure says the attack's budget was too small, not that gradients are masked."""
+
 
 @dataclass
 class Check:
     check: str
     passed: bool | None
     evidence: str
+    needs: tuple[str, ...] = ()
+    """With ``passed=None``: the attacks to add to the attack list for the check to run."""
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {**asdict(self), "needs": list(self.needs)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Check:
+        p = d.get("passed")
+        return cls(
+            str(d.get("check", "")),
+            None if p is None else bool(p),
+            str(d.get("evidence", "")),
+            tuple(str(n) for n in d.get("needs") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The audit's one word on a cell (:data:`VERDICTS`) with why: ``ran`` of ``total`` checks
+    ran; ``failed`` names the checks that found masking, ``missing`` the attacks to add."""
+
+    verdict: str
+    message: str
+    ran: int
+    total: int
+    failed: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "passed"
+
+    @property
+    def ran_text(self) -> str:
+        return f"{self.ran} of {self.total} checks ran"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            **asdict(self),
+            "failed": list(self.failed),
+            "missing": list(self.missing),
+            "warnings": list(self.warnings),
+        }
+
+
+def _names(items: Sequence[str]) -> str:
+    quoted = [f"`{i}`" for i in items]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 @dataclass
@@ -69,7 +130,7 @@ def _worse(a: float, b: float, hib: bool) -> bool:
     return a < b if hib else a > b
 
 
-def monotone(runs: Sequence[Run], hib: bool) -> Check:
+def monotone(runs: Sequence[Run], hib: bool, gradients: bool = True) -> Check:
     attacks = sorted({r.attack for r in runs if r.kind != "baseline"})
     bad = []
     for attack in attacks:
@@ -90,7 +151,9 @@ def monotone(runs: Sequence[Run], hib: bool) -> Check:
             "monotone_in_epsilon", False, "metric improves as epsilon grows: " + "; ".join(bad)
         )
     if not attacks:
-        return Check("monotone_in_epsilon", None, "no attack ran")
+        return Check(
+            "monotone_in_epsilon", None, "no attack ran", ("pgd",) if gradients else ("square",)
+        )
     return Check(
         "monotone_in_epsilon",
         True,
@@ -98,12 +161,22 @@ def monotone(runs: Sequence[Run], hib: bool) -> Check:
     )
 
 
-def pgd_vs_fgsm(runs: Sequence[Run], hib: bool = True) -> Check:
+def pgd_vs_fgsm(runs: Sequence[Run], hib: bool = True, gradients: bool = True) -> Check:
+    if not gradients:
+        return Check("pgd_stronger_than_fgsm", None, "needs input gradients")
     pgd = {r.epsilon: r for r in runs if r.attack == "pgd" and r.epsilon > 0}
     fgsm = {r.epsilon: r for r in runs if r.attack == "fgsm" and r.epsilon > 0}
     common = sorted(set(pgd) & set(fgsm))
     if not common:
-        return Check("pgd_stronger_than_fgsm", None, "needs both fgsm and pgd in the attack list")
+        ran = {r.attack for r in runs}
+        missing = tuple(a for a in ("fgsm", "pgd") if a not in ran)
+        return Check(
+            "pgd_stronger_than_fgsm",
+            None,
+            "needs both fgsm and pgd in the attack list"
+            + ("" if missing else " and an epsilon > 0"),
+            missing,
+        )
     ok, details = True, []
     for e in common:
         p, f = pgd[e].per_unit, fgsm[e].per_unit
@@ -137,14 +210,17 @@ def reaches_chance(run: Run | None, chance: float, hib: bool, label: str) -> Che
     )
 
 
-def below_whitebox(runs: Sequence[Run], hib: bool) -> Check:
+def below_whitebox(runs: Sequence[Run], hib: bool, gradients: bool = True) -> Check:
     white = [r for r in runs if r.kind == "white-box" and r.epsilon > 0]
     others = [r for r in runs if r.kind in ("black-box", "baseline") and r.epsilon > 0]
     if not white or not others:
+        needs = (() if white or not gradients else ("pgd",)) + (() if others else ("noise",))
         return Check(
             "blackbox_and_noise_below_whitebox",
             None,
-            "needs a white-box attack and a black-box attack or noise",
+            "needs a white-box attack and a black-box attack or noise"
+            + ("" if gradients else " (the model has no input gradients)"),
+            needs if gradients or others else (),
         )
     bad: list[Any] = []
     notes: list[Any] = []
@@ -182,7 +258,13 @@ def below_whitebox(runs: Sequence[Run], hib: bool) -> Check:
         return Check(
             "blackbox_and_noise_below_whitebox", False, "beats white-box: " + "; ".join(bad)
         )
-    return Check("blackbox_and_noise_below_whitebox", True, "; ".join(notes[:6]) or "no comparison")
+    if not notes:
+        return Check(
+            "blackbox_and_noise_below_whitebox",
+            None,
+            "no epsilon > 0 at which a white-box and a black-box attack or noise both ran",
+        )
+    return Check("blackbox_and_noise_below_whitebox", True, "; ".join(notes[:6]))
 
 
 def converged(
@@ -252,5 +334,42 @@ def outputs(first: np.ndarray, second: np.ndarray, loss: str, gradients: bool = 
     return Check("outputs_logits_deterministic", same and not probs, evidence)
 
 
+def verdict(checks: Sequence[Check], warnings: Sequence[str] = ()) -> Verdict:
+    """``failed`` when a check other than a budget check failed; else ``insufficient`` when a
+    check did not run or a budget check failed; else ``passed``. ``warnings`` (the scenario's
+    notes on escalating PGD) are kept with it."""
+    ran = sum(1 for c in checks if c.passed is not None)
+    total = len(checks)
+    masked = tuple(c.check for c in checks if c.passed is False and c.check not in BUDGET_CHECKS)
+    budget = [c for c in checks if c.passed is False and c.check in BUDGET_CHECKS]
+    missing = tuple(dict.fromkeys(n for c in checks if c.passed is None for n in c.needs))
+    cannot = [c for c in checks if c.passed is None and not c.needs]
+    notes = list(warnings) + [f"{c.check} failed: {c.evidence}" for c in budget]
+    if masked:
+        return Verdict(
+            "failed",
+            f"evidence of gradient masking: {', '.join(masked)} failed ({ran} of {total} checks "
+            "ran)",
+            ran, total, masked, missing, tuple(notes),
+        )
+    if missing or cannot or budget or not checks:
+        why = []
+        if missing:
+            why.append(f"add {_names(missing)} to attacks")
+        why += [f"{c.check} cannot run: {c.evidence}" for c in cannot]
+        if budget:
+            why.append("PGD had not converged: raise pgd_steps")
+        return Verdict(
+            "insufficient",
+            f"{ran} of {total} checks ran; " + ("; ".join(why) or "no checks"),
+            ran, total, (), missing, tuple(notes),
+        )
+    return Verdict(
+        "passed", f"every check ran and passed ({ran} of {total})", ran, total,
+        warnings=tuple(notes),
+    )
+
+
 def passed(checks: Sequence[Check]) -> bool:
-    return all(c.passed for c in checks if c.passed is not None)
+    """Every check ran and passed (a check that did not run is no pass)."""
+    return verdict(checks).passed

@@ -52,6 +52,12 @@ class Scenario(ABC):
         baseline comparison, history). None: its first measurement, else its first metric."""
         return None
 
+    def verdict(self, result: Result) -> Figure | None:
+        """A verdict on a finished cell's figures (``passed`` true or false, or
+        ``inconclusive``) with its reasons in ``display``, shown under the terminal table (the
+        robustness audit's). None: no verdict."""
+        return None
+
     def columns(self, results: Sequence[Result]) -> list[Column]:
         """The columns of this scenario's leaderboard of one task (``results`` are its results
         for that task); empty: no leaderboard. Default: the headline, ranked."""

@@ -55,7 +55,8 @@ class Figure:
     ``values``, when set, are shown instead of ``value``, as ``12 / 15 / 20`` (percentiles);
     ``display``, when set, is shown as it is (``3/4 passed``, ``not reached``); ``fmt`` is
     ``number`` or ``duration``; ``sig`` the significant digits; ``passed`` a pass/fail verdict
-    (parity, audits)."""
+    (parity, audits); ``inconclusive``: a verdict that could not be reached (checks that did
+    not run), shown grey, neither pass nor fail."""
 
     name: str
     value: float
@@ -66,6 +67,7 @@ class Figure:
     n: int | None = None
     higher_is_better: bool = True
     passed: bool | None = None
+    inconclusive: bool = False
     source: Measurement | None = None
     values: tuple[float, ...] = ()
     display: str | None = None

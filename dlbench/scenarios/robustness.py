@@ -11,15 +11,21 @@ or reloads that cell's trained weights (``reuse``, on by default), then:
    ``blackbox_size`` examples;
 3. applies the task's own corruptions (:meth:`dlbench.task.Task.corruptions`) at every level;
 4. runs the gradient-masking audit (:mod:`dlbench.robustness.audit`), which never fails the
-   cell but sets ``audit_passed`` to 0.
+   cell: its verdict, ``passed``, ``failed`` (evidence of masking) or ``insufficient`` (a check
+   could not run: add the attacks it names; or PGD had not converged), is
+   ``details["audit_verdict"]``, and ``audit_passed`` is 1 only for ``passed``. When doubling
+   PGD's steps still moves the metric (``pgd_converged`` fails), the attack's budget was short:
+   the cell re-runs PGD on the whole grid with twice the steps, up to :data:`PGD_STEP_CAP` times
+   ``pgd_steps``, reports the strongest figure per epsilon, and records it in
+   ``details["pgd_escalation"]``.
 
 ``defence`` wraps the model in an ART input-preprocessing defence (attacks then see it in the
 forward pass and go through it with BPDA); ``train_attack`` trains adversarially. Results:
 metrics ``clean_metric``/``clean_<headline>`` (+ CI in ``details["metric_ci"]``),
 ``robust_<attack>_eps<e>``, ``success_rate_<attack>_eps<e>``, ``attack_time_s_<attack>_eps<e>``,
 ``auc_<attack>`` and ``auc`` (area under the worst-case metric-vs-epsilon curve, epsilon scaled to
-[0, 1]), ``corruption_mean``, ``audit_passed``; series ``robustness_curve``; details
-``corruptions`` and ``audit``.
+[0, 1]), ``corruption_mean``, ``audit_passed``, ``audit_checks_ran``; series ``robustness_curve``;
+details ``corruptions``, ``audit``, ``audit_verdict`` and ``pgd_escalation``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,17 @@ if TYPE_CHECKING:
     from dlbench.task import Dataset
 
 DEFAULT_ATTACKS = ("fgsm", "pgd", "apgd", "square", "noise")
+PGD_STEP_CAP = 4
+"""PGD's steps are doubled up to this multiple of ``pgd_steps`` while it has not converged."""
+
+
+@dataclass
+class Convergence:
+    """``pgd_converged`` after acting on it: the check, the steps PGD ended with, and notes."""
+
+    check: audit.Check
+    steps: int
+    warnings: list[str]
 
 
 @dataclass(frozen=True)
@@ -201,13 +218,18 @@ class RobustnessScenario(Scenario):
         runs: list[Run] = []
         if target is not None:
             runs = self._attack_grid(ctx, target, evalset, attacks, epsilons, clean, headline)
+        convergence = None
+        if p.get("audit", True):
+            runs, convergence = self._converge_pgd(
+                ctx, target, evalset, runs, epsilons, clean, headline, hib
+            )
         self._summarise(ctx, runs, epsilons, hib)
         run_token_attack(ctx, trained.model, trained.spec, target, weights, dataset, evalset,
                          headline)
         if p.get("corruptions", True):
             self._corruptions(ctx, trained, dataset, evalset, target, headline)
-        if p.get("audit", True):
-            self._audit(ctx, target, evalset, runs, epsilons, clean, headline, hib)
+        if convergence is not None:
+            self._audit(ctx, target, evalset, runs, clean, headline, hib, convergence)
 
     # -- parts ------------------------------------------------------------------------------------
     def _attacks(self, ctx: CellContext) -> list[Any]:
@@ -293,6 +315,7 @@ class RobustnessScenario(Scenario):
             units,
             dt,
             success,
+            {} if steps is None else {"steps": float(steps)},
         )
 
     def _attack_grid(
@@ -317,28 +340,45 @@ class RobustnessScenario(Scenario):
             for eps in epsilons:
                 run = self.run_attack(ctx, target, evalset, attack, eps, clean, headline)
                 runs.append(run)
-                tag = f"{attack.name}_eps{eps:g}"
-                r.metrics[f"robust_{tag}"] = run.metric
-                r.metrics[f"success_rate_{tag}"] = run.success_rate
-                r.metrics[f"attack_time_s_{tag}"] = run.time_s
-                r.series.setdefault("robustness_curve", []).append(
-                    {
-                        "attack": attack.name,
-                        "kind": attack.kind,
-                        "epsilon": eps,
-                        "metric": run.metric,
-                        "ci_low": run.ci_low,
-                        "ci_high": run.ci_high,
-                        "success_rate": run.success_rate,
-                        "time_s": run.time_s,
-                        "n": len(run.units),
-                    }
-                )
-                ctx.log(
-                    f"{attack.name} eps {eps:g} {target.budget.unit}: {headline} {run.metric:.4f} "
-                    f"[{run.ci_low:.3f}, {run.ci_high:.3f}] ({run.time_s:.2f} s)"
-                )
+                self._record(ctx, target, run, headline)
         return runs
+
+    def _record(self, ctx: CellContext, target: Target, run: Run, headline: str) -> None:
+        """A run's metrics and its point of the robustness curve (replacing the same attack's
+        point at the same epsilon: an escalated PGD run)."""
+        r = ctx.result
+        tag = f"{run.attack}_eps{run.epsilon:g}"
+        r.metrics[f"robust_{tag}"] = run.metric
+        r.metrics[f"success_rate_{tag}"] = run.success_rate
+        r.metrics[f"attack_time_s_{tag}"] = run.time_s
+        point: dict[str, Any] = {
+            "attack": run.attack,
+            "kind": run.kind,
+            "epsilon": run.epsilon,
+            "metric": run.metric,
+            "ci_low": run.ci_low,
+            "ci_high": run.ci_high,
+            "success_rate": run.success_rate,
+            "time_s": run.time_s,
+            "n": len(run.units),
+        }
+        if "steps" in run.extra:
+            point["steps"] = int(run.extra["steps"])
+        curve = r.series.setdefault("robustness_curve", [])
+        same = [
+            i
+            for i, q in enumerate(curve)
+            if q["attack"] == run.attack and q["epsilon"] == run.epsilon
+        ]
+        if same:
+            curve[same[0]] = point
+        else:
+            curve.append(point)
+        ctx.log(
+            f"{run.attack} eps {run.epsilon:g} {target.budget.unit}: {headline} {run.metric:.4f} "
+            f"[{run.ci_low:.3f}, {run.ci_high:.3f}] ({run.time_s:.2f} s)"
+            + (f", {int(run.extra['steps'])} steps" if "steps" in run.extra else "")
+        )
 
     def _summarise(
         self, ctx: CellContext, runs: list[Run], epsilons: list[float], hib: bool
@@ -470,7 +510,7 @@ class RobustnessScenario(Scenario):
             return target.outputs(target.estimator.codec.encode(inputs))
         return model.predict(inputs)
 
-    def _audit(
+    def _converge_pgd(
         self,
         ctx: CellContext,
         target: Target | None,
@@ -480,31 +520,106 @@ class RobustnessScenario(Scenario):
         clean: Score,
         headline: str,
         hib: bool,
+    ) -> tuple[list[Run], Convergence]:
+        """``pgd_converged``, acted on: PGD at the grid's middle epsilon against twice its steps
+        (same step size); while that moves the metric, the whole grid's PGD is re-run with twice
+        the steps (up to :data:`PGD_STEP_CAP` x ``pgd_steps``) and each epsilon keeps its
+        strongest run. A short budget is a warning, not masking."""
+        steps = int(ctx.params.get("pgd_steps") or 20)
+        pgd = ctx.plugins.attacks.get("pgd") if "pgd" in ctx.plugins.attacks else None
+        if target is None or not target.gradients or pgd is None:
+            return runs, Convergence(audit.converged(None, None, steps), steps, [])
+        grid = {x.epsilon: x for x in runs if x.attack == "pgd" and x.epsilon > 0}
+        base: Run | None = None
+        if grid:
+            mid = (min(x.metric for x in grid.values()) + max(x.metric for x in grid.values())) / 2
+            base = min(grid.values(), key=lambda x: abs(x.metric - mid))
+        else:
+            eps = sorted(e for e in epsilons if e > 0)
+            if eps:
+                base = self.run_attack(
+                    ctx, target, evalset, pgd, eps[len(eps) // 2], clean, headline, steps
+                )
+        if base is None:
+            return runs, Convergence(audit.converged(None, None, steps), steps, [])
+        at, cap = base.epsilon, PGD_STEP_CAP * steps
+
+        def attack(eps: float, n: int) -> Run:
+            assert target is not None
+            return self.run_attack(ctx, target, evalset, pgd, eps, clean, headline, n)
+
+        doubled = attack(at, 2 * steps)
+        check = first = audit.converged(base, doubled, steps, runs)
+        tried: dict[float, list[Run]] = {e: [x] for e, x in grid.items()}
+        cur = steps
+        while check.passed is False and 2 * cur <= cap:
+            cur *= 2  # the grid at twice the steps (its run at the audit's epsilon exists)
+            level = {e: doubled if e == at else attack(e, cur) for e in grid}
+            for e, x in level.items():
+                tried[e].append(x)
+            if 2 * cur > cap:
+                break
+            again = attack(at, 2 * cur)
+            check = audit.converged(level.get(at, doubled), again, cur, runs)
+            doubled = again
+        warnings: list[str] = []
+        if cur > steps:
+            strongest = {  # ties: the longer attack
+                e: min(reversed(xs), key=lambda x: x.metric if hib else -x.metric)
+                for e, xs in tried.items()
+            }
+            runs = [
+                strongest[x.epsilon] if x.attack == "pgd" and x.epsilon in strongest else x
+                for x in runs
+            ]
+            for x in strongest.values():
+                self._record(ctx, target, x, headline)
+            levels = [steps * 2**i for i in range(int(math.log2(cur // steps)) + 1)]
+            warnings.append(
+                f"attack budget: {first.evidence}; PGD re-ran with "
+                f"{' and '.join(map(str, levels[1:]))} steps and reports the strongest figure per "
+                "epsilon"
+                + ("" if check.passed else f"; still not converged at the cap ({cur} steps)")
+            )
+            ctx.result.details["pgd_escalation"] = {
+                "steps": levels,
+                "cap": cap,
+                "converged": bool(check.passed),
+                "reported_steps": {
+                    f"{e:g}": int(x.extra.get("steps", steps)) for e, x in strongest.items()
+                },
+                "metric": {
+                    f"{e:g}": {str(int(x.extra.get("steps", steps))): x.metric for x in xs}
+                    for e, xs in tried.items()
+                },
+            }
+            ctx.result.metrics["pgd_steps_used"] = float(cur)
+            check = audit.Check(
+                check.check, check.passed, f"escalated from {steps} steps; {check.evidence}"
+            )
+            ctx.log(f"audit warning: {warnings[-1]}")
+        return runs, Convergence(check, cur, warnings)
+
+    def _audit(
+        self,
+        ctx: CellContext,
+        target: Target | None,
+        evalset: EvalSet,
+        runs: list[Run],
+        clean: Score,
+        headline: str,
+        hib: bool,
+        convergence: Convergence,
     ) -> None:
         r = ctx.result
         pgd = ctx.plugins.attacks.get("pgd") if "pgd" in ctx.plugins.attacks else None
-        checks = [audit.monotone(runs, hib), audit.pgd_vs_fgsm(runs, hib)]
-        large = doubled = base = None
+        grads = target is not None and target.gradients
+        checks = [audit.monotone(runs, hib, grads), audit.pgd_vs_fgsm(runs, hib, grads)]
+        large = None
         if target is not None and target.gradients and pgd is not None:
-            large = self.run_attack(ctx, target, evalset, pgd, target.budget.large, clean, headline)
-            steps = int(ctx.params.get("pgd_steps") or 20)
-            pgd_runs = [x for x in runs if x.attack == "pgd" and x.epsilon > 0]
-            if pgd_runs:
-                mid = (pgd_runs[0].metric + pgd_runs[-1].metric) / 2
-                base = min(pgd_runs, key=lambda x: abs(x.metric - mid))
-            else:
-                eps = sorted(e for e in epsilons if e > 0)
-                base = (
-                    self.run_attack(
-                        ctx, target, evalset, pgd, eps[len(eps) // 2], clean, headline, steps
-                    )
-                    if eps
-                    else None
-                )
-            if base is not None:
-                doubled = self.run_attack(
-                    ctx, target, evalset, pgd, base.epsilon, clean, headline, 2 * steps
-                )
+            large = self.run_attack(
+                ctx, target, evalset, pgd, target.budget.large, clean, headline, convergence.steps
+            )
         checks.append(
             audit.reaches_chance(
                 large,
@@ -513,13 +628,13 @@ class RobustnessScenario(Scenario):
                 f"{target.budget.unit if target else ''}",
             )
         )
-        checks.append(audit.below_whitebox(runs, hib))
-        checks.append(audit.converged(base, doubled, int(ctx.params.get("pgd_steps") or 20), runs))
+        checks.append(audit.below_whitebox(runs, hib, grads))
+        checks.append(convergence.check)
         if target is not None and target.gradients:
-            grads = target.estimator.loss_gradient(target.x, target.labels)
+            g = target.estimator.loss_gradient(target.x, target.labels)
             if target.mask is not None:
-                grads = grads * target.mask
-            checks.append(audit.gradients(grads))
+                g = g * target.mask
+            checks.append(audit.gradients(g))
         else:
             checks.append(
                 audit.gradients(None, target.no_gradient_reason if target else "no attack target")
@@ -533,11 +648,19 @@ class RobustnessScenario(Scenario):
                     target.gradients,
                 )
             )
+        verdict = audit.verdict(checks, convergence.warnings)
         r.details["audit"] = [c.to_dict() for c in checks]
-        r.metrics["audit_passed"] = float(audit.passed(checks))
+        r.details["audit_verdict"] = verdict.to_dict()
+        r.metrics["audit_passed"] = float(verdict.passed)
+        r.metrics["audit_checks_ran"] = float(verdict.ran)
         for c in checks:
-            verdict = "n/a" if c.passed is None else ("pass" if c.passed else "FAIL")
-            ctx.log(f"audit {c.check}: {verdict} - {c.evidence}")
+            state = "not run" if c.passed is None else ("pass" if c.passed else "FAIL")
+            ctx.log(f"audit {c.check}: {state} - {c.evidence}")
+        ctx.log(f"audit verdict: {verdict.verdict} - {verdict.message}")
+
+    def verdict(self, result: Result) -> Figure | None:
+        """The gradient-masking audit's verdict, with its reasons and warnings."""
+        return _audit_figure(result, full=True)
 
 
 def _auc(xs: list[float], ys: list[float]) -> float:
@@ -571,10 +694,35 @@ def _chance(ctx: CellContext, evalset: EvalSet, headline: str, hib: bool) -> flo
     return max(candidates) if hib else min(candidates)
 
 
-def _audit_figure(r: Result) -> Figure | None:
-    audit = [a for a in r.details.get("audit") or [] if isinstance(a, dict)]
-    if not audit:
+def audit_verdict(r: Result) -> audit.Verdict | None:
+    """The audit's verdict on a result: as stored, or (results stored before verdicts were)
+    summed up again from its checks; None: no audit."""
+    rows = [a for a in r.details.get("audit") or [] if isinstance(a, dict)]
+    if not rows:
         return None
-    passed = sum(1 for a in audit if a.get("passed"))
-    return Figure("audit", passed / len(audit), passed=passed == len(audit),
-                  display=f"{passed}/{len(audit)} passed")
+    v = r.details.get("audit_verdict")
+    if isinstance(v, dict) and v.get("verdict") in audit.VERDICTS:
+        return audit.Verdict(
+            str(v["verdict"]),
+            str(v.get("message", "")),
+            int(v.get("ran", 0)),
+            int(v.get("total", len(rows))),
+            tuple(map(str, v.get("failed") or ())),
+            tuple(map(str, v.get("missing") or ())),
+            tuple(map(str, v.get("warnings") or ())),
+        )
+    return audit.verdict([audit.Check.from_dict(a) for a in rows])
+
+
+def _audit_figure(r: Result, full: bool = False) -> Figure | None:
+    """``passed (7 of 7 checks ran)``, green; ``failed``, red; ``insufficient``, grey. ``full``:
+    with the verdict's message (the attacks to add) and warnings."""
+    v = audit_verdict(r)
+    if v is None:
+        return None
+    text = f"{v.verdict}: {v.message}" if full else f"{v.verdict} ({v.ran_text})"
+    if v.warnings:
+        text += f"; warning: {'; '.join(v.warnings)}" if full else "; PGD escalated"
+    return Figure("audit", v.ran / max(v.total, 1),
+                  passed=None if v.verdict == "insufficient" else v.passed,
+                  inconclusive=v.verdict == "insufficient", display=text)
