@@ -206,3 +206,45 @@ def make_run_data(seed: int = 0, hostile: bool = False, with_baseline: bool = Tr
         base.run.id = 5
         baseline = base
     return RunData(run, results, baseline, history)
+
+
+# -- hostile strings for every output format (tests/test_output_escaping.py, the browser test) ---
+HOSTILE_TEXTS = (
+    "<script>window.__pwned = 1</script>",
+    "<img src=x onerror=\"window.__pwned = 2\">",
+    "[x](javascript:window.__pwned=3)",
+    "<a href=\"javascript:window.__pwned=4\">y</a>",
+    "![i](javascript:window.__pwned=5)",
+    "<javascript:window.__pwned=6>",
+    "a | b || c",
+    "`tick` ``double`` ```",
+    "new\nline\n\n# heading\n\n| x | y |",
+    "\x1b[31mred\x1b[0m \x1b]0;title\x07",
+    "form\x0cfeed nul\x00 bell\x07",
+    "[/] [bold]bold[/bold]",
+    "*em* _em_ **strong** ~~strike~~",
+    "<details open><summary>x</summary>",
+    "&lt;script&gt; &#60;b&#62;",
+)
+"""Script and image tags, ``javascript:`` links, pipes, backticks, newlines, ANSI sequences, form
+feed and NUL, rich markup, emphasis, an HTML block and entities: each must come out as text."""
+HOSTILE_ALL = " ".join(HOSTILE_TEXTS)
+
+
+def hostile_results(seed: int = 0) -> tuple[list[Result], list[Result]]:
+    """Base and head runs whose cell keys, measurement names, units and error texts are hostile:
+    one cell regresses, one fails with a hostile error, one is missing in head."""
+    rng = np.random.default_rng(seed)
+
+    def cell(i: int) -> Cell:
+        return Cell("speed", "vision", "torch", "cpu", {"batch_size": 32, "note": f"{i} {HOSTILE_ALL}"})
+
+    def ok(i: int, scale: float) -> Result:
+        s = 1000 * scale * np.exp(rng.normal(0, 0.03, 30))
+        return Result(cell(i), measurements=[Measurement(f"throughput {HOSTILE_TEXTS[i]}",
+                                                         "samples/s |`", s.tolist())])
+
+    base = [ok(0, 1.0), ok(1, 1.0), ok(2, 1.0), ok(3, 1.0)]
+    head = [ok(0, 0.7), Result(cell(1), status="failed", error=f"RuntimeError: {HOSTILE_ALL}"),
+            ok(3, 1.0)]
+    return base, head
