@@ -24,9 +24,6 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from dlbench.analysis.compare import (
     CANARY_SCENARIO,
@@ -38,54 +35,16 @@ from dlbench.analysis.compare import (
 from dlbench.analysis.thresholds import Thresholds
 from dlbench.report.escape import md_code, md_text, xml_text
 from dlbench.result import Result
+from dlbench.run.gate_schema import GateSchema
 
 ConfirmFn = Callable[[list[str]], "list[Result] | tuple[list[Result], list[Result]]"]
 """Re-measures flagged keys: their new head results, or (base, head) when both sides are measured
 again (an A/B gate re-runs the pair, interleaved, instead of re-using the first base)."""
 
 
-class ThresholdSpec(BaseModel):
-    """Thresholds of a suite's ``gate:`` section (unset fields keep the defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    speed: float | None = Field(
-        default=None, ge=0, description="relative speed change, 0.05 = 5%")
-    accuracy: float | None = Field(
-        default=None, ge=0, description="absolute accuracy drop, 0.01 = 1 point")
-    error: float | None = Field(
-        default=None, ge=0, description="relative increase of rmse/mae/loss")
-    memory_limit_mb: float | None = Field(
-        default=None, gt=0, description="peak memory limit in MB")
-    memory_increase: float | None = Field(
-        default=None, ge=0, description="relative peak memory growth")
-    memory_floor_mb: float | None = Field(
-        default=None, ge=0, description="ignore growth below this (MB)")
-    alpha: float | None = Field(
-        default=None, gt=0, lt=1, description="FDR level (Benjamini-Hochberg)")
-
-    def values(self) -> dict[str, Any]:
-        names = {"speed": "min_effect", "accuracy": "accuracy_drop", "error": "error_increase"}
-        return {names.get(k, k): v for k, v in self.model_dump().items() if v is not None}
-
-
-class GateConfig(BaseModel):
-    """A suite's ``gate:`` section, e.g.
-    ``{thresholds: {speed: 0.05, accuracy: 0.01}, cells: {"speed/vision/*": {speed: 0.1}}}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    thresholds: ThresholdSpec = Field(default_factory=lambda: ThresholdSpec())
-    cells: dict[str, ThresholdSpec] = Field(
-        default_factory=dict, description="per-cell overrides by key glob; later patterns win")
-    confirm: bool = Field(
-        default=True, description="re-run flagged regressions once before failing")
-    allow_inconclusive: bool = Field(
-        default=False, description="inconclusive rows do not fail the gate")
-    allow_missing: bool = Field(
-        default=False, description="baseline cells absent in head do not fail")
-    informational: list[str] = Field(default_factory=lambda: ["first_call"],
-                                     description="measurements reported but never gating")
+class GateConfig(GateSchema):
+    """A suite's ``gate:`` section (its schema, checked at suite load, is
+    :class:`dlbench.run.gate_schema.GateSchema`), turned into thresholds."""
 
     def to_thresholds(self) -> Thresholds:
         return Thresholds(**self.thresholds.values(), informational=tuple(self.informational),

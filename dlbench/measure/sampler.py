@@ -31,9 +31,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Ge, Interval
 
 from dlbench.errors import DlbenchError
 from dlbench.measure.contention import ContentionProbe, Window
@@ -47,37 +48,51 @@ class SyncError(DlbenchError):
     """``synchronize()`` returned before the device finished the work being timed."""
 
 
+MAX_SECONDS = 7 * 24 * 3600.0
+"""Longest time a budget field may ask for (a week); every time and fraction is also finite."""
+Seconds = Annotated[float, Interval(gt=0, le=MAX_SECONDS)]
+SecondsOrZero = Annotated[float, Interval(ge=0, le=MAX_SECONDS)]
+Fraction = Annotated[float, Interval(gt=0, le=1)]
+Count = Annotated[int, Ge(1)]
+CountOrZero = Annotated[int, Ge(0)]
+
+
 @dataclass(frozen=True)
 class Budget:
-    """How long and how precisely to sample; suites set these per scenario block."""
+    """How long and how precisely to sample; suites set these per scenario block.
 
-    max_time: float = 10.0
+    The annotations carry each field's range (``annotated_types``): a suite's ``budget:`` is
+    validated against them at load (see :func:`dlbench.run.suite.check_budget`)."""
+
+    max_time: Seconds = 10.0
     """Seconds of sampling (after warm-up) before giving up on the CI target."""
-    target_ci: float = 0.02
+    target_ci: Fraction = 0.02
     """Stop when the CI half-width of the median is within this fraction of it."""
-    min_samples: int = 30
+    min_samples: Count = 30
     """Samples before the first look at the stop rule (fewer leave the CI's coverage short)."""
-    max_samples: int = 5000
-    min_windows: int = 5
+    max_samples: Count = 5000
+    min_windows: CountOrZero = 5
     """Contention-checked windows before the stop rule may stop sampling."""
-    min_time: float = 0.1
+    min_time: SecondsOrZero = 0.1
     """Seconds of sampling before the stop rule may stop (slow fluctuations need time to show)."""
-    warmup_time: float = 1.0
-    warmup_iterations: int = 3
-    min_window: float = 0.05
+    warmup_time: SecondsOrZero = 1.0
+    warmup_iterations: CountOrZero = 3
+    min_window: Seconds = 0.05
     """Longest a sample may be: the cap on iterations per sample for steps too short to time alone."""
-    window_iterations: int | None = None
+    window_iterations: Count | None = None
     """Force this many iterations per sample (1 for latency distributions)."""
-    min_sample_time: float = 1e-4
+    min_sample_time: Seconds = 1e-4
     """A step shorter than this is timed in groups of iterations lasting at least this long."""
-    contention_window: float = 0.005
+    contention_window: Seconds = 0.005
     """Seconds of samples between two contention readings."""
-    max_contention: float = 0.05
+    max_contention: Fraction = 0.05
     """A window whose threads waited for a CPU longer than this fraction of it is retaken."""
-    stop_confidence: float = 0.99
+    stop_confidence: Annotated[float, Interval(gt=0, lt=1)] = 0.99
     """Confidence of the CI the stop rule looks at (the reported CI is 95%)."""
-    look_growth: float = 1.25
+    look_growth: Annotated[float, Interval(gt=1, le=100)] = 1.25
     """Each look at the stop rule comes after this many times more samples than the last."""
+    latency_samples: Count = 1000
+    """Speed at batch 1: samples of the latency distribution (one iteration each)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Budget:

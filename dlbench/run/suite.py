@@ -5,6 +5,14 @@ parameters. Every mistake is reported with the file, the field and the valid cho
 before any cell starts: that includes what a framework declares it offers (variants, precisions,
 device kinds, its own parameters' choices; class attributes, never an import).
 
+Validated completely: the file is read by :mod:`dlbench.run.yamlfile` (size cap, UTF-8, libyaml,
+duplicate keys, nesting and alias expansion bounded); every number is finite and in its range
+(the suite's fields here, the budget's in :class:`~dlbench.measure.sampler.Budget`'s annotations,
+each parameter's in its :class:`~dlbench.params.Param`); no list may be empty; an unknown key in
+any section (top level, matrix block, budget, exclude, gate) is an error with the valid keys and
+the closest one; a block expanding to more than :data:`MAX_CELLS` cells is refused before it is
+expanded.
+
 ```yaml
 name: quick
 timeout: 300                 # seconds per cell (blocks may override)
@@ -25,25 +33,39 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import itertools
+import math
 import os
 import re
+import types
+import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from dlbench.cell import Cell
 from dlbench.errors import SuiteError, choices
 from dlbench.framework import Framework
-from dlbench.params import COMMON_PARAMS, Param
+from dlbench.measure.sampler import MAX_SECONDS, Budget
+from dlbench.params import COMMON_PARAMS, SEED_MAX, Param
 from dlbench.plugins import Plugins
+from dlbench.run import yamlfile
+from dlbench.run.gate_schema import GateSchema
 
 SUITES_PACKAGE = "dlbench.suites"
 SUITES_PATH_VAR = "DLBENCH_SUITES_PATH"
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 MAX_REPEATS = 100
 REPEATS_RANGE = f"an integer from 1 to {MAX_REPEATS}"
+MAX_CELLS = 10_000
+"""Most cells one suite may expand to (the ready suites have at most a few hundred)."""
+EXCLUDE_KEYS = ("framework", "task", "device")
+"""What an ``exclude`` entry may name besides the cell's parameters."""
+
+Timeout = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+"""Seconds a cell may run: positive, finite, at most a week."""
+_BUDGET = TypeAdapter(Budget)
 
 
 def check_repeats(v: Any) -> int:
@@ -52,6 +74,40 @@ def check_repeats(v: Any) -> int:
         raise ValueError(f"repeats must be {REPEATS_RANGE} (got {v!r})")
     if not 1 <= v <= MAX_REPEATS:
         raise ValueError(f"repeats must be {REPEATS_RANGE} (got {v})")
+    return v
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name, or nothing."""
+    close = difflib.get_close_matches(str(name), list(valid), 1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_key(name: Any, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    return f"unknown key {name!r}: choose one of {choices(valid)}{did_you_mean(name, valid)}"
+
+
+def check_budget(budget: dict[str, Any]) -> dict[str, Any]:
+    """A block's ``budget``: known keys (the fields of :class:`~dlbench.measure.sampler.Budget`),
+    finite values in the ranges its annotations give; returns the values as validated."""
+    fields = list(Budget.__dataclass_fields__)
+    for k, v in budget.items():
+        if k not in fields:
+            raise ValueError(unknown_key(k, fields))
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{k}={v!r}: must be a finite number")
+    try:
+        checked = _BUDGET.validate_python(budget)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"{err['loc'][0]}={err['input']!r}: {err['msg']}") from None
+    return {k: getattr(checked, k) for k in budget}
+
+
+def _nonempty(what: str, v: Any) -> Any:
+    if isinstance(v, list | dict) and not v:
+        raise ValueError(f"an empty {what} gives no cells: name at least one")
     return v
 
 
@@ -64,10 +120,33 @@ class Block(BaseModel):
     devices: list[str] = Field(default_factory=lambda: ["cpu"])
     params: dict[str, Any] = Field(default_factory=dict)
     budget: dict[str, Any] = Field(default_factory=dict)
-    timeout: float | None = None
+    timeout: Timeout | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     repeats: int | None = None
     """Fresh processes per cell of this block (overrides the suite's ``repeats``)."""
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: Any) -> Any:
+        return _nonempty("tasks list", v)
+
+    @field_validator("frameworks")
+    @classmethod
+    def _frameworks(cls, v: Any) -> Any:
+        return _nonempty("frameworks list", v)
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_budget(v)
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if any(not entry for entry in v):
+            raise ValueError("an empty exclude entry would exclude every cell: name what to exclude, "
+                             "e.g. {framework: sklearn, mode: train}")
+        return v
 
     @field_validator("repeats", mode="before")
     @classmethod
@@ -77,6 +156,7 @@ class Block(BaseModel):
     @field_validator("devices")
     @classmethod
     def _devices(cls, v: list[str]) -> list[str]:
+        _nonempty("devices list", v)
         for d in v:
             if not DEVICE_RE.match(d):
                 raise ValueError(f"unknown device {d!r}: choose cpu, cuda or cuda:N")
@@ -86,11 +166,11 @@ class Block(BaseModel):
 class SuiteModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(min_length=1)
     description: str = ""
-    timeout: float = 600.0
-    seed: int = 0
-    matrix: list[Block]
+    timeout: Timeout = 600.0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    matrix: list[Block] = Field(min_length=1)
     gate: dict[str, Any] = Field(default_factory=dict)
     repeats: int = 1
     """Fresh processes per cell, interleaved with the other cells (round 1 of every cell, then
@@ -128,6 +208,8 @@ class Suite:
             k = block.repeats or self.model.repeats
             for cell in _expand(block, i, self, plugins):
                 out.setdefault(cell.key, (cell, k))
+            if len(out) > MAX_CELLS:
+                raise SuiteError(f"{self.where}: more than {MAX_CELLS:,} cells; split the suite")
         return list(out.values())
 
     def repeats(self, plugins: Plugins) -> dict[str, int]:
@@ -165,14 +247,13 @@ def available() -> list[str]:
 
 
 def load(name_or_path: str, plugins: Plugins) -> Suite:
+    """The suite a name or path gives, validated completely, or one :class:`SuiteError` line."""
     path = resolve(name_or_path)
+    data = yamlfile.read(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark else ""
-        raise SuiteError(f"{path}{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
-    return parse(data, plugins, path)
+        return parse(data, plugins, path)
+    except (RecursionError, MemoryError):
+        raise SuiteError(f"{path}: too large or too deeply nested to validate; simplify the suite") from None
 
 
 def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
@@ -182,23 +263,58 @@ def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
     try:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
-        # a misspelled field shows up as "extra" plus "missing": report the misspelling first
-        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-        field = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            owner = SuiteModel if len(err["loc"]) == 1 else Block
-            close = difflib.get_close_matches(str(err["loc"][-1]), list(owner.model_fields), 1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            msg = f"unknown field; choose one of {choices(owner.model_fields)}{hint}"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        else:
-            msg = msg.removeprefix("Value error, ")
-        raise SuiteError(f"{where}: field {field}: {msg}") from None
+        raise SuiteError(f"{where}: {_first_error(exc, SuiteModel)}") from None
+    try:
+        GateSchema.model_validate(model.gate)
+    except ValidationError as exc:
+        raise SuiteError(f"{where}: {_first_error(exc, GateSchema, ('gate',))}") from None
     suite = Suite(model, path)
     suite.cells(plugins)  # validates names and parameters
     return suite
+
+
+def _first_error(exc: ValidationError, schema: type[BaseModel], prefix: tuple[Any, ...] = ()) -> str:
+    """``field a.b: problem`` for the first error (a misspelled key first: it also shows up as a
+    missing one), unknown keys with the valid ones and the closest."""
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = tuple(err["loc"])
+    field = ".".join(str(x) for x in (*prefix, *loc))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(schema, loc[:-1])
+        valid = list(owner.model_fields) if owner else []
+        msg = f"unknown field; choose one of {choices(valid)}{did_you_mean(str(loc[-1]), valid)}"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    else:
+        msg = msg.removeprefix("Value error, ")
+    return f"field {field}: {msg}"
+
+
+def _model_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class found at ``loc`` inside ``schema`` (through lists, dicts and optionals)."""
+    t: Any = schema
+    for part in loc:
+        t = _unoptional(t)
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            info = t.model_fields.get(str(part))
+            if info is None:
+                return None
+            t = info.annotation
+        elif typing.get_origin(t) in (list, dict):
+            t = typing.get_args(t)[-1]  # list[X] by index, dict[str, X] by key
+        else:
+            return None
+    t = _unoptional(t)
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _unoptional(t: Any) -> Any:
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return t
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,21 +365,25 @@ def _offered(fw: Framework, device: str, params: dict[str, Any], sources: dict[s
 def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Cell]:
     where = f"{suite.where} matrix[{index}]"
     scenario = plugins.scenarios.get(block.scenario, f"{where}.scenario")
-    task_items = block.tasks.items() if isinstance(block.tasks, dict) else ((t, {}) for t in block.tasks)
+    task_items = list(block.tasks.items() if isinstance(block.tasks, dict) else ((t, {}) for t in block.tasks))
     frameworks = _frameworks(block, f"{where}.frameworks", plugins)
+    tasks = {name: plugins.tasks.get(name, f"{where}.tasks") for name, _ in task_items}
+    all_fw_params = {k for f in plugins.frameworks for k in f.params}
+    _check_exclude(block, where, {*COMMON_PARAMS, *scenario.params, *all_fw_params,
+                                  *(k for t in tasks.values() for k in t.params)})
     # frameworks named in the block must offer what it asks for (an error at load); a wildcard's
     # (installed, all) cells that ask for more than their framework offers are skipped in the
     # parent with the reason (dlbench.run.session), never started
     named = not (isinstance(block.frameworks, str) and block.frameworks in WILDCARDS)
     cells: list[Cell] = []
+    excluded = 0
     for task_name, task_overrides in task_items:
-        task = plugins.tasks.get(task_name, f"{where}.tasks")
+        task = tasks[task_name]
         for fw_name, fw_overrides in frameworks.items():
             fw = plugins.frameworks.get(fw_name)
             declared: dict[str, Param] = {**COMMON_PARAMS, **scenario.params, **task.params}
             fw_params = {k: p for k, p in fw.params.items() if not p.applies_to or fw_name in p.applies_to}
             declared.update(fw_params)
-            all_fw_params = {k for f in plugins.frameworks for k in f.params}
             given = {**block.params, **(task_overrides or {}), **fw_overrides}
             sources = {**{k: f"{where}.params" for k in block.params},
                        **{k: f"{where}.tasks.{task_name}" for k in task_overrides or {}},
@@ -271,23 +391,35 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
             for k in given:
                 if k not in declared and k not in all_fw_params:
                     raise SuiteError(f"{sources[k]}: unknown parameter {k!r} for scenario {scenario.name!r}, "
-                                     f"task {task_name!r}: choose one of {choices(declared)}")
+                                     f"task {task_name!r}: choose one of {choices(declared)}"
+                                     f"{did_you_mean(k, declared)}")
             # parameters of other frameworks (e.g. keras 'backend') do not expand this framework
             given = {k: v for k, v in given.items() if k in declared}
             for k, v in given.items():
+                if isinstance(v, list) and not v:
+                    raise SuiteError(f"{sources[k]}: {k}=[]: an empty list gives no cells; give at least "
+                                     "one value")
                 for value in _listify(v):
                     err = declared[k].validate(k, value)
                     if err:
                         owner = f"{fw_name} " if k in fw_params else ""
                         raise SuiteError(f"{sources[k]}: {owner}{err}")
             keys = list(given)
+            n = math.prod(len(_listify(given[k])) for k in keys) * len(block.devices)
+            if len(cells) + n > MAX_CELLS:
+                raise SuiteError(f"{where}: expands to more than {MAX_CELLS:,} cells; give fewer values "
+                                 "or split the suite")
             for combo in itertools.product(*(_listify(given[k]) for k in keys)):
                 params = {k: p.default for k, p in declared.items()}
                 params["seed"] = suite.model.seed if "seed" not in given else params["seed"]
                 params.update(dict(zip(keys, combo, strict=True)))
+                problem = scenario.check(params)
+                if problem:
+                    raise SuiteError(f"{where}.params: {problem}")
                 for device in block.devices:
                     row = {"framework": fw_name, "task": task_name, "device": device, **params}
                     if any(all(row.get(k) == v for k, v in ex.items()) for ex in block.exclude):
+                        excluded += 1
                         continue
                     problem = _offered(fw, device, params, sources, where) if named else None
                     if problem:
@@ -295,4 +427,16 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
                     cells.append(Cell(block.scenario, task_name, fw_name, device, params,
                                       float(block.timeout or suite.model.timeout), dict(block.budget),
                                       tuple(keys)))
+    if excluded and not cells:
+        raise SuiteError(f"{where}.exclude: excludes every cell of the block; narrow it or remove the block")
     return cells
+
+
+def _check_exclude(block: Block, where: str, params: set[str]) -> None:
+    """Every key of an ``exclude`` entry is ``framework``, ``task``, ``device`` or a parameter
+    some cell of the block has."""
+    valid = {*EXCLUDE_KEYS, *params}
+    for i, entry in enumerate(block.exclude):
+        for k in entry:
+            if k not in valid:
+                raise SuiteError(f"{where}.exclude[{i}]: {unknown_key(k, valid)}")

@@ -41,15 +41,17 @@ if TYPE_CHECKING:
     from dlbench.task import Dataset
 
 TRAINING_PARAMS: dict[str, Param] = {
-    "epochs": Param(None, "training epochs (None: the task's default)", type=int),
-    "batch_size": Param(None, "training batch size (None: the task's default)", type=int),
-    "train_fraction": Param(1.0, "fraction of the training split used (seeded subset)", type=float),
-    "learning_rate": Param(None, "override the task's learning rate", type=float),
+    "epochs": Param(None, "training epochs (None: the task's default)", type=int, min=1, max=100_000),
+    "batch_size": Param(None, "training batch size (None: the task's default)", type=int, min=1),
+    "train_fraction": Param(1.0, "fraction of the training split used (seeded subset)", type=float,
+                            min=0, exclusive_min=True, max=1),
+    "learning_rate": Param(None, "override the task's learning rate", type=float, min=0,
+                           exclusive_min=True),
     "reuse": Param(False, "reload trained weights stored by an earlier identical cell", type=bool),
     "train_attack": Param("none", "adversarial training: none, fgsm (fast FGSM) or pgd (see "
                           "dlbench.robustness.training)", ("none", "fgsm", "pgd")),
     "train_epsilon": Param(None, "adversarial-training budget in the task's perturbation unit "
-                           "(None: the domain's default)", type=float),
+                           "(None: the domain's default)", type=float, min=0),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dlbench.params import Param
@@ -40,6 +40,11 @@ class Scenario(ABC):
 
     def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
         """Parent-side check, without importing any framework: why this cell cannot run."""
+        return None
+
+    def check(self, params: Mapping[str, Any]) -> str | None:
+        """Parent-side check at suite load of one cell's parameters (each already in its
+        :class:`~dlbench.params.Param` range) taken together: what is wrong and the fix, or None."""
         return None
 
     @abstractmethod

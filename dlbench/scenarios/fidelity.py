@@ -37,8 +37,9 @@ class FidelityScenario(Scenario):
     description = "dlbench's reported throughput / a hand-written timing loop's, same model and process"
     params: ClassVar[dict[str, Param]] = {
         "mode": Param("infer", "infer or train", ("infer", "train")),
-        "batch_size": Param(64, "examples per step", type=int),
-        "rounds": Param(5, "interleaved rounds of (dlbench sampling, plain loop)", type=int),
+        "batch_size": Param(64, "examples per step", type=int, min=1),
+        "rounds": Param(5, "interleaved rounds of (dlbench sampling, plain loop)", type=int, min=1,
+                        max=1000),
     }
     budget: ClassVar[dict[str, Any]] = {"max_time": 1.0, "target_ci": 0.01, "warmup_time": 0.5}
     needs_data = False

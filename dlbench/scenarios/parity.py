@@ -44,7 +44,7 @@ class ParityScenario(Scenario):
             AUTO, "what every framework is compared with: a framework name, numpy (the float64 "
             "NumPy reference: outputs and loss) or auto (the first installed neural framework)",
             type=str),
-        "batch_size": Param(8, "examples in the parity batch", type=int),
+        "batch_size": Param(8, "examples in the parity batch", type=int, min=1),
     }
     needs_data = False
 

@@ -82,9 +82,13 @@ class ListParam(Param):
 
     def validate(self, name: str, value: Any) -> str | None:
         try:
-            parse_list(value, self.item)
+            items = parse_list(value, self.item)
         except (TypeError, ValueError) as exc:
             return f"{name}={value!r}: {exc}"
+        for v in items or []:
+            err = self.check_number(v)
+            if err:
+                return f"{name}={value!r}: {err}"
         return None
 
 
@@ -119,14 +123,15 @@ ROBUSTNESS_PARAMS: dict[str, Param] = {
         "epsilon grid in the task's unit (pixel/255, dB, relative-norm); "
         "None: the domain's default",
         item=float,
+        min=0,
     ),
     "eval_size": Param(
-        200, "evaluation examples (groups for ranking), same for every framework", type=int
+        200, "evaluation examples (groups for ranking), same for every framework", type=int, min=1
     ),
-    "pgd_steps": Param(20, "PGD and APGD iterations", type=int),
-    "restarts": Param(1, "random restarts of PGD and APGD", type=int),
-    "blackbox_size": Param(50, "examples the black-box attack runs on", type=int),
-    "square_queries": Param(200, "iterations (queries) of the Square attack", type=int),
+    "pgd_steps": Param(20, "PGD and APGD iterations", type=int, min=1),
+    "restarts": Param(1, "random restarts of PGD and APGD", type=int, min=1),
+    "blackbox_size": Param(50, "examples the black-box attack runs on", type=int, min=1),
+    "square_queries": Param(200, "iterations (queries) of the Square attack", type=int, min=1),
     "corruptions": Param(True, "evaluate the task's corruptions", type=bool),
     "audit": Param(True, "run the gradient-masking audit", type=bool),
     "defence": Param(

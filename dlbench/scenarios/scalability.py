@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,15 +64,17 @@ class ScalabilityScenario(Scenario):
     params: ClassVar[dict[str, Param]] = {
         "axis": Param("batch_size", "what one cell sweeps", AXES),
         "values": Param(None, "the sweep as a list (in a suite: values: [[1, 2, 4]]); None: "
-                        f"the axis's default ({DEFAULT_VALUES})", type=list),
+                        f"the axis's default ({DEFAULT_VALUES})", type=list, min=0,
+                        exclusive_min=True),
         "mode": Param("infer", "batch_size and threads axes: infer or train (workers: train)",
                       ("infer", "train")),
         "batch_size": Param(32, "threads axis: the batch; workers: per-worker batch; "
-                            "train_fraction: the training batch", type=int),
+                            "train_fraction: the training batch", type=int, min=1),
         "worker_threads": Param(None, "workers axis: intra-op threads per worker on CPU (None: 1)",
-                                type=int),
+                                type=int, min=1, max=4096),
         "saturation": Param(0.9, "batch_size axis: saturation_batch_size is the smallest batch "
-                            "reaching this fraction of the peak throughput", type=float),
+                            "reaching this fraction of the peak throughput", type=float,
+                            min=0, exclusive_min=True, max=1),
         "equal_steps": Param(True, "train_fraction axis: train every fraction for the same number "
                              "of optimizer steps (epochs / fraction, rounded up); false: the same "
                              "epochs (fewer steps on less data)", type=bool),
@@ -93,13 +95,24 @@ class ScalabilityScenario(Scenario):
             return f"{framework.name} implements no data-parallel training (workers axis)"
         return None
 
+    def check(self, params: Mapping[str, Any]) -> str | None:
+        """The sweep's values suit its axis; ``threads`` is unset on the threads and workers axes."""
+        axis = params.get("axis") or "batch_size"
+        try:
+            sweep_values(axis, params.get("values"))
+        except DlbenchError as exc:
+            return str(exc)
+        if axis in ("threads", "workers") and params.get("threads"):
+            return (f"threads={params['threads']} with axis={axis}: leave 'threads' unset "
+                    "(it would pin this cell's own process); the workers axis takes worker_threads")
+        return None
+
     def run(self, ctx: CellContext) -> None:
+        problem = self.check(ctx.params)
+        if problem:
+            raise DlbenchError(problem)
         axis = ctx.params.get("axis") or "batch_size"
         values = sweep_values(axis, ctx.params.get("values"))
-        if axis in ("threads", "workers") and ctx.params.get("threads"):
-            raise DlbenchError(f"threads={ctx.params['threads']} with axis={axis}: leave 'threads' unset "
-                               "(it would pin this cell's own process); the workers axis takes "
-                               "worker_threads")
         runners: dict[str, Callable[..., list[Point]]] = {
             "batch_size": _batch_sweep, "threads": _threads_sweep, "workers": _workers_sweep,
             "train_fraction": _fraction_sweep}

@@ -35,7 +35,8 @@ class SpeedScenario(Scenario):
     description = "throughput (samples/s) and latency percentiles of inference or training steps"
     params: ClassVar[dict[str, Param]] = {
         "mode": Param("infer", "infer (forward pass) or train (optimizer step)", ("infer", "train")),
-        "batch_size": Param(32, "examples per step; batch 1 also records latency percentiles", type=int),
+        "batch_size": Param(32, "examples per step; batch 1 also records latency percentiles", type=int,
+                            min=1),
     }
     budget: ClassVar[dict[str, Any]] = {"max_time": 5.0, "target_ci": 0.02, "warmup_time": 1.0}
     needs_data = False

@@ -336,11 +336,11 @@ class NlpTask(Task):
         "model": Param("bag", "bag: embedding bag + MLP; transformer: small encoder",
                        ("bag", "transformer")),
         "activation": Param("relu", "hidden activation", ACTIVATIONS),
-        "max_len": Param(64, "tokens per text (truncate / pad)", type=int),
-        "vocab_size": Param(8000, "vocabulary size including pad and unk", type=int),
-        "embed_dim": Param(64, "embedding / model width", type=int),
+        "max_len": Param(64, "tokens per text (truncate / pad)", type=int, min=1),
+        "vocab_size": Param(8000, "vocabulary size including pad and unk", type=int, min=3),
+        "embed_dim": Param(64, "embedding / model width", type=int, min=1),
         "layers": Param(1, "transformer encoder blocks", (1, 2)),
-        "heads": Param(4, "attention heads (must divide embed_dim)", type=int),
+        "heads": Param(4, "attention heads (must divide embed_dim)", type=int, min=1),
     }
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
     higher_is_better: ClassVar[dict[str, bool]] = {"accuracy": True, "macro_f1": True}
