@@ -53,6 +53,9 @@ def test_plugin_that_fails_to_import(tmp_path):
 
 def test_unknown_list_and_report_run(tmp_path):
     one_line_error(run_cli("list", "gadgets"), r"unknown list 'gadgets': choose one of .*frameworks")
+    from dlbench.store.database import Store
+
+    Store(f"sqlite:///{tmp_path}/r.db")
     one_line_error(run_cli("report", "7", "--store", f"sqlite:///{tmp_path}/r.db"), r"no run 7 in store")
 
 

@@ -6,9 +6,11 @@ the run machinery) inside itself, so the other commands start without it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,8 +25,9 @@ from dlbench.result import Result
 from dlbench.store.database import DEFAULT_URL, Store
 
 
-def load_results(ref: str, store: Store) -> tuple[RunInfo | None, list[Result]]:
-    """A run id (or 'latest') from the store, or an exported JSON file (dlbench or pytest-benchmark)."""
+def load_results(ref: str, store: Store | Callable[[], Store]) -> tuple[RunInfo | None, list[Result]]:
+    """A run id (or 'latest') from the store, or an exported JSON file (dlbench or pytest-benchmark).
+    ``store`` may be a function opening it, called only for a run id (a file needs no store)."""
     from dlbench.store.exchange import import_any
 
     path = Path(ref)
@@ -32,8 +35,9 @@ def load_results(ref: str, store: Store) -> tuple[RunInfo | None, list[Result]]:
         if not path.exists():
             raise DlbenchError(f"results file {ref} does not exist (export one with: dlbench export RUN -o {ref})")
         return import_any(read_json(path))
-    rid = store.latest_run_id() if ref == "latest" else parse_run_id(ref, "run")
-    data = store.load_run(rid)
+    rid = None if ref == "latest" else parse_run_id(ref, "run")
+    st = store if isinstance(store, Store) else store()
+    data = st.load_run(st.latest_run_id() if rid is None else rid)
     return data.run, data.results
 
 
@@ -87,8 +91,8 @@ def compare(
     """Compare two runs cell by cell: ratio of medians with 95% CI, Mann-Whitney U, BH-controlled verdicts."""
     from dlbench.analysis.compare import compare_runs
 
-    st = Store(store)
-    (_, b), (_, h) = load_results(base, st), load_results(head, st)
+    opened = functools.cache(lambda: Store(store, create=False))  # read-only: none is created
+    (_, b), (_, h) = load_results(base, opened), load_results(head, opened)
     cmp = compare_runs(b, h)
     for line in cmp.environment:
         err.print(f"[yellow]environment differs: {term_markup(line)}[/]")
@@ -209,7 +213,7 @@ def gate(
     from dlbench.run import suite as suites
     from dlbench.run.session import RunOptions, Session
 
-    st = Store(store)
+    st = Store(store, create=head is None)  # reading a stored head run creates no store
     ab_mode = ab or any(v is not None for v in (base_python, head_python, base_plugins_dir, head_plugins_dir))
     rerun: ConfirmFn
     if ab_mode:
@@ -306,7 +310,7 @@ def export(
     formats = {"dlbench": export_run, "pytest-benchmark": export_pytest_benchmark}
     if format not in formats:
         raise DlbenchError(f"unknown export format {format!r}: choose one of {', '.join(formats)}")
-    st = Store(store)
+    st = Store(store, create=False)
     rid = st.latest_run_id() if run_id == "latest" else parse_run_id(run_id, "RUN_ID")
     data = st.load_run(rid)
     text = json.dumps(formats[format](data.run, data.results), indent=1, allow_nan=False)
@@ -327,7 +331,7 @@ def import_(
     """Import an exported run or a pytest-benchmark JSON file into the store as a new run."""
     from dlbench.store.exchange import digest
 
-    st = Store(store)
+    st = Store(store, create=False)
     info, results = load_results(str(path), st)  # the whole file is validated before any write
     mark = digest(read_json(path))
     for earlier in st.runs():

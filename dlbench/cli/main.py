@@ -45,7 +45,7 @@ def run(
 ) -> int:
     """Run a suite; every cell in a fresh process; results stored as each cell ends."""
     from dlbench.run import suite as suites
-    from dlbench.run.session import LAUNCHERS, RunOptions, Session
+    from dlbench.run.session import LAUNCHERS, RunOptions, Session, selected
 
     plugins = State.plugins()
     s = suites.load(suite, plugins)
@@ -56,7 +56,8 @@ def run(
         plugins.reporters.get(r, "--report")
     if dry_run:
         for cell in s.cells(plugins):
-            out.print(term_markup(cell.key), highlight=False)
+            if selected(cell.key, select):
+                out.print(term_markup(cell.key), highlight=False)
         return 0
     st = Store(store)
     resume_id = None
@@ -235,7 +236,7 @@ def report(
     from dlbench.run.reports import load_run_data, write_reports
 
     plugins = State.plugins()
-    st = Store(store)
+    st = Store(store, create=False)
     rid = st.latest_run_id() if run_id == "latest" else parse_run_id(run_id, "RUN_ID")
     base = None if baseline is None else parse_run_id(baseline, "--baseline")
     print_run(load_run_data(st, rid, plugins=plugins), out)

@@ -203,8 +203,7 @@ class Session:
         if self.only is not None:
             planned = {c.key: k for c, k in plan}
             plan = [(c, planned.get(c.key, 1)) for c in self.only]
-        if self.options.select:
-            plan = [(c, k) for c, k in plan if fnmatch.fnmatchcase(c.key, self.options.select)]
+        plan = [(c, k) for c, k in plan if selected(c.key, self.options.select)]
         if self.options.repeats is not None:
             plan = [(c, self.options.repeats) for c, _ in plan]
         self._plan = plan
@@ -305,6 +304,11 @@ class Session:
         self.reports = write_reports(self.store, self.run_id, self.plugins, self.options.output_dir,
                                      self.options.reporters)
         return self.reports
+
+
+def selected(key: str, select: str | None) -> bool:
+    """Whether a cell key matches ``--select`` (a glob; None selects every cell)."""
+    return select is None or fnmatch.fnmatchcase(key, select)
 
 
 CANARY_CELL = Cell("canary", "matmul", "numpy", "cpu", {})

@@ -50,6 +50,7 @@ from dlbench.result import Measurement, ModelInfo, Result, Stats
 from dlbench.store.liveness import mark_orphaned_runs
 from dlbench.store.schema import upgrade
 
+from dlbench.store.urls import check_url, redact_url
 DEFAULT_DIR = Path("reports")
 DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
 
@@ -159,16 +160,23 @@ def _nan(v: Any) -> float:
 class Store:
     """A results database reachable by SQLAlchemy URL."""
 
-    def __init__(self, url: str = DEFAULT_URL) -> None:
+    def __init__(self, url: str = DEFAULT_URL, create: bool = True) -> None:
+        """``create=False`` (the read-only commands): a SQLite store that does not exist yet is one
+        StoreError line saying how to make one, and nothing (no folder, no file) is created."""
         self.url = url
         try:
-            if (file := _sqlite_file(url)) is not None:
+        check_url(url)  # a password SQLAlchemy would cut never reaches a driver or a message
+        if not create and (file := _sqlite_file(url)) is not None and not file.is_file():
+            raise StoreError(f"there is no results store at {file} yet "
+                             f"(make one with: dlbench run <suite> --store {redact_url(url)})")
+            if create and (file := _sqlite_file(url)) is not None:
                 file.parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = _engine(url)
-            _create_tables(self.engine, f"results store {_redact(url)!r}", _sqlite_file(url))
+            _create_tables(self.engine, f"results store {redact_url(url)!r}", _sqlite_file(url))
         except (SQLAlchemyError, OSError, ImportError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StoreError(f"cannot open results store {_redact(url)!r}: {reason} "
+            reason = reason.replace(url, redact_url(url))  # "could not parse URL '<url>'"
+            raise StoreError(f"cannot open results store {redact_url(url)!r}: {reason} "
                              f"(check the --store URL, that the server is up and its driver is installed)") from None
         mark_orphaned_runs(self.engine, runs)
 
@@ -187,7 +195,7 @@ class Store:
         try:
             yield
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"cannot write {what} to results store {_redact(self.url)!r}: "
+            raise StoreError(f"cannot write {what} to results store {redact_url(self.url)!r}: "
                              f"{write_reason(exc)}") from exc
 
     def start_run(self, suite: str, environment: dict[str, Any], git_commit: str | None,
@@ -250,7 +258,7 @@ class Store:
             row = c.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if row is None:
             known = [r.id for r in self.runs(limit=10)]
-            raise StoreError(f"no run {run_id} in store {_redact(self.url)!r} "
+            raise StoreError(f"no run {run_id} in store {redact_url(self.url)!r} "
                              f"(latest runs: {', '.join(map(str, known)) or 'none'}; see dlbench history)")
         return _run_info(row)
 
@@ -258,7 +266,7 @@ class Store:
         found = self.runs(suite, limit=1)
         if not found:
             what = f" of suite {suite!r}" if suite else ""
-            raise StoreError(f"no run{what} in store {_redact(self.url)!r} yet (run: dlbench run <suite>)")
+            raise StoreError(f"no run{what} in store {redact_url(self.url)!r} yet (run: dlbench run <suite>)")
         return found[0].id
 
     def results(self, run_id: int, combine: bool = True) -> list[Result]:
@@ -447,9 +455,3 @@ def _run_info(row: Any) -> RunInfo:
     return RunInfo(row["id"], row["suite"], row["started_at"], row["finished_at"], row["git_commit"],
                    row["environment"] or {}, row["status"], row["config"] or {})
 
-
-def _redact(url: str) -> str:
-    """Hide a password in a URL before printing it."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
