@@ -49,8 +49,8 @@ from dlbench.report.base import RunData, RunInfo
 from dlbench.result import Measurement, ModelInfo, Result, Stats
 from dlbench.store.liveness import mark_orphaned_runs
 from dlbench.store.schema import upgrade
-
 from dlbench.store.urls import check_url, redact_url
+
 DEFAULT_DIR = Path("reports")
 DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
 
@@ -164,11 +164,11 @@ class Store:
         """``create=False`` (the read-only commands): a SQLite store that does not exist yet is one
         StoreError line saying how to make one, and nothing (no folder, no file) is created."""
         self.url = url
-        try:
         check_url(url)  # a password SQLAlchemy would cut never reaches a driver or a message
         if not create and (file := _sqlite_file(url)) is not None and not file.is_file():
             raise StoreError(f"there is no results store at {file} yet "
                              f"(make one with: dlbench run <suite> --store {redact_url(url)})")
+        try:
             if create and (file := _sqlite_file(url)) is not None:
                 file.parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = _engine(url)
