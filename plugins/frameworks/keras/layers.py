@@ -1,11 +1,14 @@
 """Build a Keras 3 functional ``keras.Model`` from a neutral :class:`~dlbench.spec.ModelSpec`.
 
 Built-in layers wherever Keras has the op with the canonical semantics (``Dense``, ``Conv1D``,
-``Conv2D``, pooling, ``Flatten``, ``Dropout``, ``Embedding``, ``LayerNormalization``,
-``Activation``, ``Add``, ``Concatenate``); small backend-neutral custom layers (``keras.ops``
-only) where it has not: the masked mean, the position table, the row-wise dot product and the
-self-attention with canonical ``{q,k,v,o}_kernel (d, d)`` weights (``keras.layers.
-MultiHeadAttention`` keeps ``(d, heads, head_dim)`` kernels and has no key-padding float mask).
+``Conv2D`` with ``groups``, pooling, ``Flatten``, ``Dropout``, ``Embedding``,
+``LayerNormalization``, ``BatchNormalization`` (Keras's ``momentum`` is ``1 -`` the spec's; both
+use the biased variance), ``Activation``, ``Add``, ``Concatenate``, ``ZeroPadding1D/2D`` before a
+``valid`` convolution for explicit integer padding); small backend-neutral custom layers
+(``keras.ops`` only) where it has not: the masked mean, the position table, the row-wise dot
+product, the embedding bag, DLRM's dot interaction and the self-attention with canonical
+``{q,k,v,o}_kernel (d, d)`` weights (``keras.layers.MultiHeadAttention`` keeps
+``(d, heads, head_dim)`` kernels and has no key-padding float mask).
 
 Every layer is named after its node and its variables after the canonical parameters, so
 ``"<layer>.<variable name>"`` is the canonical weight key. Mixed precision (``bf16``) passes the
@@ -18,6 +21,8 @@ from __future__ import annotations
 import functools
 import math
 from typing import Any
+
+import numpy as np
 
 from dlbench.api import ModelSpec, UnsupportedError
 
@@ -69,12 +74,53 @@ def custom_layers() -> dict[str, type]:
         def compute_output_shape(self, shapes: list[Any]) -> Any:
             return (*shapes[0][:-1], 1)
 
-    class SelfAttention(keras.layers.Layer):
-        """Multi-head self-attention with canonical weights and an optional key-padding mask."""
+    class EmbeddingBag(keras.layers.Layer):
+        """Sum or mean of the rows of the ids on the last axis; inputs ``ids`` or ``[ids, mask]``."""
 
-        def __init__(self, num_heads: int, **kwargs: Any) -> None:
+        def __init__(self, input_dim: int, output_dim: int, mode: str, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.num_heads = num_heads
+            self.input_dim, self.output_dim, self.mode = input_dim, output_dim, mode
+
+        def build(self, shapes: Any) -> None:
+            self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim),
+                                              name="embeddings", initializer="zeros")
+
+        def call(self, inputs: Any) -> Any:
+            ids, mask = (inputs[0], inputs[1]) if isinstance(inputs, (list, tuple)) else (inputs, None)
+            rows = ops.take(self.embeddings, ops.cast(ids, "int32"), axis=0)  # (..., bag, dim)
+            if mask is None:
+                return (ops.sum if self.mode == "sum" else ops.mean)(rows, axis=-2)
+            m = ops.cast(mask, rows.dtype)
+            total = ops.sum(rows * ops.expand_dims(m, -1), axis=-2)
+            if self.mode == "mean":
+                total = total / ops.maximum(ops.sum(m, axis=-1, keepdims=True), 1.0)
+            return total
+
+        def compute_output_shape(self, shapes: Any) -> Any:
+            ids = shapes[0] if isinstance(shapes, (list, tuple)) and isinstance(shapes[0], (list, tuple)) else shapes
+            return (*ids[:-1], self.output_dim)
+
+    class DotInteraction(keras.layers.Layer):
+        """DLRM's pairwise dot products of ``k`` vectors, pairs ``(i, j)``, ``j < i``, row-major."""
+
+        def call(self, inputs: list[Any]) -> Any:
+            k = len(inputs)
+            t = ops.stack(inputs, axis=1)  # (N, k, d)
+            z = ops.reshape(ops.matmul(t, ops.transpose(t, (0, 2, 1))), (-1, k * k))
+            li, lj = np.tril_indices(k, -1)
+            return ops.take(z, (li * k + lj).astype("int32"), axis=1)
+
+        def compute_output_shape(self, shapes: list[Any]) -> Any:
+            k = len(shapes)
+            return (shapes[0][0], k * (k - 1) // 2)
+
+    class SelfAttention(keras.layers.Layer):
+        """Multi-head self-attention with canonical weights, an optional key-padding mask and an
+        optional causal mask."""
+
+        def __init__(self, num_heads: int, causal: bool = False, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.num_heads, self.causal = num_heads, causal
 
         def build(self, shapes: Any) -> None:
             d = shapes[0][-1]
@@ -98,8 +144,13 @@ def custom_layers() -> dict[str, type]:
             v = heads(ops.matmul(x, self.v_kernel) + self.v_bias)
             scores = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32")
             scores = scores / math.sqrt(dh)
+            keep = None
             if len(inputs) > 1:
                 keep = ops.cast(inputs[1], "float32")[:, None, None, :] > 0.5
+            if self.causal:
+                tri = ops.convert_to_tensor(np.tri(seq, dtype=bool))
+                keep = tri if keep is None else ops.logical_and(keep, tri)
+            if keep is not None:
                 scores = ops.where(keep, scores, MASK_FILL)
             probs = ops.cast(ops.softmax(scores, axis=-1), x.dtype)
             att = ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))
@@ -110,7 +161,8 @@ def custom_layers() -> dict[str, type]:
             return shapes[0]
 
     return {"MaskedGlobalAvgPool": MaskedGlobalAvgPool, "PositionEmbedding": PositionEmbedding,
-            "RowDot": RowDot, "SelfAttention": SelfAttention}
+            "RowDot": RowDot, "SelfAttention": SelfAttention, "EmbeddingBag": EmbeddingBag,
+            "DotInteraction": DotInteraction}
 
 
 def build_model(spec: ModelSpec, precision: str, seed: int) -> Any:
@@ -136,8 +188,21 @@ def build_model(spec: ModelSpec, precision: str, seed: int) -> Any:
             layer: Any = L.Dense(a["units"], activation=a.get("activation"), **kw, **ZEROS)
         elif op in ("Conv1D", "Conv2D"):
             cls = L.Conv1D if op == "Conv1D" else L.Conv2D
-            layer = cls(a["filters"], a["kernel_size"], strides=a["strides"], padding=a["padding"],
+            padding = a["padding"]
+            if isinstance(padding, int):  # explicit symmetric zeros, then a valid convolution
+                zero_pad = L.ZeroPadding1D if op == "Conv1D" else L.ZeroPadding2D
+                ins = [zero_pad(padding, name=f"{node.name}__pad", dtype=dtype)(ins[0])]
+                padding = "valid"
+            layer = cls(a["filters"], a["kernel_size"], strides=a["strides"], padding=padding,
+                        groups=a.get("groups", 1), use_bias=a.get("use_bias", True),
                         activation=a.get("activation"), **kw, **ZEROS)
+        elif op == "BatchNorm":
+            layer = L.BatchNormalization(axis=-1, momentum=1.0 - float(a["momentum"]),
+                                         epsilon=float(a["epsilon"]), **kw)
+        elif op == "EmbeddingBag":
+            layer = C["EmbeddingBag"](a["input_dim"], a["output_dim"], a["mode"], **kw)
+        elif op == "DotInteraction":
+            layer = C["DotInteraction"](**kw)
         elif op in ("MaxPool", "AvgPool"):
             name = ("MaxPooling" if op == "MaxPool" else "AveragePooling") + ("1D" if rank == 2 else "2D")
             layer = getattr(L, name)(pool_size=a["pool_size"], **kw)
@@ -157,7 +222,7 @@ def build_model(spec: ModelSpec, precision: str, seed: int) -> Any:
         elif op == "LayerNorm":
             layer = L.LayerNormalization(epsilon=float(a["epsilon"]), **kw)
         elif op == "MultiHeadSelfAttention":
-            layer = C["SelfAttention"](int(a["num_heads"]), **kw)
+            layer = C["SelfAttention"](int(a["num_heads"]), bool(a.get("causal", False)), **kw)
         elif op == "Activation":
             layer = L.Activation(a["fn"], **kw)
         elif op in ("Add", "Concat") and len(ins) == 1:
@@ -171,7 +236,8 @@ def build_model(spec: ModelSpec, precision: str, seed: int) -> Any:
             layer = C["RowDot"](**kw)
         else:
             raise UnsupportedError(f"keras cannot compile op {op!r} of node {node.name!r}")
-        multi = op in ("Add", "Concat", "Dot", "MultiHeadSelfAttention") or (op == "GlobalAvgPool" and len(ins) > 1)
+        multi = (op in ("Add", "Concat", "Dot", "MultiHeadSelfAttention", "DotInteraction")
+                 or (op in ("GlobalAvgPool", "EmbeddingBag") and len(ins) > 1))
         values[node.name] = layer(ins if multi else ins[0])
     out = values[spec.output]
     if precision == "bf16":
