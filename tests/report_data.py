@@ -248,3 +248,22 @@ def hostile_results(seed: int = 0) -> tuple[list[Result], list[Result]]:
     head = [ok(0, 0.7), Result(cell(1), status="failed", error=f"RuntimeError: {HOSTILE_ALL}"),
             ok(3, 1.0)]
     return base, head
+
+
+def add_hostile_cells(data: RunData) -> RunData:
+    """``data`` with a hostile suite name and a failed and a skipped cell whose keys and error
+    texts hold every :data:`HOSTILE_TEXTS` string."""
+    data.run.suite = HOSTILE_ALL
+    cell = Cell("speed", "vision", f"torch{HOSTILE_TEXTS[7]}", "cpu", {"note": HOSTILE_ALL})
+    data.results += [Result(cell, "failed", error=f"Error: {HOSTILE_ALL}"),
+                     Result(Cell("speed", "vision", "jax", "cpu", {"note": HOSTILE_ALL}), "skipped",
+                            error=HOSTILE_ALL)]
+    return data
+
+
+def markdown_html(md: str) -> str:
+    """GitHub-flavoured Markdown (tables, strikethrough) to HTML by markdown-it, raw HTML passed
+    through as a permissive renderer would."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(md)

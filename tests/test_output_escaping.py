@@ -16,21 +16,30 @@ import pytest
 from conftest import run_cli  # noqa: I001
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from markdown_it import MarkdownIt
 
 from dlbench.analysis.compare import compare_runs
 from dlbench.analysis.gate import decide, to_junit, to_markdown
-from dlbench.cell import Cell
 from dlbench.report.escape import clean_text, md_code, md_text, one_line, term_markup, xml_text
 from dlbench.report.markdown import MarkdownReporter
 from dlbench.report.terminal import TerminalReporter
-from dlbench.result import Result
 from dlbench.store.exchange import export_run
 
 try:
-    from tests.report_data import HOSTILE_ALL, HOSTILE_TEXTS, hostile_results, make_run_data
+    from tests.report_data import (
+        HOSTILE_TEXTS,
+        add_hostile_cells,
+        hostile_results,
+        make_run_data,
+        markdown_html,
+    )
 except ImportError:  # tests/ itself on sys.path (pytest's default "prepend" import mode)
-    from report_data import HOSTILE_ALL, HOSTILE_TEXTS, hostile_results, make_run_data
+    from report_data import (
+        HOSTILE_TEXTS,
+        add_hostile_cells,
+        hostile_results,
+        make_run_data,
+        markdown_html,
+    )
 
 LIVE = ("script", "img", "iframe", "object", "embed", "svg", "style", "form", "input", "textarea")
 
@@ -60,9 +69,7 @@ class Elements(HTMLParser):
                 if t in LIVE or t == "a" or any(k.startswith("on") for k in a)]
 
 
-def render(md: str) -> str:
-    """GitHub-flavoured Markdown (tables, strikethrough) to HTML, raw HTML passed through."""
-    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(md)
+render = markdown_html
 
 
 def assert_inert(md: str) -> Elements:
@@ -196,13 +203,7 @@ def test_gate_junit_is_well_formed_without_control_characters() -> None:
 
 
 def _hostile_run_data():
-    data = make_run_data(hostile=True, with_baseline=False)
-    data.run.suite = HOSTILE_ALL
-    cell = Cell("speed", "vision", f"torch{HOSTILE_TEXTS[7]}", "cpu", {"note": HOSTILE_ALL})
-    data.results += [Result(cell, "failed", error=f"Error: {HOSTILE_ALL}"),
-                     Result(Cell("speed", "vision", "jax", "cpu", {"note": HOSTILE_ALL}), "skipped",
-                            error=HOSTILE_ALL)]
-    return data
+    return add_hostile_cells(make_run_data(hostile=True, with_baseline=False))
 
 
 def test_report_markdown_is_inert() -> None:

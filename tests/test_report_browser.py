@@ -1,5 +1,7 @@
 """The HTML report in a real headless Chromium: every chart draws, nothing errors, nothing loads
-from the network, and hostile strings stay text. Also proves the checks can fail."""
+from the network, and hostile strings stay text; gate.md (also what ``compare --markdown``
+writes) and report.md, rendered to HTML with raw HTML allowed, run no script, load no image and
+hold no link. Also proves the checks can fail."""
 
 from __future__ import annotations
 
@@ -7,14 +9,29 @@ from pathlib import Path
 
 import pytest
 
+from dlbench.analysis.compare import compare_runs
+from dlbench.analysis.gate import decide, to_markdown
 from dlbench.report.html import HtmlReporter
+from dlbench.report.markdown import MarkdownReporter
 
 try:
     from tests.browser import Chromium, PageResult, find_chromium
-    from tests.report_data import make_run_data
+    from tests.report_data import (
+        HOSTILE_TEXTS,
+        add_hostile_cells,
+        hostile_results,
+        make_run_data,
+        markdown_html,
+    )
 except ImportError:  # tests/ itself on sys.path (pytest's default "prepend" import mode)
     from browser import Chromium, PageResult, find_chromium
-    from report_data import make_run_data
+    from report_data import (
+        HOSTILE_TEXTS,
+        add_hostile_cells,
+        hostile_results,
+        make_run_data,
+        markdown_html,
+    )
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,6 +51,9 @@ CHART_STATE = """(() => {
     state: document.body.dataset.chartsRendered,
     pwned: typeof window.__pwned,
     injected: document.querySelectorAll("img[src='x'], textarea").length,
+    jsLinks: document.querySelectorAll("a[href^='javascript' i]").length,
+    handlers: [...document.querySelectorAll("body *")].filter(
+      e => [...e.attributes].some(a => a.name.startsWith("on"))).length,
     failureText: [...document.querySelectorAll("details.failure summary")].map(s => s.textContent),
     badges: [...document.querySelectorAll("#leaderboard span.flag")].map(s => ({
       text: s.textContent.trim(), title: s.title, visible: s.getBoundingClientRect().width > 0,
@@ -54,8 +74,8 @@ def browser():
 @pytest.fixture(scope="module")
 def report_page(browser: Chromium, tmp_path_factory: pytest.TempPathFactory) -> PageResult:
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(HtmlReporter().render(make_run_data(hostile=True, flagged=True)),
-                    encoding="utf-8")
+    data = add_hostile_cells(make_run_data(hostile=True, flagged=True))
+    path.write_text(HtmlReporter().render(data), encoding="utf-8")
     return browser.load(path.as_uri(), wait_for=READY, evaluate=CHART_STATE, timeout=120)
 
 
@@ -81,7 +101,9 @@ def test_nothing_loads_from_the_network(report_page: PageResult) -> None:
 def test_hostile_strings_stay_text(report_page: PageResult) -> None:
     v = report_page.value
     assert v["pwned"] == "undefined" and v["injected"] == 0
+    assert v["jsLinks"] == 0 and v["handlers"] == 0
     assert any("<script>window.__pwned = 1</script>" in t for t in v["failureText"])
+    assert any("[x](javascript:window.__pwned=3)" in t for t in v["failureText"])  # the new cells
 
 
 def test_flagged_figures_show_a_visible_badge_with_its_explanation(report_page: PageResult) -> None:
@@ -99,6 +121,52 @@ def test_flagged_figures_show_a_visible_badge_with_its_explanation(report_page: 
     assert hostile and hostile[0]["text"].startswith("⚠ <script>window.__pwned = 1</script>")
     summary = report_page.value["flagSummary"]
     assert "figures are flagged" in summary and "contended" in summary
+
+
+# -- Markdown outputs, rendered -------------------------------------------------------------------
+MARKDOWN_STATE = """new Promise(resolve => {
+  const q = s => document.querySelectorAll(s).length;
+  const state = {scripts: q("script"), images: q("img"), frames: q("iframe, object, embed"),
+    links: q("a"), handlers: [...document.querySelectorAll("body *")].filter(
+      e => [...e.attributes].some(a => a.name.startsWith("on"))).length,
+    tables: q("table"), text: document.body.innerText};
+  document.querySelectorAll("a").forEach(a => a.click());  // a javascript: link runs now
+  setTimeout(() => resolve({...state, pwned: typeof window.__pwned}), 300);
+})"""
+
+
+def _markdown_page(tmp_path: Path, name: str, md: str) -> str:
+    page = tmp_path / f"{name}.html"
+    page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+                    f"{markdown_html(md)}</body></html>", encoding="utf-8")
+    return page.as_uri()
+
+
+@pytest.mark.parametrize("which", ["gate.md", "report.md"])
+def test_markdown_outputs_stay_inert_in_chromium(browser: Chromium, tmp_path: Path, which: str) -> None:
+    if which == "gate.md":  # compare --markdown writes the same document
+        md = to_markdown(decide(compare_runs(*hostile_results())))
+    else:
+        md = MarkdownReporter().render(add_hostile_cells(make_run_data(hostile=True, with_baseline=False)))
+    page = browser.load(_markdown_page(tmp_path, which, md), evaluate=MARKDOWN_STATE, timeout=60)
+    v = page.value
+    assert (v["scripts"], v["images"], v["frames"], v["links"], v["handlers"]) == (0, 0, 0, 0, 0), v
+    assert v["tables"] >= 1
+    assert v["pwned"] == "undefined"
+    for text in HOSTILE_TEXTS[:6]:  # shown as text, as written
+        assert text in v["text"], text
+    assert page.errors == [], "\n".join(map(str, page.errors))
+
+
+@pytest.mark.parametrize("raw", [" ".join(HOSTILE_TEXTS[:4]), HOSTILE_TEXTS[3]],
+                         ids=["script-img-link", "link-only"])
+def test_the_markdown_check_can_fail(browser: Chromium, tmp_path: Path, raw: str) -> None:
+    """Unescaped, the strings do come out live, and the page sees it (a link only once clicked)."""
+    page = browser.load(_markdown_page(tmp_path, "raw", f"| cell |\n|---|\n| {raw} |\n"),
+                        evaluate=MARKDOWN_STATE, timeout=60)
+    assert page.value["links"] >= 1 and page.value["pwned"] == "number"
+    if raw != HOSTILE_TEXTS[3]:
+        assert page.value["scripts"] >= 1 and page.value["images"] >= 1
 
 
 # -- the checks above can fail ------------------------------------------------------------------
