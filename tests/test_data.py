@@ -257,6 +257,66 @@ def test_fetch_zip_member_digest_mismatch(tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "z").exists()  # the folder fetch created is removed again
 
 
+def _zip(path: Path, members: dict[str, bytes]) -> str:
+    import hashlib
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, payload in members.items():
+            zf.writestr(name, payload)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fetch_checks_the_archive_digest_before_extracting(tmp_path: Path) -> None:
+    import hashlib
+
+    archive = tmp_path / "a.zip"
+    good = _zip(archive, {"m": b"content"})
+    member = hashlib.sha256(b"content").hexdigest()
+    info = DatasetInfo("z", "", (FileEntry("m", member, archive.as_uri(), "m", archive_sha256=good),))
+    assert download.fetch(info, tmp_path / "ok", progress=False).ok
+    # the same member bytes in a different archive: refused on the archive's digest alone
+    _zip(archive, {"m": b"content", "extra": b"planted"})
+    with pytest.raises(DatasetError, match=r"downloaded archive .*a\.zip: digest mismatch .*nothing was extracted"):
+        download.fetch(info, tmp_path / "cache", progress=False)
+    assert [p for p in (tmp_path / "cache").rglob("*") if not p.is_dir()] == []
+
+
+@pytest.mark.parametrize("bad", ["../escaped.txt", "/tmp/dlbench-absolute-member.txt", "a/../../escaped.txt",
+                                 "C:/escaped.txt", "..\\escaped.txt"])
+@pytest.mark.parametrize("where", ["member", "path", "planted"])
+def test_fetch_refuses_member_names_that_escape(tmp_path: Path, bad: str, where: str) -> None:
+    import hashlib
+
+    archive = tmp_path / "a.zip"
+    members = {"ok.txt": b"fine"}
+    if where in ("member", "planted"):
+        members[bad] = b"escaped"
+    _zip(archive, members)
+    digest = hashlib.sha256(b"escaped" if where == "member" else b"fine").hexdigest()
+    fe = {"member": FileEntry("m", digest, archive.as_uri(), bad),
+          "path": FileEntry(bad, digest, archive.as_uri(), "ok.txt"),
+          "planted": FileEntry("m", digest, archive.as_uri(), "ok.txt")}[where]
+    root = tmp_path / "deep" / "cache"
+    with pytest.raises(DatasetError, match=r"is absolute or contains '\.\.': refused") as err:
+        download.fetch(DatasetInfo("z", "", (fe,)), root, progress=False)
+    assert "\n" not in str(err.value)
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == [archive]  # nothing extracted anywhere
+    assert not (root / "z").exists()
+    assert not Path("/tmp/dlbench-absolute-member.txt").exists()
+
+
+def test_fetch_moves_no_member_in_place_until_all_match(tmp_path: Path) -> None:
+    import hashlib
+
+    archive = tmp_path / "a.zip"
+    _zip(archive, {"one": b"first", "two": b"second"})
+    info = DatasetInfo("z", "", (FileEntry("one", hashlib.sha256(b"first").hexdigest(), archive.as_uri(), "one"),
+                                 FileEntry("two", "0" * 64, archive.as_uri(), "two")))
+    with pytest.raises(DatasetError, match="two from .*digest mismatch"):
+        download.fetch(info, tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache" / "z").exists()  # "one" verified, yet not left behind alone
+
+
 def test_fetch_http_404_is_a_clear_error(served: tuple[str, Path], tmp_path: Path) -> None:
     base, _ = served
     info = DatasetInfo("gone", "", (FileEntry("x", "0" * 64, f"{base}/x"),))

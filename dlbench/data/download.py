@@ -66,6 +66,10 @@ def fetch(info: DatasetInfo, root: Path | None = None, progress: bool | Progress
         note = f" ({info.fetch_note})" if info.fetch_note else ""
         raise DatasetError(f"dataset {info.name!r}: {len(no_url)} file(s) have no upstream URL, "
                            f"e.g. {no_url[0]}{note}; set {DATA_DIR_ENV} to a folder holding it")
+    for fe in todo:  # before anything is created or downloaded
+        _safe_name(fe.path, f"dataset {info.name!r}: file path")
+        if fe.archive_member:
+            _safe_name(fe.archive_member, f"dataset {info.name!r}: archive member name")
     if not is_writable(folder):
         raise DatasetError(f"dataset {info.name!r}: cannot write to {folder} (read-only): "
                            f"set {DATA_DIR_ENV} to a writable folder and run: dlbench data fetch {info.name}")
@@ -170,32 +174,59 @@ def _download_verified(fe: FileEntry, folder: Path, report: ProgressFn, retries:
 
 def _fetch_archive(url: str, members: list[FileEntry], folder: Path, report: ProgressFn,
                    retries: int) -> None:
-    """Download one zip (to a temporary file, removed afterwards) and extract ``members``."""
+    """Download one zip (to a temporary file, removed afterwards) and extract ``members``.
+
+    Nothing is extracted before the archive is checked: its digest (``archive_sha256``, when
+    registered) first, then every member name (an absolute name, or one with ``..``, is refused),
+    then every member is read into a hidden temporary file and its digest checked; only when all
+    of them match are they moved in place."""
     f, tmp_zip = _temp_in(folder, "archive.zip")
+    extracted: list[tuple[Path, Path]] = []
     try:
         with f:
-            _stream_to(url, f, report, retries)
+            digest = _stream_to(url, f, report, retries)
+        expected = {fe.archive_sha256.lower() for fe in members if fe.archive_sha256}
+        if expected and expected != {digest}:
+            raise DatasetError(f"downloaded archive {url}: digest mismatch (expected {min(expected)[:12]}..., "
+                               f"got {digest[:12]}...); nothing was extracted: retry, or report a changed upstream")
         try:
             zf = zipfile.ZipFile(tmp_zip)
         except zipfile.BadZipFile as exc:
             raise DatasetError(f"{url} is not a valid zip archive ({exc}); retry, or report a moved upstream") from exc
         with zf:
+            for info in zf.infolist():
+                _safe_name(info.filename, f"member name in {url}")
             names = set(zf.namelist())
             for fe in members:
                 member = str(fe.archive_member)
                 if member not in names:
                     raise DatasetError(f"{url} holds no member {member!r} (needed for {fe.path}); "
                                        f"the upstream archive changed: report it")
-                with atomic_writer(folder / fe.path) as out, zf.open(member) as src:
+                out, tmp = _temp_in((folder / fe.path).parent, fe.path)
+                extracted.append((tmp, folder / fe.path))
+                with out, zf.open(member) as src:
                     h = hashlib.sha256()
                     while chunk := src.read(_CHUNK):
                         out.write(chunk)
                         h.update(chunk)
-                    _check_digest(fe, h.hexdigest(), f"{url}!{member}")
-                report("file", 1)
+                _check_digest(fe, h.hexdigest(), f"{url}!{member}")
+        for tmp, target in extracted:  # every member verified: only now does any take its name
+            os.replace(tmp, target)
+            report("file", 1)
     finally:
+        for tmp, _ in extracted:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         with contextlib.suppress(FileNotFoundError):
             tmp_zip.unlink()
+
+
+def _safe_name(name: str, what: str) -> None:
+    """Refuse a path that is absolute (``/x``, ``\\x``, ``C:x``) or climbs out (a ``..`` part)."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise DatasetError(f"{what} {name!r} is absolute or contains '..': refused (nothing was extracted; "
+                           f"the archive or the dataset's registration is unsafe: report it)")
 
 
 def _check_digest(fe: FileEntry, digest: str, source: str) -> None:

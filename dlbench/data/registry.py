@@ -9,7 +9,8 @@ SHA-256 of every file, licence, citation) and registers it through the
 * :func:`dlbench.data.download.fetch` downloads what is missing or corrupt
   from upstream into a temporary file in the same folder, checks its SHA-256 and moves it into
   place with ``os.replace`` (atomic: a reader never sees a half-written file). A zip archive is
-  downloaded once per fetch and the members the dataset needs are extracted and verified.
+  downloaded once per fetch; its digest, its member names and the digests of the members the
+  dataset needs are all checked before any member takes its name.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ class FileEntry:
 
     ``path`` is relative to the dataset folder; ``sha256`` is the digest of that file as stored
     (for an archive member: of the *extracted* member). ``url`` is the upstream address; when it
-    points at a zip archive, ``archive_member`` names the member to extract.
+    points at a zip archive, ``archive_member`` names the member to extract and ``archive_sha256``
+    (when known) is the digest of the whole archive, checked before anything in it is read.
     """
 
     path: str
     sha256: str
     url: str | None = None
     archive_member: str | None = None
+    archive_sha256: str | None = None
 
 
 @dataclass(frozen=True)

