@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dlbench.cell import Cell
@@ -31,7 +30,7 @@ from dlbench.measure.canary import canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
 from dlbench.report.common import headline
-from dlbench.report.escape import clean_text
+from dlbench.report.escape import clean_text, term_markup
 from dlbench.result import Result
 from dlbench.run.launch.base import (
     TAIL_BYTES,
@@ -153,7 +152,7 @@ class Session:
             if os.environ.get("DLBENCH_OFFLINE") or name in self._fetch_failed:
                 raise
             try:
-                self.console.print(f"downloading dataset {name} (first use) ...")
+                self.console.print(term_markup(f"downloading dataset {name} (first use) ..."))
                 fetch(info, progress=None)
             except Exception as exc:  # noqa: BLE001 - offline, refused, digest mismatch
                 self._fetch_failed.add(name)
@@ -260,7 +259,7 @@ class Session:
                 progress.advance(task_id)
                 continue
             label = f" ({job.label})" if job.label else ""
-            progress.update(task_id, description=escape(job.cell.key + label))
+            progress.update(task_id, description=term_markup(job.cell.key + label))
             yield job
 
     def record(self, result: Result) -> None:
@@ -284,7 +283,7 @@ class Session:
         try:
             self.plugins.call("dlbench_cell_result", result=result)
         except Exception as exc:  # noqa: BLE001 - a listener must not lose the run
-            console.print(f"[yellow]a dlbench_cell_result hook failed: {exc}[/]")
+            console.print(f"[yellow]a dlbench_cell_result hook failed: {term_markup(str(exc))}[/]")
         if not self.options.quiet:
             scenarios = {s.name: s for s in self.plugins.scenarios}
             console.print(self.prefix + describe(result, scenarios))
@@ -335,4 +334,4 @@ def describe(r: Result, scenarios: Mapping[str, Scenario] | None = None) -> str:
     dur = f" ({r.duration:.1f} s)" if r.duration else ""
     k = r.details.get("repeats")
     rep = f" repeat {int(r.details.get('repeat', 0)) + 1}/{k}" if isinstance(k, int) and k > 1 else ""
-    return f"[{style}]{r.status:>7}[/] {escape(r.cell.key)}{rep} {head}{dur}{escape(err)}"
+    return f"[{style}]{r.status:>7}[/] {term_markup(r.cell.key)}{rep} {head}{dur}{term_markup(err)}"
