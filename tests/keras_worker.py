@@ -28,7 +28,10 @@ from dlbench.measure import parity
 MARKER = "KERAS_WORKER_JSON"
 SPECS = parity.layer_specs()
 PARITY_SPECS = ("conv2d_same_stride2", "attention_masked", "layer_norm", "position_embedding",
-                "dot_two_towers")
+                "dot_two_towers", "batch_norm_conv", "residual_block", "conv2d_grouped",
+                "conv2d_depthwise", "conv1d_subsample", "ffn_gelu", "attention_causal_masked",
+                "embedding_bag", "dot_interaction")
+BATCH_NORM_SPECS = ("batch_norm_conv", "batch_norm_dense", "residual_block")
 
 
 def options(name: str, optimizer: str = "sgd", lr: float = 0.1, backend: str = "",
@@ -43,7 +46,7 @@ def check_forward(ctx: dict[str, Any]) -> dict[str, float]:
     out = {}
     for name in ctx["specs"]:
         spec = SPECS[name]
-        weights = spec.init_weights(1)
+        weights = parity.with_running_statistics(spec, spec.init_weights(1), 2)
         inputs, _ = parity.example_inputs(spec, n=3, seed=2)
         model = ctx["keras"].build(spec, weights, options(name, backend=ctx["backend"]))
         out[name] = parity.relative_error(model.predict(inputs), spec_numpy.forward(spec, weights, inputs))
@@ -55,11 +58,28 @@ def check_parity(ctx: dict[str, Any]) -> dict[str, dict[str, float]]:
     out = {}
     for name in PARITY_SPECS:
         spec = SPECS[name].without_dropout()
-        weights = spec.init_weights(3)
+        weights = parity.with_running_statistics(spec, spec.init_weights(3), 4)
         inputs, targets = parity.example_inputs(spec, n=4, seed=4)
         ref = ctx["torch"].build(spec, weights, options(name))
         cand = ctx["keras"].build(spec, weights, options(name, backend=ctx["backend"]))
         out[name] = {r.check: r.rel_error for r in parity.measure_parity(ref, cand, inputs, targets)}
+    return out
+
+
+def check_batch_norm(ctx: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """After one SGD step: running statistics against NumPy, and inference reading them."""
+    out = {}
+    for name in BATCH_NORM_SPECS:
+        spec = SPECS[name].without_dropout()
+        weights = parity.with_running_statistics(spec, spec.init_weights(3), 4)
+        inputs, targets = parity.example_inputs(spec, n=4, seed=4)
+        model = ctx["keras"].build(spec, weights, options(name, backend=ctx["backend"]))
+        expected = spec_numpy.batch_norm_state(spec, weights, inputs)
+        model.train_step(model.to_device(inputs), model.to_device(targets))
+        after = model.get_weights()
+        out[name] = {k: parity.relative_error(after[k], v) for k, v in expected.items()}
+        out[name]["outputs_after_step"] = parity.relative_error(
+            model.predict(inputs), spec_numpy.forward(spec, after, inputs))
     return out
 
 
@@ -211,7 +231,8 @@ def check_gpu(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "forward": check_forward, "parity": check_parity, "optimizers": check_optimizers,
+    "forward": check_forward, "parity": check_parity, "batch_norm": check_batch_norm,
+    "optimizers": check_optimizers,
     "weights": check_weights, "bf16": check_bf16, "compiled": check_compiled, "misc": check_misc,
     "gpu": check_gpu}
 

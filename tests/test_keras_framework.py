@@ -31,7 +31,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 ALL_SPECS = sorted(parity.layer_specs())
 JAX_FORWARD_SPECS = ("conv1d_same_stride2", "conv2d_valid_stride2", "maxpool1d", "avgpool2d",
                      "global_avg_pool2d", "global_avg_pool_masked", "activation_gelu", "concat_conv",
-                     "embedding", "dropout")
+                     "embedding", "dropout", "batch_norm_conv", "conv2d_grouped", "embedding_bag")
 """Eager JAX compiles every primitive, so its default forward sweep is a subset (the parity
 check adds attention, LayerNorm, position embeddings and Dot); the full sweep is marked slow."""
 FP32 = 1e-4
@@ -42,7 +42,7 @@ def _available(backend: str) -> bool:
 
 
 def _default_job(backend: str) -> tuple[str, str]:
-    checks = "forward,parity,optimizers,weights,bf16,misc"
+    checks = "forward,parity,batch_norm,optimizers,weights,bf16,misc"
     if backend != "torch":  # torch.compile takes minutes on two cores: see the slow test
         checks += ",compiled"
     specs = ",".join(JAX_FORWARD_SPECS) if backend == "jax" else "all"
@@ -133,6 +133,17 @@ def test_gradient_and_sgd_step_match_torch(worker: Callable[[str], dict[str, Any
         assert {"outputs", "loss", "weights_after_step"} <= set(checks), spec
         assert all(v < FP32 for v in checks.values()), (spec, checks)
     assert "input_gradient" in rows["attention_masked"]
+    assert {"residual_block", "embedding_bag", "dot_interaction", "attention_causal_masked"} <= set(rows)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_norm_running_statistics_match_numpy(worker: Callable[[str], dict[str, Any]],
+                                                   backend: str) -> None:
+    rows = _check(worker(backend), "batch_norm")
+    assert sorted(rows) == ["batch_norm_conv", "batch_norm_dense", "residual_block"]
+    for spec, errors in rows.items():
+        assert sum(".moving_" in k for k in errors) >= 2, (spec, errors)
+        assert all(v < FP32 for v in errors.values()), (spec, errors)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

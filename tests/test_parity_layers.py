@@ -6,6 +6,10 @@ by being installed. Forward passes are checked against the NumPy reference
 checked against PyTorch, whose gradients ``tests/test_torch_framework.py`` checks against finite
 differences of the NumPy reference.
 
+BatchNorm specs start from seeded running statistics (:func:`with_running_statistics`), so
+inference mode is tested on non-trivial ones; after one training step the running statistics of
+every framework are checked against the NumPy reference (:func:`spec_numpy.batch_norm_state`).
+
 Keras is left out here: its backend must be chosen before Keras is imported, so each backend
 needs a process of its own; ``tests/test_keras_framework.py`` runs these checks per backend.
 """
@@ -27,6 +31,7 @@ from dlbench.measure.parity import (
     measure_parity,
     numpy_output_row,
     relative_error,
+    with_running_statistics,
 )
 from dlbench.plugins import get_plugins
 
@@ -65,7 +70,7 @@ def _quick_jax() -> Iterator[None]:
 
 def _build(fw_name: str, spec_name: str, **opts: object) -> tuple[Model, dict, dict, np.ndarray]:
     spec = SPECS[spec_name].without_dropout()
-    weights = spec.init_weights(1)
+    weights = with_running_statistics(spec, spec.init_weights(1), 2)
     x, y = example_inputs(spec, 4, 0)
     train = TrainConfig(loss_for(spec), "sgd", 0.1)
     opts.setdefault("variant", SWEEP_VARIANT.get(fw_name, "eager"))
@@ -93,7 +98,9 @@ def test_forward_matches_numpy_and_weights_round_trip(fw_name: str, spec_name: s
 
 
 QUICK_GRADIENT_SPECS = {"conv2d_same_stride2", "concat_conv", "layer_norm", "attention_masked",
-                        "position_embedding"}
+                        "position_embedding", "batch_norm_conv", "residual_block", "conv2d_grouped",
+                        "conv2d_depthwise", "conv1d_subsample", "attention_causal_masked",
+                        "embedding_bag", "dot_interaction"}
 """Specs whose gradients run in the quick suite (the risky layouts, paddings and masks); the
 others are marked slow: each costs a compilation or two in JAX and TensorFlow."""
 
@@ -116,7 +123,36 @@ def test_gradients_and_step_match_torch(fw_name: str, spec_name: str) -> None:
         np.testing.assert_array_equal(w, weights[k], err_msg=k)
 
 
-@pytest.mark.parametrize("spec_name", ["conv2d_same_stride2"])
+BATCH_NORM_SPECS = sorted(n for n, s in SPECS.items() if "BatchNorm" in s.ops())
+
+
+def test_batch_norm_specs_have_running_statistics() -> None:
+    assert {"batch_norm_conv", "batch_norm_dense", "residual_block"} <= set(BATCH_NORM_SPECS)
+    spec = SPECS["residual_block"]
+    assert len(spec.state_keys()) == 2 * 3 and all(".moving_" in k for k in spec.state_keys())
+    assert spec.parameter_count() == sum(int(np.prod(s)) for k, s in spec.param_shapes().items()
+                                         if k not in spec.state_keys())
+
+
+@pytest.mark.parametrize("spec_name", BATCH_NORM_SPECS)
+@pytest.mark.parametrize("fw_name", FRAMEWORKS)
+def test_batch_norm_running_statistics_after_a_step_match_numpy(fw_name: str, spec_name: str) -> None:
+    """One SGD step: running statistics = (1 - momentum) * old + momentum * biased batch moments,
+    and the next inference uses them."""
+    model, weights, x, y = _build(fw_name, spec_name)
+    expected = spec_numpy.batch_norm_state(model.spec, weights, x)
+    assert sorted(expected) == model.spec.state_keys()
+    model.train_step(model.to_device(x), model.to_device(y))
+    model.synchronize()
+    after = model.get_weights()
+    errors = {k: relative_error(after[k], v) for k, v in expected.items()}
+    assert all(e <= 1e-4 for e in errors.values()), f"{fw_name} {spec_name}: {errors}"
+    moved = [k for k in expected if not np.array_equal(after[k], weights[k])]
+    assert moved == sorted(expected)  # a step that left them alone would fail above, but say so
+    assert numpy_output_row(model.spec, after, model, x).passed  # inference reads the new ones
+
+
+@pytest.mark.parametrize("spec_name", ["conv2d_same_stride2", "residual_block"])
 @pytest.mark.parametrize("fw_name", FRAMEWORKS)
 def test_bf16_is_close(fw_name: str, spec_name: str) -> None:
     if "bf16" not in _framework(fw_name).precisions:
@@ -134,7 +170,8 @@ def test_bf16_is_close(fw_name: str, spec_name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec_name", ["conv2d_same_stride2", "attention_masked"])
+@pytest.mark.parametrize("spec_name", ["conv2d_same_stride2", "attention_masked", "residual_block",
+                                       "embedding_bag"])
 @pytest.mark.parametrize("fw_name", FRAMEWORKS)
 def test_compiled_variant_parity(fw_name: str, spec_name: str) -> None:
     if "compiled" not in _framework(fw_name).variants:

@@ -67,7 +67,8 @@ def test_unsupported_options_raise_with_the_choices() -> None:
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_gradients_match_numpy_finite_differences(name: str) -> None:
-    """Input gradient and one SGD step agree with central differences of the NumPy loss."""
+    """Input gradient (inference mode) and one SGD step (training mode) agree with central
+    differences of the NumPy loss."""
     model, weights, x, y = _build(name, lr=0.5)
     spec, loss = model.spec, model.options.train.loss
     rng = np.random.default_rng(7)
@@ -86,7 +87,7 @@ def test_gradients_match_numpy_finite_differences(name: str) -> None:
 
     model.train_step(model.to_device(x), model.to_device(y))
     after = model.get_weights()
-    keys = sorted(weights)
+    keys = sorted(set(weights) - set(spec.state_keys()))  # running statistics are not trained
     flat0 = np.concatenate([weights[k].astype(np.float64).ravel() for k in keys])
     step = np.concatenate([(after[k] - weights[k]).astype(np.float64).ravel() for k in keys])
     d = rng.normal(size=flat0.shape)
@@ -97,7 +98,8 @@ def test_gradients_match_numpy_finite_differences(name: str) -> None:
             n = weights[k].size
             ws[k] = flat[i:i + n].reshape(weights[k].shape)
             i += n
-        return spec_numpy.loss(loss, spec_numpy.forward(spec, ws, x), y)
+        out = spec_numpy.forward(spec, {**weights, **ws}, x, training=True)  # BatchNorm: batch stats
+        return spec_numpy.loss(loss, out, y)
 
     num = _numeric_directional(fw, flat0, d)
     assert float(-(step / 0.5) @ d) == pytest.approx(num, rel=1e-3, abs=1e-5)

@@ -260,6 +260,19 @@ def layer_specs() -> dict[str, ModelSpec]:
     return specs
 
 
+def with_running_statistics(spec: ModelSpec, weights: Mapping[str, np.ndarray], seed: int = 0
+                            ) -> dict[str, np.ndarray]:
+    """``weights`` with seeded BatchNorm running statistics (means N(0, 0.5), variances
+    U(0.5, 2)) in place of the initial zeros and ones, so inference-mode checks test them."""
+    rng = np.random.default_rng(seed)
+    out = dict(weights)
+    for key in spec.state_keys():
+        shape = np.shape(weights[key])
+        stat = rng.normal(0.0, 0.5, shape) if key.endswith("mean") else rng.uniform(0.5, 2.0, shape)
+        out[key] = stat.astype(np.float32)
+    return out
+
+
 def loss_for(spec: ModelSpec) -> str:
     """The loss :func:`example_inputs` makes targets for: cross-entropy unless the output is 1-d."""
     return "mse" if spec.shapes()[spec.output][-1] == 1 else "cross_entropy"
