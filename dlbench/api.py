@@ -20,7 +20,7 @@ What is here, by kind (docs/plugins.md has one line on each):
   :func:`find_corruption`;
 * datasets: :class:`DatasetInfo`, :class:`FileEntry`, :func:`require`,
   :func:`read_sha256sums`, :func:`files_from_sums`, :func:`derived_dir`,
-  :func:`atomic_writer`;
+  :func:`atomic_writer`, and seals of derived files :func:`seal`, :func:`seal_state`;
 * scenarios, attacks, reporters: :class:`Scenario`, :class:`Figure`, :class:`Column`,
   :func:`measurement_figure`, :func:`metric_figure`, :class:`Attack`,
   :class:`AttackSettings`, :class:`Reporter`, :class:`RunData`, :class:`RunInfo`, and the
@@ -43,6 +43,7 @@ from dlbench.data.registry import (
     read_sha256sums,
     require,
 )
+from dlbench.data.sealed import seal, seal_state
 from dlbench.errors import (
     DatasetError,
     DlbenchError,
@@ -142,7 +143,7 @@ __all__ = [
     # tasks and datasets
     "Corruption", "Dataset", "PerturbationDomain", "Task", "find_corruption",
     "DatasetInfo", "FileEntry", "atomic_writer", "derived_dir", "files_from_sums",
-    "read_sha256sums", "require",
+    "read_sha256sums", "require", "seal", "seal_state",
     # results, scenarios, attacks, reporters
     "Measurement", "Result", "Scenario", "Figure", "Column", "measurement_figure",
     "metric_figure", "Attack", "AttackSettings", "Reporter", "RunData", "RunInfo",

@@ -107,6 +107,37 @@ def test_features_are_cached_outside_the_read_only_data(task: Task, _isolated_ca
     assert again.n_train == 2700
 
 
+def test_a_tampered_feature_cache_is_rebuilt(task: Task, _isolated_cache: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbench.data.sealed import seal_path, seal_state
+
+    good = speech.load_features(SHARED / "fsdd")
+    key = speech.feature_key(speech.fsdd_info())
+    (cache,) = _isolated_cache.rglob(f"logmel-{key}.npz")
+    assert seal_state(cache) == "ok" and seal_path(cache).is_file()
+    calls: list[int] = []
+
+    def extract(*args: object, **kwargs: object) -> dict[str, np.ndarray]:
+        calls.append(1)
+        return good
+
+    monkeypatch.setattr(speech, "extract_features", extract)
+    # a loadable cache with other numbers (what a tampered or half-updated copy looks like)
+    np.savez(cache, **{**good, "x": np.zeros_like(good["x"])})
+    assert seal_state(cache) == "mismatch"
+    speech._load_features.cache_clear()
+    feats = speech.load_features(SHARED / "fsdd")
+    assert calls == [1]  # rebuilt, not read
+    np.testing.assert_array_equal(feats["x"], good["x"])
+    assert seal_state(cache) == "ok"  # rewritten and sealed again
+    # a cache whose seal is gone is not trusted either
+    seal_path(cache).unlink()
+    speech._load_features.cache_clear()
+    speech.load_features(SHARED / "fsdd")
+    assert calls == [1, 1] and seal_state(cache) == "ok"
+    speech._load_features.cache_clear()
+
+
 def test_missing_fsdd_names_the_fetch_command(task: Task, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     monkeypatch.setenv("DLBENCH_DATA_DIR", str(tmp_path))

@@ -15,7 +15,8 @@ import numpy as np
 
 from dlbench.cell import Cell
 from dlbench.data.registry import require
-from dlbench.errors import UnsupportedError
+from dlbench.data.sealed import seal, seal_path, seal_state
+from dlbench.errors import DlbenchError, UnsupportedError
 from dlbench.framework import BuildOptions, Framework, Model
 from dlbench.plugins import Plugins
 from dlbench.result import ModelInfo, Result
@@ -121,12 +122,21 @@ class CellContext:
         arrays["__meta__"] = np.frombuffer(json.dumps(dict(meta), default=str).encode(), np.uint8)
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
+        seal(path)  # its SHA-256 beside it (<key>.npz.sha256), checked when it is reused
         return str(path.relative_to(self.artifacts_dir))
 
     def load_weights(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The stored trained weights of ``key`` and their metadata; None when there are none to
+        trust (no artifact, or one written without a seal: they are trained again). Weights that
+        no longer match their seal are refused: a DlbenchError line naming the file."""
         path = self.artifact_path(key)
-        if not path.exists():
+        state = seal_state(path)
+        if state in ("missing", "unsealed"):
             return None
+        if state == "mismatch":
+            raise DlbenchError(f"trained weights {path} no longer match their digest "
+                               f"({seal_path(path).name}): the file changed after it was written; "
+                               f"delete both to train again")
         with np.load(path, allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files if k != "__meta__"}
             meta = json.loads(bytes(z["__meta__"]).decode()) if "__meta__" in z.files else {}

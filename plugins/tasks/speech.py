@@ -6,7 +6,8 @@ a 40-band log-mel spectrogram, 32 ms Hann window, 16 ms hop, 64 frames (1.04 s; 
 zero-padded or cropped at the end), in dB relative to the utterance's peak floored at -80 dB and
 mapped to [0, 1] (``x = 1 + dB / 80``). They are cached in an ``.npz`` keyed by a digest of the
 feature settings and the dataset manifest: beside the data when its folder is writable, else
-in the user cache (see :func:`dlbench.data.registry.derived_dir`).
+in the user cache (see :func:`dlbench.data.registry.derived_dir`). The cache is sealed with its
+SHA-256 (``.npz.sha256``, :func:`dlbench.data.sealed.seal`); one that no longer matches is rebuilt.
 
 Splits: ``official`` (takes 0-4 test: 300; takes 5-49 train: 2,700), or ``speaker`` (all 500
 recordings of ``holdout_speaker`` are the test split; the other five speakers train).
@@ -47,6 +48,8 @@ from dlbench.api import (
     hookimpl,
     read_sha256sums,
     require,
+    seal,
+    seal_state,
 )
 
 from ._audio import (
@@ -250,15 +253,17 @@ def load_features(folder: Path) -> dict[str, np.ndarray]:
 def _load_features(folder: str, key: str) -> dict[str, np.ndarray]:
     info = fsdd_info()
     cache = derived_dir(info, Path(folder).parent) / f"logmel-{key}.npz"
-    if cache.is_file():
+    if seal_state(cache) == "ok":  # unsealed, changed or unreadable: recomputed and overwritten
         try:
             with np.load(cache, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError):
-            pass  # unreadable cache: recompute and overwrite
+            pass
     feats = extract_features(Path(folder), info)
-    with contextlib.suppress(OSError), atomic_writer(cache) as f:  # caching is an optimisation
-        np.savez(f, **feats)  # type: ignore[arg-type]
+    with contextlib.suppress(OSError):  # caching is an optimisation
+        with atomic_writer(cache) as f:
+            np.savez(f, **feats)  # type: ignore[arg-type]
+        seal(cache)
     return feats
 
 
