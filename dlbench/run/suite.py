@@ -105,6 +105,14 @@ def check_budget(budget: dict[str, Any]) -> dict[str, Any]:
     return {k: getattr(checked, k) for k in budget}
 
 
+def _names_or_mapping(v: Any, none_ok: bool) -> bool:
+    """A list of names, or a mapping of names to parameter mappings (or nothing, if ``none_ok``)."""
+    if isinstance(v, list):
+        return all(isinstance(x, str) for x in v)
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and (isinstance(o, dict) or (none_ok and o is None)) for k, o in v.items())
+
+
 def _nonempty(what: str, v: Any) -> Any:
     if isinstance(v, list | dict) and not v:
         raise ValueError(f"an empty {what} gives no cells: name at least one")
@@ -125,14 +133,20 @@ class Block(BaseModel):
     repeats: int | None = None
     """Fresh processes per cell of this block (overrides the suite's ``repeats``)."""
 
-    @field_validator("tasks")
+    @field_validator("tasks", mode="before")
     @classmethod
     def _tasks(cls, v: Any) -> Any:
+        if not _names_or_mapping(v, none_ok=False):
+            raise ValueError("give a list of task names ([vision, nlp]) or task names with their "
+                             "parameters ({vision: {dataset: digits}})")
         return _nonempty("tasks list", v)
 
-    @field_validator("frameworks")
+    @field_validator("frameworks", mode="before")
     @classmethod
     def _frameworks(cls, v: Any) -> Any:
+        if not (isinstance(v, str) or _names_or_mapping(v, none_ok=True)):
+            raise ValueError("give installed, all, a framework name, a list of names ([torch, jax]) or "
+                             "names with their parameters ({jax: {variant: compiled}})")
         return _nonempty("frameworks list", v)
 
     @field_validator("budget")
