@@ -191,3 +191,108 @@ def test_example_inputs_have_padding_masks_and_ids_in_range() -> None:
     a, _ = example_inputs(specs["dense"], 4, 3)
     b, _ = example_inputs(specs["dense"], 4, 3)
     np.testing.assert_array_equal(a["x"], b["x"])
+
+
+# -- the ops of the reference families: validation, shapes, counts, reference semantics ---------
+
+
+def test_default_conv_and_attention_attrs_keep_existing_digests() -> None:
+    b = SpecBuilder("d")
+    x = b.input("x", (6, 6, 2))
+    b.conv2d(x, 4, 3)
+    spec = b.build(b.self_attention(b.input("s", (4, 8)), 2))
+    assert spec.node("conv2d_0").attrs.keys() == {"filters", "kernel_size", "strides", "padding",
+                                                  "activation"}
+    assert "causal" not in spec.node("multiheadselfattention_0").attrs
+
+
+def test_grouped_conv_shapes_counts_and_reference() -> None:
+    b = SpecBuilder("g")
+    x = b.input("x", (8, 8, 4))
+    h = b.conv2d(x, 6, 3, 2, 1, groups=2, use_bias=False)
+    spec = b.build(b.conv2d(h, 6, 3, 1, "same", groups=6))
+    ps = spec.param_shapes()
+    assert ps == {"conv2d_0.kernel": (3, 3, 2, 6), "conv2d_1.kernel": (3, 3, 1, 6),
+                  "conv2d_1.bias": (6,)}
+    assert spec.shapes()["conv2d_0"] == (4, 4, 6)  # (8 + 2 - 3) // 2 + 1
+    assert spec.flops_per_example() == 2 * 16 * 6 * 9 * 2 + 2 * 16 * 6 * 9 * 1
+    rng = np.random.default_rng(0)
+    xs, k = rng.normal(size=(2, 8, 8, 4)), rng.normal(size=(3, 3, 2, 6))
+    got = spec_numpy.conv(xs, k, None, 2, 1, groups=2)
+    for g in range(2):  # block g of the output reads block g of the input only
+        alone = spec_numpy.conv(xs[..., 2 * g:2 * g + 2], k[..., 3 * g:3 * g + 3], None, 2, 1)
+        np.testing.assert_allclose(got[..., 3 * g:3 * g + 3], alone)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda b, x: b.conv2d(x, 5, 3, groups=2), "divisor of filters=5"),
+    (lambda b, x: b.conv2d(x, 4, 3, groups=4), "3 input channels are not divisible by groups=4"),
+    (lambda b, x: b.conv2d(x, 4, 3, padding=-1), "unknown padding -1"),
+    (lambda b, x: b.conv2d(x, 4, 9, padding="valid"), "smaller than the kernel"),
+    (lambda b, x: b.batch_norm(x, momentum=0.99 + 1), "choose a value in \\[0, 1\\]"),
+    (lambda b, x: b.batch_norm(x, epsilon=0.0), "epsilon 0.0: choose a positive value"),
+    (lambda b, x: b.embedding_bag(b.input("i", (3,), "int32"), 5, 2, "max"), "mode 'max'"),
+    (lambda b, x: b.embedding_bag(b.input("i", (3,), "int32"), 5, 2, mask=b.input("m", (4,))),
+     "mask shape"),
+    (lambda b, x: b.dot_interaction(b.dense(b.flatten(x), 3)), "two or more"),
+    (lambda b, x: b.dot_interaction(b.dense(b.flatten(x), 3), b.dense(b.flatten(x), 4)), "equal size"),
+])
+def test_new_ops_reject_bad_attributes_with_the_fix(call, match: str) -> None:
+    b = SpecBuilder("bad")
+    x = b.input("x", (6, 6, 3))
+    with pytest.raises(DlbenchError, match=match):
+        b.build(call(b, x))
+
+
+def test_batch_norm_reference_training_inference_and_running_statistics() -> None:
+    b = SpecBuilder("bn")
+    x = b.input("x", (3, 2))
+    spec = b.build(b.batch_norm(x, momentum=0.25, epsilon=1e-3))
+    assert spec.state_keys() == ["batchnorm_0.moving_mean", "batchnorm_0.moving_variance"]
+    assert spec.parameter_count() == 4  # gamma and beta; the running statistics are not trained
+    w = spec.init_weights(0)
+    assert not w["batchnorm_0.moving_mean"].any() and (w["batchnorm_0.moving_variance"] == 1).all()
+    w = {**w, "batchnorm_0.gamma": np.array([2.0, 1.0]), "batchnorm_0.beta": np.array([0.0, 1.0]),
+         "batchnorm_0.moving_mean": np.array([1.0, -1.0]),
+         "batchnorm_0.moving_variance": np.array([4.0, 0.25])}
+    xs = np.random.default_rng(1).normal(size=(4, 3, 2))
+    flat = xs.reshape(-1, 2)
+    mu, var = flat.mean(axis=0), flat.var(axis=0)  # biased
+    train = spec_numpy.forward(spec, w, {"x": xs}, training=True)
+    np.testing.assert_allclose(train, (xs - mu) / np.sqrt(var + 1e-3) * [2.0, 1.0] + [0.0, 1.0])
+    infer = spec_numpy.forward(spec, w, {"x": xs})
+    np.testing.assert_allclose(infer, (xs - [1.0, -1.0]) / np.sqrt(np.array([4.0, 0.25]) + 1e-3)
+                               * [2.0, 1.0] + [0.0, 1.0])
+    state = spec_numpy.batch_norm_state(spec, w, {"x": xs})
+    np.testing.assert_allclose(state["batchnorm_0.moving_mean"], 0.75 * np.array([1.0, -1.0]) + 0.25 * mu)
+    np.testing.assert_allclose(state["batchnorm_0.moving_variance"],
+                               0.75 * np.array([4.0, 0.25]) + 0.25 * var)
+
+
+def test_causal_attention_ignores_the_future() -> None:
+    spec = layer_specs()["attention_causal_masked"]
+    w = spec.init_weights(0)
+    x, _ = example_inputs(spec, 2, 0)
+    x["mask"][:] = 1.0
+    node = next(n.name for n in spec.nodes if n.op == "MultiHeadSelfAttention")
+    before = spec_numpy.forward_all(spec, w, x)[node]
+    later = {k: v.copy() for k, v in x.items()}
+    later["x"][:, 3:] += 50.0  # positions 0..2 must not see positions 3..4
+    after = spec_numpy.forward_all(spec, w, later)[node]
+    np.testing.assert_allclose(after[:, :3], before[:, :3], rtol=1e-10, atol=1e-10)
+    assert not np.allclose(after[:, 3:], before[:, 3:])
+
+
+def test_embedding_bag_and_dot_interaction_reference() -> None:
+    table = np.arange(12.0).reshape(4, 3)
+    ids = np.array([[0, 2, 3]])
+    mask = np.array([[1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(spec_numpy.embedding_bag(ids, table, "sum", mask), [[6.0, 8.0, 10.0]])
+    np.testing.assert_allclose(spec_numpy.embedding_bag(ids, table, "mean", mask), [[3.0, 4.0, 5.0]])
+    np.testing.assert_allclose(spec_numpy.embedding_bag(ids, table, "mean"), [[5.0, 6.0, 7.0]])
+    a, b, c = np.array([[1.0, 0.0]]), np.array([[2.0, 3.0]]), np.array([[0.0, 5.0]])
+    np.testing.assert_allclose(spec_numpy.dot_interaction([a, b, c]), [[2.0, 0.0, 15.0]])  # ba, ca, cb
+    bld = SpecBuilder("dlrm")
+    vs = [bld.input(f"v{i}", (2,)) for i in range(3)]
+    spec = bld.build(bld.dot_interaction(*vs))
+    assert spec.shapes()["dotinteraction_0"] == (3,) and spec.flops_per_example() == 2 * 3 * 2

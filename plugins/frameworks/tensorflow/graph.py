@@ -174,7 +174,7 @@ def _conv(x: Any, kernel: Any, node: Node) -> Any:
     import tensorflow as tf
 
     a = node.attrs
-    k, stride, groups = a["kernel_size"], a["strides"], a.get("groups", 1)
+    stride, groups = a["strides"], a.get("groups", 1)
     padding = a["padding"]
     if isinstance(padding, int):  # explicit symmetric zeros, then a VALID convolution
         spatial = len(x.shape) - 2

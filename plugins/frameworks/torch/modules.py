@@ -75,6 +75,9 @@ class SelfAttention(nn.Module):
 class BatchNorm(nn.Module):
     """Batch normalisation over the channel axis 1 with the spec's running-statistics rule."""
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, channels: int, momentum: float, eps: float) -> None:
         super().__init__()
         self.momentum, self.eps = momentum, eps
