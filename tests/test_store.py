@@ -77,3 +77,20 @@ def test_unreachable_store_is_one_clear_line(tmp_path):
         Store("postgresql+psycopg://u:secret@127.0.0.1:1/x")
     with pytest.raises(StoreError, match="no run 42"):
         Store(f"sqlite:///{tmp_path / 'a.db'}").run_info(42)
+
+
+def test_history_is_filtered_by_key_run_and_recency_in_sql(store):
+    ids = []
+    for _ in range(4):
+        rid = store.start_run("quick", {}, None, {})
+        for bs in (8, 16, 32):
+            store.add_result(rid, make_result(bs))
+        ids.append(rid)
+    key8, key16 = make_result(8).cell.key, make_result(16).cell.key
+    assert {(p["key"], p["run_id"]) for p in store.history(measurement="throughput")} == {
+        (make_result(bs).cell.key, r) for bs in (8, 16, 32) for r in ids}
+    points = store.history(measurement="throughput", keys=[key8, key16], up_to_run=ids[2], limit_runs=2)
+    assert sorted((p["key"], p["run_id"]) for p in points) == sorted(
+        (k, r) for k in (key8, key16) for r in ids[1:3])
+    assert [p["run_id"] for p in points] == sorted(p["run_id"] for p in points)  # oldest first
+    assert store.history(keys=[]) == []

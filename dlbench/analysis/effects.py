@@ -40,11 +40,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy import stats as st
 
-from dlbench.stats import effective_sample_size
+from dlbench.stats import average_ranks, effective_sample_size
 
 _MAX_PAIRS = 1_000_000  # above this, samples are thinned to evenly spaced quantiles for the CI
 _EXACT_MAX_PAIRS = 2_500  # exact U distribution below this (n*m), normal approximation above
@@ -92,20 +94,19 @@ def _u_crit(n: int, m: int, alpha: float, ties: bool, inflation: float = 1.0,
         below = np.nonzero(cdf <= alpha / 2 + 1e-12)[0]
         return int(below[-1]) if below.size else -1
     sd = math.sqrt(n * m * (n + m + 1) / 12.0 * inflation)
-    crit = st.norm.isf(alpha / 2) if df is None else st.t.isf(alpha / 2, df)
+    crit = _isf(alpha / 2, df)
     return int(math.floor(n * m / 2 - 0.5 - crit * sd))
 
 
-def _avg_ranks(a: np.ndarray) -> tuple[np.ndarray, float]:
-    """1-based average ranks and the tie term sum(t^3 - t)."""
-    order = np.argsort(a, kind="mergesort")
-    sa = a[order]
-    group = np.r_[True, sa[1:] != sa[:-1]].cumsum()
-    counts = np.bincount(group)
-    ends = np.cumsum(counts)
-    ranks = np.empty(a.size)
-    ranks[order] = ends[group] - (counts[group] - 1) / 2
-    return ranks, float(np.sum(counts.astype(float) ** 3 - counts))
+def _sf(z: Any, df: float | None) -> Any:
+    """Upper tail of the standard normal (``df`` None) or Student's t: scipy.special's ufuncs,
+    the same values as ``scipy.stats.norm.sf`` / ``t.sf`` at a fraction of their call cost."""
+    return special.ndtr(-z) if df is None else special.stdtr(df, -z)
+
+
+def _isf(a: float, df: float | None) -> float:
+    """Inverse of :func:`_sf`: the ``1 - a`` quantile."""
+    return float(-special.ndtri(a) if df is None else -special.stdtrit(df, a))
 
 
 def mann_whitney_p(x: np.ndarray, y: np.ndarray, inflation: float = 1.0,
@@ -116,7 +117,7 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray, inflation: float = 1.0,
     ``inflation`` and ``df`` (autocorrelated samples, see the module docstring) force the
     approximation, with the variance multiplied by ``inflation`` and Student's t with ``df``."""
     n, m = x.size, y.size
-    ranks, tie = _avg_ranks(np.concatenate([x, y]))
+    ranks, tie = average_ranks(np.concatenate([x, y]))
     u = float(ranks[:n].sum() - n * (n + 1) / 2)
     if tie == 0 and n * m <= _EXACT_MAX_PAIRS and inflation == 1.0 and df is None:
         cdf = _u_null_cdf(min(n, m), max(n, m))
@@ -126,7 +127,7 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray, inflation: float = 1.0,
     if var <= 0:
         return 1.0
     z = (max(u, n * m - u) - mu - 0.5) / math.sqrt(var)
-    sf = st.norm.sf(z) if df is None else st.t.sf(z, df)
+    sf = _sf(z, df)
     return float(min(1.0, 2 * sf))
 
 
@@ -218,8 +219,8 @@ def process_effect(base: Sequence[float] | np.ndarray, head: Sequence[float] | n
         p = 1.0 if d == 0 else 0.0
         return Effect(math.exp(d), math.exp(d), math.exp(d), p, n, m, method)
     se = math.sqrt(se2)
-    p = float(2 * st.t.sf(abs(d) / se, df))
-    half = float(st.t.isf(alpha / 2, df)) * se
+    p = float(2 * _sf(abs(d) / se, df))
+    half = float(_isf(alpha / 2, df)) * se
     return Effect(math.exp(d), math.exp(d - half), math.exp(d + half), p, n, m, method)
 
 

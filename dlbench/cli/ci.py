@@ -62,13 +62,31 @@ def _fmt(v: float, pct: bool = False) -> str:
     return f"{(v - 1) * 100:+.1f}%" if pct else f"{v:.4g}"
 
 
-def comparison_table(rows: list[Any], title: str) -> Table:
-    t = Table(title=term_markup(title))
+TERMINAL_ROWS = 40
+"""Rows a comparison prints in the terminal (``--all``: every row); the files hold every row."""
+
+_FIRST = {"regression": 0, "failed": 1, "missing": 2, "inconclusive": 3, "improvement": 4}
+
+
+def comparison_table(rows: list[Any], title: str, limit: int | None = TERMINAL_ROWS) -> Table:
+    """The comparison as a terminal table: what needs a look first (regressions, failures,
+    missing, inconclusive, improvements, then unchanged), at most ``limit`` rows and a caption
+    counting the rest by verdict."""
+    rows = sorted(rows, key=lambda r: _FIRST.get(r.verdict, 5))
+    shown, rest = (rows, []) if limit is None else (rows[:limit], rows[limit:])
+    caption = None
+    if rest:
+        counts: dict[str, int] = {}
+        for r in rest:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        caption = (f"{len(rest)} more rows not shown ({', '.join(f'{n} {v}' for v, n in counts.items())}): "
+                   "--all prints them; --markdown and --json files hold every row")
+    t = Table(title=term_markup(title), caption=term_markup(caption) if caption else None)
     for col in ("verdict", "cell", "measure", "base", "head", "change [95% CI]", "q", "reason"):
         t.add_column(col, overflow="fold")
     style = {"regression": "red", "failed": "red", "improvement": "green", "unchanged": "dim",
              "inconclusive": "yellow", "missing": "yellow"}
-    for r in rows:
+    for r in shown:
         if r.scale == "ratio":
             change = f"{_fmt(r.ratio, True)} [{_fmt(r.ci_low, True)}, {_fmt(r.ci_high, True)}]"
         elif r.scale == "points":
@@ -80,6 +98,10 @@ def comparison_table(rows: list[Any], title: str) -> Table:
     return t
 
 
+AllRows = Annotated[bool, typer.Option("--all", help=f"Print every row (default: the first {TERMINAL_ROWS}, "
+                                                  "what needs a look first).")]
+
+
 @app.command()
 def compare(
     base: Annotated[str, typer.Argument(help="Baseline: run id, 'latest', or exported JSON file.")],
@@ -87,6 +109,7 @@ def compare(
     store: StoreOpt = DEFAULT_URL,
     markdown: Annotated[Path | None, typer.Option(help="Also write a Markdown summary here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    all_rows: AllRows = False,
 ) -> None:
     """Compare two runs cell by cell: ratio of medians with 95% CI, Mann-Whitney U, BH-controlled verdicts."""
     from dlbench.analysis.compare import compare_runs
@@ -96,7 +119,7 @@ def compare(
     cmp = compare_runs(b, h)
     for line in cmp.environment:
         err.print(f"[yellow]environment differs: {term_markup(line)}[/]")
-    out.print(comparison_table(cmp.rows, f"{base} -> {head}"))
+    out.print(comparison_table(cmp.rows, f"{base} -> {head}", None if all_rows else TERMINAL_ROWS))
     out.print(term_markup(cmp.summary()), highlight=False)
     if markdown:
         from dlbench.analysis.gate import decide, to_markdown
@@ -151,6 +174,7 @@ def ab(
     select: Select = None,
     store: StoreOpt = DEFAULT_URL,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    all_rows: AllRows = False,
 ) -> None:
     """A/B: every cell on two sides (interpreters and/or plugins dirs) in interleaved fresh processes
     (rounds AB, BA, AB ...), stored as two runs, compared on their merged repeats.
@@ -170,7 +194,8 @@ def ab(
     for line in cmp.environment:
         err.print(f"[yellow]environment differs: {term_markup(line)}[/]")
     ids = run.run_ids
-    out.print(comparison_table(cmp.rows, f"A/B: run {ids['base']} (base) -> run {ids['head']} (head)"))
+    out.print(comparison_table(cmp.rows, f"A/B: run {ids['base']} (base) -> run {ids['head']} (head)",
+                               None if all_rows else TERMINAL_ROWS))
     out.print(term_markup(cmp.summary()), highlight=False)
     for s in run.sides:
         out.print(term_markup(f"{s.spec.describe()}: run {ids[s.name]}"), highlight=False)
@@ -202,6 +227,7 @@ def gate(
     head_plugins_dir: HeadPlugins = None,
     repeats: Repeats = 3,
     select: Select = None,
+    all_rows: AllRows = False,
 ) -> None:
     """Run (or read) the head run, compare with the baseline (or run an A/B of two environments),
     confirm regressions by re-running them.
@@ -260,7 +286,7 @@ def gate(
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as fh:
             fh.write(md)
-    out.print(comparison_table([r for r in decision.rows if r.gated], title))
+    out.print(comparison_table([r for r in decision.rows if r.gated], title, None if all_rows else TERMINAL_ROWS))
     out.print(term_markup(f"gate: {decision.outcome} — {decision.message} (exit {decision.exit_code}); "
                           f"{output_dir / 'gate.md'}, {output_dir / 'gate.xml'}"), highlight=False)
     raise typer.Exit(decision.exit_code)
@@ -275,7 +301,7 @@ def history(
     """Each cell's trend across runs and commits, with the step where a change entered."""
     from dlbench.analysis.history import trend
 
-    st = Store(store)
+    st = Store(store, create=False)
     rows = st.history(select.replace("*", "%").replace("?", "_"), measurement)
     by_key: dict[str, list[dict[str, Any]]] = {}
     hib: dict[str, bool] = {}
@@ -331,7 +357,7 @@ def import_(
     """Import an exported run or a pytest-benchmark JSON file into the store as a new run."""
     from dlbench.store.exchange import digest
 
-    st = Store(store, create=False)
+    st = Store(store)
     info, results = load_results(str(path), st)  # the whole file is validated before any write
     mark = digest(read_json(path))
     for earlier in st.runs():

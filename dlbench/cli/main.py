@@ -77,7 +77,7 @@ def run(
 
     data = load_run_data(st, session.run_id, plugins=plugins)
     print_run(data, out)
-    paths = session.write_reports()
+    paths = session.write_reports(data)
     for name, path in paths.items():
         out.print(term_markup(f"{name} report: {path}"), highlight=False)
     rows = st.results(session.run_id, combine=False)  # every process, repeats included
@@ -230,8 +230,10 @@ def report(
     output_dir: Annotated[Path, typer.Option(help="Where reports are written.")] = Path("reports"),
     format: Annotated[str, typer.Option("--format", help="Comma-separated reporters.")] = "html,json",
     baseline: Annotated[str | None, typer.Option(help="Run id to compare against.")] = None,
+    all_rows: Annotated[bool, typer.Option("--all", help="Print every cell's row (default: the first 60, failures first).")] = False,
 ) -> int:
     """Rebuild a run's reports from the store (and print its table)."""
+    from dlbench.report.terminal import TERMINAL_ROWS
     from dlbench.report.terminal import print_report as print_run
     from dlbench.run.reports import load_run_data, write_reports
 
@@ -239,9 +241,10 @@ def report(
     st = Store(store, create=False)
     rid = st.latest_run_id() if run_id == "latest" else parse_run_id(run_id, "RUN_ID")
     base = None if baseline is None else parse_run_id(baseline, "--baseline")
-    print_run(load_run_data(st, rid, plugins=plugins), out)
+    data = load_run_data(st, rid, base, plugins)
+    print_run(data, out, limit=None if all_rows else TERMINAL_ROWS)
     names = tuple(f for f in format.split(",") if f)
-    for name, path in write_reports(st, rid, plugins, output_dir, names, base).items():
+    for name, path in write_reports(st, rid, plugins, output_dir, names, data=data).items():
         out.print(term_markup(f"{name} report: {path}"), highlight=False)
     return 0
 

@@ -142,6 +142,11 @@ def throughput_charts(results: list[Result], color: Colors,
         for (mode,), group in group_by(rs, "mode").items():
             labels = _labels(group, ("mode", "batch_size"))
             panels = group_by(group, "batch_size")
+            title = f"Throughput — {task}" + (f" ({mode})" if mode else "")
+            if len(panels) > MAX_PANELS:
+                charts.append(_by_batch(group, labels, color, title, f"{task}-{mode or ''}", "throughput",
+                                        THROUGHPUT_AXIS))
+                continue
             fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08,
                                 subplot_titles=[f"batch size {fmt_num(bs)}" for (bs,) in panels])
             for col, panel in enumerate(panels.values(), 1):
@@ -161,13 +166,51 @@ def throughput_charts(results: list[Result], color: Colors,
                     hovertemplate="%{x}<br>%{y:.4g} samples/s %{customdata[0]}<br>"
                                   "%{customdata[1]}<extra></extra>",
                     showlegend=False), row=1, col=col)
-            title = f"Throughput — {task}" + (f" ({mode})" if mode else "")
-            _layout(fig, title, "", "samples/s (median, 95% CI)", height=420)
+            _layout(fig, title, "", THROUGHPUT_AXIS, height=420)
             fig.update_layout(xaxis_title=None)
             fig.update_xaxes(tickangle=-35, automargin=True)
             charts.append(Chart(f"chart-throughput-{slug(task, mode or '')}", "throughput", title,
                                 fig, task, wide=len(panels) > 2))
     return charts
+
+
+MAX_PANELS = 6
+"""Batch sizes drawn as panels of bars; more become one line chart over batch size."""
+
+THROUGHPUT_AXIS = "samples/s ↑ (median, 95% CI; higher is better)"
+
+
+def _by_batch(group: list[Result], labels: dict[int, str], color: Colors, title: str, name: str,
+              measurement: str, axis: str) -> Chart:
+    """A measurement against batch size (log axes), one line per framework configuration with
+    its 95% CI as error bars: the form of the throughput and latency charts for many cells."""
+    import plotly.graph_objects as go
+
+    fig = _new_figure()
+    by_label: dict[str, list[Result]] = {}
+    for r in group:
+        by_label.setdefault(labels[id(r)], []).append(r)
+    for label, rs in sorted(by_label.items()):
+        rs.sort(key=lambda r: float(r.cell.params.get("batch_size", 0) or 0))
+        hs = [measurement_headline(r, measurement) for r in rs]
+        pts = [(r, h) for r, h in zip(rs, hs, strict=True) if h is not None]
+        fig.add_trace(go.Scatter(
+            x=[r.cell.params.get("batch_size") for r, _ in pts], y=[h.value for _, h in pts],
+            mode="lines+markers", name=label, line={"color": color(label)},
+            error_y={"type": "data", "symmetric": False,
+                     "array": [0 if is_nan(h.ci_high) else h.ci_high - h.value for _, h in pts],
+                     "arrayminus": [0 if is_nan(h.ci_low) else h.value - h.ci_low for _, h in pts]},
+            customdata=[[fmt_ci(h.ci_low, h.ci_high), h.flags_text] for _, h in pts],
+            hovertemplate="batch %{x}: %{y:.4g} %{customdata[0]}<br>%{customdata[1]}"))
+    _layout(fig, title, "batch size", axis, height=420)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return Chart(f"chart-{measurement}-{slug(name)}", measurement, title, fig, str(group[0].cell.task),
+                 wide=True)
+
+
+MAX_BOXES = 40
+"""Latency distributions drawn as boxes; more cells become one line chart over batch size."""
 
 
 def latency_charts(results: list[Result], color: Colors,
@@ -178,6 +221,14 @@ def latency_charts(results: list[Result], color: Colors,
     for task, rs in group_by_task(_ok(results, "latency", scenarios)).items():
         rs = [r for r in rs if (m := r.measurement("latency")) is not None and m.samples]
         for (mode,), group in group_by(rs, "mode").items():
+            title = f"Latency — {task}" + (f" ({mode})" if mode else "")
+            unit = next((r.measurement("latency").unit for r in group  # type: ignore[union-attr]
+                         if r.measurement("latency") is not None), "ms")
+            axis = f"latency ({unit}) ↓ (log axis; lower is better)"
+            if len(group) > MAX_BOXES:
+                charts.append(_by_batch(group, _labels(group, ("mode", "batch_size")), color, title,
+                                        f"{task}-{mode or ''}", "latency", axis))
+                continue
             labels = _labels(group, ("mode",))
             fig = _new_figure()
             for r in sorted(group, key=lambda r: labels[id(r)]):
@@ -187,11 +238,9 @@ def latency_charts(results: list[Result], color: Colors,
                 fig.add_trace(go.Box(y=m.samples, name=flagged_name(labels[id(r)], flags),
                                      boxpoints="outliers", marker_color=color(labels[id(r)]),
                                      boxmean=True, hovertext=flags_text(flags) or None))
-            unit = next((r.measurement("latency").unit for r in group  # type: ignore[union-attr]
-                         if r.measurement("latency") is not None), "ms")
-            title = f"Latency — {task}" + (f" ({mode})" if mode else "")
-            _layout(fig, title, "", f"latency ({unit})")
+            _layout(fig, title, "", axis)
             fig.update_layout(showlegend=False)
+            fig.update_yaxes(type="log")
             charts.append(Chart(f"chart-latency-{slug(task, mode or '')}", "latency", title, fig,
                                 task))
     return charts

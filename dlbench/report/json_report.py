@@ -95,4 +95,4 @@ class JsonReporter(Reporter):
     description: ClassVar[str] = "the run and every result as JSON, raw samples kept"
 
     def render(self, data: RunData) -> str:
-        return json.dumps(run_data_to_dict(data), indent=1, allow_nan=False) + "\n"
+        return json.dumps(run_data_to_dict(data), allow_nan=False) + "\n"  # no indent: the C encoder

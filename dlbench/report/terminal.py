@@ -74,11 +74,26 @@ def verdict_lines(data: RunData) -> list[Text]:
     return lines
 
 
-def build_table(data: RunData) -> Table:
+TERMINAL_ROWS = 60
+"""Cells a run's table shows in the terminal by default (``--all``: every cell); failures first.
+The HTML and JSON reports hold every cell."""
+
+
+def build_table(data: RunData, limit: int | None = None) -> Table:
+    """One row per cell, by key; with ``limit``, at most that many rows, the cells that did not
+    finish ``ok`` first, and a caption counting the rest."""
     run = data.run
     commit = f" @ {run.git_commit[:10]}" if run.git_commit else ""
+    ordered = sorted(data.results, key=lambda r: r.cell.key)
+    rest: list[Result] = []
+    if limit is not None and len(ordered) > limit:
+        ordered.sort(key=lambda r: r.status == "ok")  # stable: by key within each group
+        ordered, rest = ordered[:limit], ordered[limit:]
+    caption = (Text(term_text(f"{len(rest)} more cells not shown ({', '.join(f'{s}: {n}' for s, n in status_counts(rest).items())}): "
+                              "--all prints them; the HTML and JSON reports hold every cell"), style="dim")
+               if rest else None)
     table = Table(title=Text(term_text(f"dlbench run {run.id}: {run.suite}{commit}"), style="bold"),
-                  title_justify="left",
+                  title_justify="left", caption=caption, caption_justify="left",
                   show_lines=False, header_style="bold", expand=False)
     table.add_column("Cell", overflow="fold")
     table.add_column("Status")
@@ -89,18 +104,19 @@ def build_table(data: RunData) -> Table:
     threads = any(threads_text(r) for r in data.results)
     if threads:
         table.add_column("Threads", justify="right")
-    for r in sorted(data.results, key=lambda r: r.cell.key):
+    for r in ordered:
         table.add_row(*result_row(r, data.scenarios)[:None if threads else -1])
     return table
 
 
-def print_report(data: RunData, console: Console | None = None) -> None:
-    """Print the report to a live console (stdout by default)."""
+def print_report(data: RunData, console: Console | None = None, limit: int | None = TERMINAL_ROWS) -> None:
+    """Print the report to a live console (stdout by default): at most ``limit`` cells' rows
+    (None: all), then the verdicts, the flag legend, the status counts and the failures."""
     console = console or Console()
     flags = flag_summary(data.results)
     if flags.text:
         console.print(Text(term_text(flags.text), style=FLAG_STYLE))
-    console.print(build_table(data))
+    console.print(build_table(data, limit))
     for line in verdict_lines(data):
         console.print(line)
     for name, explanation in flags.legend.items():
@@ -127,5 +143,5 @@ class TerminalReporter(Reporter):
     def render(self, data: RunData) -> str:
         console = Console(record=True, width=self.width, file=io.StringIO(), color_system=None,
                           force_terminal=False)
-        print_report(data, console)
+        print_report(data, console, limit=None)
         return console.export_text()

@@ -14,6 +14,9 @@ from dlbench.report.filenames import output_file
 from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
 
+HISTORY_RUNS = 50
+"""Runs of each cell's history a report draws (this run and the 49 before it)."""
+
 
 def load_run_data(store: Store, run_id: int, baseline_id: int | None = None,
                   plugins: Plugins | None = None) -> RunData:
@@ -26,11 +29,10 @@ def load_run_data(store: Store, run_id: int, baseline_id: int | None = None,
         data.scenarios = scenarios_of(plugins)
         if data.baseline is not None:
             data.baseline.scenarios = data.scenarios
-    keys = [r.cell.key for r in data.results]
+    keys = {r.cell.key for r in data.results}
     if keys:
-        for row in store.history():
-            if row["key"] in keys and row["run_id"] <= run_id:
-                data.history.setdefault(row["key"], []).append(row)
+        for row in store.history(keys=keys, up_to_run=run_id, limit_runs=HISTORY_RUNS):
+            data.history.setdefault(row["key"], []).append(row)
     return data
 
 
@@ -40,11 +42,13 @@ def scenarios_of(plugins: Plugins) -> dict[str, Scenario]:
 
 
 def write_reports(store: Store, run_id: int, plugins: Plugins, output_dir: Path,
-                  names: Sequence[str] = ("html", "json"), baseline_id: int | None = None) -> dict[str, Path]:
+                  names: Sequence[str] = ("html", "json"), baseline_id: int | None = None,
+                  data: RunData | None = None) -> dict[str, Path]:
     """Render each named reporter into ``output_dir/run-<id>/report.<ext>``; the HTML is also
     copied to ``output_dir/<suite>.html`` (the latest report of that suite). Every file name is a
-    slug (:mod:`dlbench.report.filenames`): no suite name or extension leaves ``output_dir``."""
-    data = load_run_data(store, run_id, baseline_id, plugins)
+    slug (:mod:`dlbench.report.filenames`): no suite name or extension leaves ``output_dir``.
+    ``data``: the run as :func:`load_run_data` gave it, when the caller has it already."""
+    data = data or load_run_data(store, run_id, baseline_id, plugins)
     folder = Path(output_dir) / f"run-{int(run_id)}"
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}

@@ -29,6 +29,7 @@ from dlbench.errors import CorruptDatasetError, DatasetError, PluginError, Store
 from dlbench.measure.canary import canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
+from dlbench.report.base import RunData
 from dlbench.report.common import headline
 from dlbench.report.escape import clean_text, term_markup
 from dlbench.result import Result
@@ -299,9 +300,10 @@ class Session:
                         transient=True)
 
     # -- reporting -------------------------------------------------------------------------------
-    def write_reports(self) -> dict[str, Path]:
+    def write_reports(self, data: RunData | None = None) -> dict[str, Path]:
+        """The run's report files (``data``: the run already loaded by the caller, if it was)."""
         self.reports = write_reports(self.store, self.run_id, self.plugins, self.options.output_dir,
-                                     self.options.reporters)
+                                     self.options.reporters, data=data)
         return self.reports
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,14 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from dlbench.cell import Cell
 from dlbench.errors import StoreError
@@ -328,19 +330,40 @@ class Store:
             q = select(cells.c.key).where(cells.c.run_id == run_id, cells.c.status == "skipped")
             return {row[0] for row in c.execute(q)}
 
-    def history(self, key_pattern: str = "%", measurement: str | None = None) -> list[dict[str, Any]]:
-        """Per cell and run: the headline median (or metric) with commit and time, oldest first."""
-        q = (select(cells.c.key, cells.c.run_id, cells.c.status, cells.c.metrics, runs.c.git_commit,
-                    runs.c.started_at, runs.c.suite, measurements.c.name, measurements.c.median,
-                    measurements.c.ci_low, measurements.c.ci_high)
-             .join(runs, runs.c.id == cells.c.run_id)
-             .outerjoin(measurements, measurements.c.cell_id == cells.c.id)
-             .where(cells.c.key.like(key_pattern))
-             .order_by(cells.c.run_id))
-        if measurement:
-            q = q.where(measurements.c.name == measurement)
+    def history(self, key_pattern: str = "%", measurement: str | None = None,
+                keys: Collection[str] | None = None, up_to_run: int | None = None,
+                limit_runs: int | None = None) -> list[dict[str, Any]]:
+        """Per cell and run: the headline median (or metric) with commit and time, oldest first.
+        Filtered in SQL: keys matching ``key_pattern`` (and in ``keys`` when given), runs up to
+        ``up_to_run``, and of each key's runs only the newest ``limit_runs``."""
+        on_cells: list[ColumnElement[bool]] = [cells.c.key.like(key_pattern)]
+        if up_to_run is not None:
+            on_cells.append(cells.c.run_id <= up_to_run)
+        wanted: list[list[str] | None] = [None]
+        if keys is not None:
+            ks = sorted(set(keys))
+            wanted = [ks[i:i + 500] for i in range(0, len(ks), 500)]  # bound parameters per statement
+        rows: list[dict[str, Any]] = []
         with self.engine.connect() as c:
-            rows = [dict(r) for r in c.execute(q).mappings()]
+            for chunk in wanted:
+                cond = on_cells if chunk is None else [*on_cells, cells.c.key.in_(chunk)]
+                newest = func.dense_rank().over(partition_by=cells.c.key, order_by=cells.c.run_id.desc())
+                q = (select(cells.c.key, cells.c.run_id, cells.c.status, cells.c.metrics, runs.c.git_commit,
+                            runs.c.started_at, runs.c.suite, measurements.c.name, measurements.c.median,
+                            measurements.c.ci_low, measurements.c.ci_high, cells.c.id.label("cell_id"),
+                            newest.label("newest"))
+                     .join(runs, runs.c.id == cells.c.run_id)
+                     .outerjoin(measurements, measurements.c.cell_id == cells.c.id)
+                     .where(*cond))
+                if measurement:
+                    q = q.where(measurements.c.name == measurement)
+                sub = q.subquery()
+                outer = select(*[col for col in sub.c if col.name not in ("newest", "cell_id")])
+                if limit_runs is not None:
+                    outer = outer.where(sub.c.newest <= limit_runs)
+                q = outer.order_by(sub.c.run_id, sub.c.cell_id)
+                rows.extend(dict(r) for r in c.execute(q).mappings())
+        rows.sort(key=lambda r: r["run_id"])
         return self._merge_repeat_points(rows)
 
     def _merge_repeat_points(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
