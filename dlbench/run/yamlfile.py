@@ -120,6 +120,7 @@ def _check_shape(text: str) -> None:
     try:
         sizes: dict[str, int] = {}  # anchor -> nodes of what it names, expanded
         stack: list[list[Any]] = []  # open collections: [anchor, nodes so far]
+        aliases = 0
         while parser.check_event():
             ev = parser.get_event()
             if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
@@ -141,14 +142,16 @@ def _check_shape(text: str) -> None:
                     raise Refused(f"alias *{ev.anchor} is inside the node it names "
                                   "(a recursive structure); remove it", ev.start_mark)
                 n = sizes.get(ev.anchor or "", 1)  # an undefined alias: the composer says so
+                aliases += 1
             else:
                 continue
             if stack:
                 stack[-1][1] += n
                 n = stack[-1][1]
             if n > MAX_NODES:
-                raise Refused(f"more than {MAX_NODES:,} values once its aliases are "
-                              "expanded; use fewer aliases of large anchors", ev.start_mark)
+                why = (" once its aliases are expanded; use fewer aliases of large anchors" if aliases
+                       else "; split the suite")
+                raise Refused(f"more than {MAX_NODES:,} values{why}", ev.start_mark)
     finally:
         parser.dispose()
 
