@@ -5,19 +5,45 @@ cell keeps its isolation, timeout and log tail; CUDA cells ask Ray for a GPU. Th
 each result as it arrives. ``--ray-address`` joins a running cluster (``auto``, ``ray://host:10001``);
 without one Ray starts a local cluster. ``cpus_per_cell`` (default: all CPUs of a node, so timings are
 not disturbed by neighbours) sets how many cells share a machine.
+
+A node's processes were started with the cluster's environment, not the driver's, so every task
+carries the driver's dlbench environment in its ``runtime_env`` (:func:`driver_env`: the
+``DLBENCH_*`` variables, the data folder made absolute), and the plugin folders travel as
+absolute paths: a cell sees the datasets, plugins and settings the driver checked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from dlbench.cell import Cell
+from dlbench.data.registry import DATA_DIR_ENV
 from dlbench.errors import DlbenchError
 from dlbench.result import Result
 from dlbench.run.launch.base import Job, LaunchConfig, Launcher, as_job
 from dlbench.run.launch.subprocess import SubprocessLauncher
+
+NOT_SHIPPED = frozenset({"DLBENCH_PARENT_PID"})
+"""Per-process variables the launcher on the node sets itself."""
+
+
+def driver_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The driver's dlbench environment for the cells on the cluster: every ``DLBENCH_*``
+    variable (but :data:`NOT_SHIPPED`), ``DLBENCH_DATA_DIR`` as an absolute path."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in environ.items() if k.startswith("DLBENCH_") and k not in NOT_SHIPPED}
+    if env.get(DATA_DIR_ENV):
+        env[DATA_DIR_ENV] = str(Path(env[DATA_DIR_ENV]).expanduser().resolve())
+    return env
+
+
+def _absolute_plugins(config: LaunchConfig) -> LaunchConfig:
+    dirs = tuple(str(Path(d).expanduser().resolve()) for d in config.plugins.plugins_dirs)
+    return dataclasses.replace(config, plugins=dataclasses.replace(config.plugins, plugins_dirs=dirs))
 
 
 def _run_on_node(config: LaunchConfig, job_dict: dict[str, Any]) -> str:
@@ -28,7 +54,8 @@ class RayLauncher(Launcher):
     name = "ray"
 
     def __init__(self, config: LaunchConfig, address: str | None = None, cpus_per_cell: float | None = None) -> None:
-        super().__init__(config)
+        super().__init__(_absolute_plugins(config))
+        self.env = driver_env()
         try:
             import ray
         except ImportError:
@@ -43,8 +70,8 @@ class RayLauncher(Launcher):
 
     def _submit(self, job: Job) -> Any:
         gpus = 1 if job.cell.device.startswith("cuda") else 0
-        return self._remote.options(num_cpus=self.cpus, num_gpus=gpus, max_retries=0).remote(
-            self.config, job.to_dict())
+        return self._remote.options(num_cpus=self.cpus, num_gpus=gpus, max_retries=0,
+                                    runtime_env={"env_vars": self.env}).remote(self.config, job.to_dict())
 
     def execute(self, job: Job) -> Result:
         return next(self.run_many([job]))
