@@ -11,7 +11,7 @@ import pytest
 from dlbench.errors import DlbenchError
 from dlbench.framework import BuildOptions, TrainConfig
 from dlbench.plugins import get_plugins
-from dlbench.robustness.embedding import EmbeddingCodec, lookup, split_spec
+from dlbench.robustness.embedding import lookup, split_spec
 from dlbench.robustness.tokens import (
     TokenModel,
     TokenSettings,
@@ -233,7 +233,7 @@ def test_robustness_cell_reports_the_token_attack(tmp_path) -> None:
 
     params = {"dataset": "sentiment", "model": "bag", "max_len": 32, "vocab_size": 2000,
               "epochs": 2, "batch_size": 64, "eval_size": 60, "attacks": "fgsm",
-              "epsilons": [0.5], "corruptions": False, "audit": False, "threads": 2,
+              "epsilons": [0.5], "corruptions": False, "audit": False,
               "token_words": 2}
     try:
         get_plugins().tasks.get("nlp").load(params)
@@ -251,6 +251,7 @@ def test_robustness_cell_reports_the_token_attack(tmp_path) -> None:
     assert acc == pytest.approx((d["correct"] - d["flipped"]) / 60, abs=1e-12)
     assert acc <= r.metrics["clean_metric"]
     assert "robust_fgsm_eps0.5" in r.metrics  # beside the embedding-space figures
+    assert d["written"] and all(isinstance(t, str) and n >= 1 for t, n in d["written"])
     scenario = get_plugins().scenarios.get("robustness")
     col = [c for c in scenario.columns([r]) if c.title.startswith("Token attack")]
     assert col and col[0].figure(r).value == rate

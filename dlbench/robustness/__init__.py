@@ -9,6 +9,8 @@
 * :mod:`~dlbench.robustness.attacks`: FGSM, PGD, APGD-CE, Square and noise (registered by
   ``plugins/attacks.py`` through ``dlbench_register_attacks``);
 * :mod:`~dlbench.robustness.audit`: the gradient-masking audit;
+* :mod:`~dlbench.robustness.tokens`: the token-level attack on text (greedy substitution
+  from the training vocabulary), beside the embedding-space figures;
 * :mod:`~dlbench.robustness.training`: adversarial training for the accuracy scenario;
 * :mod:`~dlbench.robustness.target`: what a robustness cell attacks (estimator, eval subset,
   metric with its 95% CI).

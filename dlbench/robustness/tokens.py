@@ -36,7 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -382,6 +382,7 @@ def run_token_attack(
     cis[f"robust_{tag}"] = [s.ci_low, s.ci_high]
     cis[f"success_rate_{tag}"] = [sr_lo, sr_hi]
     flipped = res.substitutions[res.flipped]
+    changed = res.tokens != np.asarray(evalset.inputs[tm.token_input])
     r.details["token_attack"] = {
         "attack": NAME,
         "space": "tokens",
@@ -399,6 +400,9 @@ def run_token_attack(
         "success_rate": res.success_rate,
         "success_ci": [sr_lo, sr_hi],
         "mean_substitutions_flipped": float(flipped.mean()) if len(flipped) else float("nan"),
+        # what it wrote and over what: the evidence that substitutions need not keep the meaning
+        "written": _most_common(res.tokens[changed], dataset.meta.get("vocab")),
+        "replaced": _most_common(evalset.inputs[tm.token_input][changed], dataset.meta.get("vocab")),
         "time_s": dt,
         "model_calls": res.model_calls,
     }
@@ -408,6 +412,16 @@ def run_token_attack(
     )
 
 
+
+
+def _most_common(ids: np.ndarray, vocab: Any, top: int = 10) -> list[list[Any]]:
+    """``[token, count]`` of the ``top`` most frequent ids (the token's string when the task
+    lists its vocabulary in ``Dataset.meta["vocab"]``, else the id)."""
+    values, counts = np.unique(np.asarray(ids).reshape(-1), return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:top]
+    names = list(vocab) if vocab is not None else None
+    return [[names[int(values[i])] if names and int(values[i]) < len(names) else int(values[i]),
+             int(counts[i])] for i in order]
 
 
 def token_figure(result: Result) -> Figure | None:
