@@ -109,6 +109,23 @@ def test_non_utf8_directory_missing_fifo_and_oversized_files(tmp_path, plugins):
     assert suites.load(str(bom), plugins).cells(plugins)
 
 
+def test_memory_and_recursion_errors_are_one_line_naming_the_file(tmp_path, plugins, monkeypatch):
+    path = write(tmp_path, block())
+
+    def exhausted(*_: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(yamlfile.StrictLoader, "get_single_data", exhausted)
+    refused(path, plugins, r"too large or too deeply nested to load; simplify the suite")
+    monkeypatch.undo()
+
+    def deep(*_: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(suites.SuiteModel, "model_validate", deep)
+    refused(path, plugins, r"too large or too deeply nested to validate; simplify the suite")
+
+
 # -- numbers have ranges ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "pattern"), [
     (block(head="timeout: .nan\n"), r"field timeout: Input should be a finite number"),
