@@ -137,6 +137,11 @@ def test_wrong_examples_are_not_attacked_and_bad_settings_are_one_line() -> None
         TokenSettings(words=0)
     with pytest.raises(DlbenchError, match="token_fraction=1.5"):
         TokenSettings(fraction=1.5)
+    # a suite says so before any cell runs
+    params = get_plugins().scenarios.get("robustness").params
+    assert "must be an integer >= 1" in params["token_words"].validate("token_words", 0)
+    assert "must be a number > 0" in params["token_fraction"].validate("token_fraction", 0.0)
+    assert params["token_fraction"].validate("token_fraction", 1) is None
 
 
 # -- through a framework ------------------------------------------------------------------------

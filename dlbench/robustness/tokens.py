@@ -67,11 +67,16 @@ TOKEN_PARAMS: dict[str, Param] = {
         "greedy token substitution from the training vocabulary (tasks that offer it: nlp)",
         type=bool,
     ),
-    "token_words": Param(3, "most tokens the token attack substitutes per text (k)", type=int,
-                         min=1),
+    "token_words": Param(
+        3, "most tokens the token attack substitutes per text (k)", type=int, min=1
+    ),
     "token_fraction": Param(
-        0.25, "most substituted share of a text's real tokens (at least one token)", type=float,
-        min=0, exclusive_min=True, max=1,
+        0.25,
+        "most substituted share of a text's real tokens (at least one token)",
+        type=float,
+        min=0,
+        max=1,
+        exclusive_min=True,
     ),
     "token_candidates": Param(
         8, "replacement tokens per position kept by the gradient ranking (m)", type=int, min=1
