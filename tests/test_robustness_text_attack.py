@@ -187,6 +187,27 @@ def test_planted_spec_model_flips_on_every_framework(framework: str) -> None:
     assert not np.any(res.tokens == KEY)
 
 
+def test_transformer_positions_cut_keeps_the_invariants() -> None:
+    # the transformer is cut after its PositionEmbedding: the gradient is taken there, and the
+    # first-order change of a substitution is the same (the position vector cancels)
+    task = get_plugins().tasks.get("nlp")
+    params = {"model": "transformer", "max_len": 10, "vocab_size": 40, "embed_dim": 8, "heads": 2}
+    spec = task.model_spec(params)
+    weights = spec.init_weights(3)
+    fw = _framework("torch")
+    model, tm = _token_model(fw, spec, weights, BuildOptions(train=task.train_config(params)))
+    x, _ = task.synthetic_batch(spec, 40, np.random.default_rng(0), params)
+    y = np.argmax(model.predict(x), 1)  # every example correct: all are attacked
+    real = real_positions(spec, "tokens", x)
+    res = greedy_substitution(tm, x, y, real, (2, 30), TokenSettings(words=2, fraction=1.0))
+    changed = res.tokens != x["tokens"]
+    assert res.attacked == 40 and res.flips > 0
+    assert np.all(changed.sum(1) <= 2) and not np.any(changed & ~real)
+    assert np.all((res.tokens[changed] >= 2) & (res.tokens[changed] < 30))
+    np.testing.assert_allclose(model.predict({**x, "tokens": res.tokens}), res.outputs,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_trained_bag_model_on_sentiment() -> None:
     task = get_plugins().tasks.get("nlp")
     params = {"dataset": "sentiment", "model": "bag", "max_len": 32, "vocab_size": 2000}
