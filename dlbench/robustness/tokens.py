@@ -223,8 +223,8 @@ def greedy_substitution(
             if not len(mine):
                 active[row] = False
                 continue
-            rank = np.where(c_flip[mine], np.inf, 0.0) + c_loss[mine]
-            best = mine[int(np.argmax(np.where(np.isnan(rank), -np.inf, rank)))]
+            pool = mine[c_flip[mine]] if c_flip[mine].any() else mine  # a flipping one first
+            best = pool[int(np.argmax(np.nan_to_num(c_loss[pool], nan=-np.inf)))]
             if not (c_flip[best] or c_loss[best] > loss[row]):
                 active[row] = False  # no substitution raises the loss: a local optimum
                 continue
