@@ -57,7 +57,8 @@ def outcome(folder: Path, plugins: Plugins, content: bytes) -> suites.Suite | No
 # -- values the mutations and the generated structures use -----------------------------------------
 KEYS = ["name", "matrix", "scenario", "tasks", "frameworks", "devices", "params", "budget", "timeout",
         "exclude", "repeats", "seed", "gate", "thresholds", "cells", "batch_size", "mode", "max_time",
-        "train_fraction", "epochs", "threads", "framework", "vision", "torch", "speed", "accuracy"]
+        "train_fraction", "epochs", "threads", "framework", "vision", "torch", "speed", "accuracy",
+        "mat\nrix", "\x1b[31mred", "tab\tkey", "[/]"]
 scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
            | st.sampled_from([0, -1, -4, 1.5, 1e308, "cpu", "cuda:0", "installed", "all", "", "<<"])
            | st.sampled_from(KEYS) | st.text(max_size=12))

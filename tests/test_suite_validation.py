@@ -201,6 +201,7 @@ def test_plugins_declare_ranges_with_param_min_max():
      r"field gate.cells.speed/\*.acuracy: unknown field;.*\(did you mean 'accuracy'\?\)$"),
     (block("    timout: 5\n"), r"field matrix.0.timout: unknown field; .*\(did you mean 'timeout'\?\)$"),
     (block(params="{bach_size: 8}"), r"unknown parameter 'bach_size' .*\(did you mean 'batch_size'\?\)$"),
+    ('name: t\n"mat\\nrix\\e[31m": 1\n', r"field 'mat\\nrix\\x1b\[31m': unknown field; .*\(did you mean 'matrix'\?\)$"),
 ])
 def test_empty_lists_and_unknown_keys_in_every_section(tmp_path, plugins, text, pattern):
     refused(write(tmp_path, text), plugins, pattern)

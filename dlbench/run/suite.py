@@ -292,7 +292,7 @@ def _first_error(exc: ValidationError, schema: type[BaseModel], prefix: tuple[An
     missing one), unknown keys with the valid ones and the closest."""
     err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     loc = tuple(err["loc"])
-    field = ".".join(str(x) for x in (*prefix, *loc))
+    field = ".".join(_shown(x) for x in (*prefix, *loc))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         owner = _model_at(schema, loc[:-1])
@@ -303,6 +303,13 @@ def _first_error(exc: ValidationError, schema: type[BaseModel], prefix: tuple[An
     else:
         msg = msg.removeprefix("Value error, ")
     return f"field {field}: {msg}"
+
+
+def _shown(part: Any) -> str:
+    """A part of a field's location as text: a plain key as it is, anything else quoted (so a key
+    holding a newline or an escape sequence stays on the one line, inert)."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w*?/\[\]-]+", text, re.ASCII) else repr(text)
 
 
 def _model_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
