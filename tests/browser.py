@@ -15,6 +15,7 @@ until a JavaScript condition holds, and evaluates an expression in the page::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -244,10 +245,12 @@ class Chromium:
 
     # -- pages -----------------------------------------------------------------------------------
     def load(self, url: str, *, wait_for: str | None = None, evaluate: str | None = None,
-             timeout: float | None = None, settle: float = 0.3) -> PageResult:
+             timeout: float | None = None, settle: float = 0.3,
+             screenshots: dict[Path, str] | None = None) -> PageResult:
         """Open ``url`` in a new tab, wait for its load event and for ``wait_for`` (a JS
         expression) to be truthy, evaluate ``evaluate`` (JSON-serialisable value) and return
-        everything the page logged."""
+        everything the page logged; ``screenshots``: PNG file -> CSS selector of the element to
+        capture (a 1400 px wide page), written after ``evaluate``."""
         timeout = timeout or self.timeout
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
@@ -273,6 +276,8 @@ class Chromium:
         self.pump(settle)
         if evaluate:
             result.value = self._evaluate(evaluate, session)
+        for png, selector in (screenshots or {}).items():
+            self._screenshot(session, selector, png)
         self.pump(0.05)
         for ev in self._events[first_event:]:
             if ev.get("sessionId") == session:
@@ -280,6 +285,24 @@ class Chromium:
         with contextlib.suppress(BrowserError):
             self.call("Target.closeTarget", {"targetId": target}, timeout=5)
         return result
+
+    def _screenshot(self, session: str, selector: str, png: Path) -> None:
+        """Capture the element ``selector`` matches (its whole box, beyond the viewport) as PNG."""
+        self.call("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900,
+                                                         "deviceScaleFactor": 1, "mobile": False},
+                  session=session)
+        box = self._evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+                             "if (!e) return null; const r = e.getBoundingClientRect(); "
+                             "return {x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height}; })()",
+                             session)
+        if not box:
+            raise BrowserError(f"no element matches {selector!r} for a screenshot")
+        shot = self.call("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": box["x"], "y": box["y"], "width": max(box["w"], 1), "height": max(box["h"], 1),
+                     "scale": 1}}, session=session)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        png.write_bytes(base64.b64decode(shot["data"]))
 
     def _evaluate(self, expression: str, session: str) -> Any:
         res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,

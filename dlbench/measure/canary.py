@@ -14,6 +14,9 @@ from dlbench.measure.contention import machine_load
 from dlbench.measure.sampler import Budget, sample
 from dlbench.result import Measurement
 
+CANARY_SCENARIO = "canary"
+"""The scenario name of the canary's cell in every run (task ``matmul``, framework ``numpy``)."""
+
 
 def canary_workload(n: int = 192, max_time: float = 1.5, seed: int = 0,
                     budget: Budget | None = None) -> Measurement:

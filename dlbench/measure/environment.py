@@ -135,6 +135,25 @@ def versions(distributions: Iterable[str] = ()) -> dict[str, str]:
     return out
 
 
+def thread_pools() -> list[dict[str, Any]]:
+    """The BLAS and OpenMP libraries loaded in this process with their thread counts
+    (threadpoolctl, scikit-learn's dependency): which BLAS a figure used and how many threads it
+    ran, e.g. ``{"api": "blas", "library": "openblas", "version": "0.3.27", "threads": 2}``."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    pools = []
+    for p in threadpool_info():
+        pool = {"api": p.get("user_api"), "library": p.get("internal_api"), "version": p.get("version"),
+                "threads": p.get("num_threads")}
+        if p.get("architecture"):
+            pool["architecture"] = p["architecture"]
+        if pool not in pools:
+            pools.append(pool)
+    return pools
+
+
 def fingerprint(distributions: Iterable[str] = ()) -> dict[str, Any]:
     """Machine, software and thread settings; ``digest`` identifies the combination.
     ``distributions`` are the framework plugins' (:func:`framework_distributions`)."""
@@ -151,6 +170,7 @@ def fingerprint(distributions: Iterable[str] = ()) -> dict[str, Any]:
         "gpus": gpus(),
         "versions": versions(distributions),
         "env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+        "thread_pools": thread_pools(),
     }
     stable = {k: v for k, v in env.items() if k != "hostname"}
     env["digest"] = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]

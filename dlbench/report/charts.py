@@ -276,13 +276,23 @@ def learning_curve_charts(results: list[Result], color: Colors,
             if y_key is None:
                 continue
             fig = _new_figure()
+            curves = {id(r): [row for row in r.series["learning_curve"]
+                              if not is_nan(as_float(row.get(x_key))) and y_key in row] for r in rs}
+            xs_all = [as_float(row[x_key]) for rows in curves.values() for row in rows]
             for r in rs:
-                rows = [row for row in r.series["learning_curve"]
-                        if not is_nan(as_float(row.get(x_key))) and y_key in row]
+                rows = curves[id(r)]
+                name, line = labels[id(r)], {"color": color(labels[id(r)])}
+                if len(rows) == 1 and x_key == "epoch" and len(set(xs_all)) > 1:
+                    # one fit (a classic baseline): its figure as a reference line across the
+                    # epochs of the others, not a lone dot at epoch 1
+                    y = as_float(rows[0][y_key])
+                    fig.add_trace(go.Scatter(x=[min(xs_all), max(xs_all)], y=[y, y], mode="lines",
+                                             name=f"{name} (one fit)", line={**line, "dash": "dash"}))
+                    continue
                 fig.add_trace(go.Scatter(x=[row[x_key] for row in rows],
                                          y=[as_float(row[y_key]) for row in rows],
-                                         mode="lines+markers", name=labels[id(r)],
-                                         line={"color": color(labels[id(r)])}))
+                                         mode="lines+markers", name=name, line=line,
+                                         marker={"size": 10 if len(rows) == 1 else 6}))
             x_title = "epoch" if x_key == "epoch" else "training time (s)"
             title = f"{y_key} vs {x_title} — {task}"
             charts.append(Chart(f"chart-learning-{slug(task, tag)}", "learning_curve", title,
@@ -320,12 +330,18 @@ def robustness_charts(results: list[Result], color: Colors,
                     fig.add_trace(go.Scatter(x=xs, y=lo, mode="lines", line={"width": 0},
                                              fill="tonexty", fillcolor=_rgba(c, 0.18),
                                              showlegend=False, hoverinfo="skip", legendgroup=label))
+                # measured budgets are markers; a dotted line only joins them (nothing was
+                # measured between), and two budgets get no line at all
                 fig.add_trace(go.Scatter(x=xs, y=[as_float(p.get("metric")) for p in pts],
-                                         mode="lines+markers", name=label, line={"color": c},
-                                         legendgroup=label))
+                                         mode="lines+markers" if len(pts) > 2 else "markers",
+                                         name=label, line={"color": c, "dash": "dot"},
+                                         marker={"size": 9}, legendgroup=label))
+            units = {str(p["unit"]) for r in rs for p in r.series["robustness_curve"]
+                     if str(p.get("attack", "")) == attack and p.get("unit")}
+            x_title = f"epsilon ({units.pop()})" if len(units) == 1 else "epsilon (the task's unit)"
             title = f"Robustness — {task}" + (f" ({attack})" if attack else "")
             charts.append(Chart(f"chart-robustness-{slug(task, attack)}", "robustness", title,
-                                _layout(fig, title, "epsilon", "accuracy (95% CI band)"), task))
+                                _layout(fig, title, x_title, "metric under attack (95% CI band)"), task))
     return charts
 
 

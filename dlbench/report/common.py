@@ -310,6 +310,16 @@ def scenario_of(result: Result, scenarios: Scenarios | None = None) -> Scenario 
     return (installed_scenarios() if scenarios is None else scenarios).get(result.cell.scenario)
 
 
+def is_classic(result: Result) -> bool:
+    """Whether a classic-ML framework (``Framework.kind == "classic"``, e.g. scikit-learn)
+    produced the result: recorded by the worker as ``environment["framework_kind"]``; results
+    stored before that say so by a model without a spec."""
+    kind = result.environment.get("framework_kind")
+    if kind is not None:
+        return kind == "classic"
+    return result.model is not None and not result.model.spec_digest
+
+
 def measurement_headline(result: Result, name: str) -> Headline | None:
     f = measurement_figure(result, name)
     return None if f is None else Headline.of(f)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from markupsafe import Markup
 
+from dlbench.measure.canary import CANARY_SCENARIO
 from dlbench.report.base import Reporter, RunData
 from dlbench.report.charts import (
     Chart,
@@ -112,6 +113,71 @@ def environment_tables(data: RunData) -> list[Table]:
     return tables
 
 
+def _span(values: list[float], fmt: str = "{:.2f}") -> str:
+    if not values:
+        return DASH
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)} – {fmt.format(hi)}"
+
+
+def machine_table(data: RunData) -> Table | None:
+    """What the figures ran on and beside: CPU model and cores, memory, GPUs, the BLAS and
+    OpenMP libraries with their threads, each cell's threads, the machine's load while cells ran,
+    how many figures were contended, and the canary (the machine's own drift reference)."""
+    env, results = data.run.environment, data.results
+    if not env and not any(r.environment for r in results):
+        return None  # nothing was recorded (an imported or synthetic run)
+    rows: list[list[TCell]] = []
+
+    def add(name: str, value: str, title: str = "") -> None:
+        rows.append([TCell(name, "label"), TCell(value, "", title)])
+
+    if env.get("cpu") or env.get("cpu_count"):
+        add("CPU", f"{env.get('cpu') or 'unknown model'}: {env.get('cpu_count') or '?'} logical cores, "
+                   f"{env.get('affinity') or '?'} usable by this run (affinity)")
+    if env.get("memory_gb"):
+        add("Memory", f"{env['memory_gb']} GB")
+    gpus = env.get("gpus") or []
+    add("GPUs", ", ".join(f"{g.get('name')} ({g.get('memory')})" for g in gpus if isinstance(g, dict))
+        or "none visible")
+    pools: dict[str, set[str]] = defaultdict(set)
+    for r in results:
+        for p in r.environment.get("thread_pools") or data.run.environment.get("thread_pools") or []:
+            if isinstance(p, dict):
+                arch = f", {p['architecture']}" if p.get("architecture") else ""
+                pools[f"{p.get('api')}: {p.get('library')} {p.get('version') or ''}{arch}".strip()].add(
+                    str(p.get("threads")))
+    for lib, counts in sorted(pools.items()):
+        add("Thread pool", f"{lib}; threads {', '.join(sorted(counts, key=lambda t: (len(t), t)))}")
+    threads = sorted({str(r.environment["threads"]) for r in results if r.environment.get("threads")})
+    if threads:
+        add("Threads per cell", ", ".join(threads), "intra-op threads each cell ran with")
+    loads = [float(r.environment["load"]["loadavg_1m"]) for r in results
+             if isinstance(r.environment.get("load"), dict) and "loadavg_1m" in r.environment["load"]]
+    psi = [float(r.environment["load"]["cpu_pressure_avg10"]) for r in results
+           if isinstance(r.environment.get("load"), dict) and "cpu_pressure_avg10" in r.environment["load"]]
+    if loads:
+        add("Load while cells ran", f"1-minute load average {_span(loads)} on {env.get('affinity') or '?'} cores"
+            + (f"; CPU pressure (avg10) {_span(psi, '{:.1f}')}%" if psi else ""),
+            "/proc/loadavg and /proc/pressure/cpu when each cell ended")
+    flags = flag_summary(results)
+    shares = [float(m.meta["contention"]) for r in results if r.status == "ok" for m in r.measurements
+              if isinstance(m.meta.get("contention"), (int, float))]
+    add("Contention", f"{flags.counts.get('contended', 0)} of {flags.figures} figures contended"
+        + (f"; run-queue wait up to {max(shares):.0%} of their windows" if shares else ""),
+        "windows slowed by other processes are retaken; a figure that could not avoid them is flagged")
+    canary = next((r for r in results if r.cell.scenario == CANARY_SCENARIO and r.status == "ok"), None)
+    h = headline(canary, data.scenarios) if canary is not None else None
+    if canary is not None and canary.measurements:
+        m = canary.measurements[0]
+        st = m.stats
+        text = (f"{st.median:.3g} {m.unit} [{st.ci_low:.3g} – {st.ci_high:.3g}]" if st is not None
+                else DASH)
+        add("Canary", f"{text} (one-thread float64 matmul; compare divides its drift out of CPU figures)"
+            + (f"; {h.flags_text}" if h is not None and h.flags else ""))
+    return Table("Machine and load", ["Setting", "Value"], rows) if rows else None
+
+
 def audit_table(results: list[Result], scenarios: Scenarios | None = None) -> Table | None:
     """Per cell, its verdict (:meth:`~dlbench.scenarios.base.Scenario.verdict`: green, red, or
     grey when checks did not run) and each check: pass, FAIL, or grey ``not run`` (a check
@@ -173,7 +239,8 @@ def build_context(data: RunData) -> dict[str, Any]:
         "failures": failures, "skipped": skipped,
         "leaderboards": leaderboards(results, data.scenarios), "charts": charts,
         "parity": parity_table(results), "corruptions": corruption_tables(results),
-        "audit": audit_table(results, data.scenarios), "environment": environment_tables(data),
+        "audit": audit_table(results, data.scenarios),
+        "environment": [t for t in (machine_table(data), *environment_tables(data)) if t is not None],
         "cells": cells_table(results, data.scenarios) if results else None,
         "baseline_run": data.baseline.run if data.baseline is not None else None,
         "baseline_table": baseline_table(results, data.baseline.results, data.scenarios)

@@ -24,6 +24,7 @@ from dlbench.report.common import (
     group_by_task,
     headline,
     installed_scenarios,
+    is_classic,
     is_nan,
     parity_rows,
 )
@@ -121,6 +122,10 @@ def leaderboard(scenario: Scenario, task: str, results: list[Result]) -> Table |
     table = Table(f"{scenario.report_title()} — {task}", [*head, "Status"])
     for values, group in group_by(rs, *groups).items():
         figs = {id(r): [c.figure(r) if r.status == "ok" else None for c in columns] for r in group}
+        # a classic baseline (scikit-learn) is a reference row after the ranked frameworks: the
+        # board's model (e.g. model=cnn) is not what it ran
+        refs = [r for r in group if is_classic(r)]
+        group = [r for r in group if not is_classic(r)]
         if ranked_by is not None:
             i = columns.index(ranked_by)
             group = sorted(group, key=lambda r: _rank_key(figs[id(r)][i]))
@@ -134,14 +139,16 @@ def leaderboard(scenario: Scenario, task: str, results: list[Result]) -> Table |
                 if c.best and len(fs) > 1:
                     marked.add(i)
         rank = 0
-        for r in group:
+        for r in group + refs:
             ok = r.status == "ok"
-            rank += 1 if ok else 0
+            ref = is_classic(r)
+            rank += 1 if ok and not ref else 0
             row = [TCell(DASH if v is None else (fmt_num(v) if isinstance(v, (int, float)) else str(v)),
                          "num" if isinstance(v, (int, float)) else "") for v in values]
             if ranked_by is not None:
-                row.append(TCell(str(rank) if ok else "", "num"))
-            row.append(TCell(labels[id(r)], "label"))
+                row.append(TCell("ref" if ref else (str(rank) if ok else ""), "num ref" if ref else "num",
+                                 "classic baseline: not ranked against the neural model" if ref else ""))
+            row.append(TCell(f"{labels[id(r)]} (classic baseline)" if ref else labels[id(r)], "label"))
             for i, c in enumerate(columns):
                 f = figs[id(r)][i]
                 cell = figure_cell(f)
@@ -160,15 +167,38 @@ def leaderboard(scenario: Scenario, task: str, results: list[Result]) -> Table |
 
 def leaderboards(results: list[Result], scenarios: Scenarios | None = None) -> dict[str, list[Table]]:
     """Per task, the leaderboard of each scenario that has one (in the order the scenarios
-    first appear in the run), each only when present."""
+    first appear in the run), each only when present. Boards with a finished cell come first;
+    a board whose cells were all skipped comes last and says why (their distinct reasons)."""
     out: dict[str, list[Table]] = {}
     found = installed_scenarios() if scenarios is None else scenarios
     order = [found[n] for n in dict.fromkeys(r.cell.scenario for r in results) if n in found]
+    empty: list[tuple[str, Table]] = []
     for task, rs in group_by_task(results).items():
-        tables = [t for t in (leaderboard(sc, task, rs) for sc in order) if t is not None]
-        if tables:
-            out[task] = tables
+        for sc in order:
+            t = leaderboard(sc, task, rs)
+            if t is None:
+                continue
+            mine = [r for r in rs if r.cell.scenario == sc.name]
+            if all(r.status == "skipped" for r in mine):
+                t.note = skip_note(mine)
+                empty.append((task, t))
+            else:
+                out.setdefault(task, []).append(t)
+    for task, t in empty:
+        out.setdefault(task, []).append(t)
     return out
+
+
+def skip_note(results: list[Result]) -> str:
+    """Why every one of ``results`` was skipped: their distinct reasons, most frequent first."""
+    reasons: dict[str, int] = {}
+    for r in results:
+        reason = first_line(r.error, 200) or "no reason recorded"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    ordered = sorted(reasons.items(), key=lambda kv: -kv[1])
+    shown = "; ".join(f"{text} ({n} cell{'s' if n != 1 else ''})" for text, n in ordered[:3])
+    more = f"; and {len(ordered) - 3} other reasons" if len(ordered) > 3 else ""
+    return f"Every cell here was skipped: {shown}{more}."
 
 
 def parity_table(results: list[Result]) -> Table | None:

@@ -26,7 +26,7 @@ from dlbench.cell import Cell
 from dlbench.data.download import fetch
 from dlbench.data.registry import require
 from dlbench.errors import CorruptDatasetError, DatasetError, PluginError, StoreError
-from dlbench.measure.canary import canary_workload
+from dlbench.measure.canary import CANARY_SCENARIO, canary_workload
 from dlbench.measure.environment import fingerprint, framework_distributions, git_commit
 from dlbench.plugins import Plugins
 from dlbench.report.base import RunData
@@ -312,7 +312,7 @@ def selected(key: str, select: str | None) -> bool:
     return select is None or fnmatch.fnmatchcase(key, select)
 
 
-CANARY_CELL = Cell("canary", "matmul", "numpy", "cpu", {})
+CANARY_CELL = Cell(CANARY_SCENARIO, "matmul", "numpy", "cpu", {})
 CANARY_KEY = CANARY_CELL.key
 
 

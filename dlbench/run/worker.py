@@ -71,7 +71,7 @@ def execute(payload: dict[str, Any]) -> Result:
         ctx = CellContext(cell, task, framework, plugins, Path(payload["artifacts_dir"]), result)
         scenario.run(ctx)
         result.environment = {**fingerprint(framework_distributions(plugins.frameworks)),
-                              "framework_version": framework.version(),
+                              "framework_version": framework.version(), "framework_kind": framework.kind,
                               "threads": threads, "load": machine_load()}
     except UnsupportedError as exc:
         result.status, result.error = "skipped", str(exc)
