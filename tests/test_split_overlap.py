@@ -47,10 +47,10 @@ def _ids(case: tuple[Task, dict[str, Any]]) -> str:
     return f"{task.name}-" + "-".join(str(v) for v in params.values())
 
 
-def _row_hashes(x: Mapping[str, np.ndarray]) -> list[str]:
+def _row_hashes(x: Mapping[str, np.ndarray]) -> list[Hashable]:
     names = sorted(x)
     n = len(x[names[0]])
-    out = []
+    out: list[Hashable] = []
     for i in range(n):
         h = hashlib.sha256()
         for k in names:
