@@ -358,3 +358,42 @@ def test_derived_dir_avoids_a_read_only_data_folder(tmp_path: Path, monkeypatch:
     finally:
         (ro / "toy").chmod(0o755)
         shutil.rmtree(ro)
+
+
+def test_an_unresolvable_host_fails_at_once_without_retry_sleeps(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import urllib.error
+
+    attempts: list[str] = []
+    sleeps: list[float] = []
+
+    def offline(req, timeout=None):
+        attempts.append(req.full_url)
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    info = DatasetInfo("far", "", (FileEntry("x", "0" * 64, "https://data.example.org/x"),))
+    with pytest.raises(DatasetError, match=r"host 'data\.example\.org' cannot be reached.*looks offline.*DLBENCH_DATA_DIR"):
+        download.fetch(info, tmp_path / "cache", progress=False, retries=3)
+    assert attempts == ["https://data.example.org/x"] and sleeps == []
+
+
+def test_a_transient_failure_is_retried_with_no_sleep_after_the_last_try(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    attempts: list[str] = []
+    sleeps: list[float] = []
+
+    def flaky(req, timeout=None):
+        attempts.append(req.full_url)
+        raise urllib.error.URLError(TimeoutError("timed out"))
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", flaky)
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    info = DatasetInfo("slow", "", (FileEntry("x", "0" * 64, "https://data.example.org/x"),))
+    with pytest.raises(DatasetError, match=r"cannot download https://data\.example\.org/x: .*timed out"):
+        download.fetch(info, tmp_path / "cache", progress=False, retries=3)
+    assert len(attempts) == 3 and len(sleeps) == 2

@@ -9,13 +9,16 @@ dataset is, where it lives, whether its files are valid); the registry never imp
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import socket
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
@@ -125,10 +128,28 @@ def _open_url(url: str, retries: int) -> Any:
                                    f"(the upstream address may have moved; report it)") from exc
             last = exc
         except (urllib.error.URLError, OSError) as exc:
+            if _unreachable(exc):  # offline: no retry can help, so none waits
+                host = urllib.parse.urlsplit(url).hostname or url
+                raise DatasetError(f"cannot download {url}: host {host!r} cannot be reached ({_reason(exc)}); "
+                                   f"this machine looks offline: copy the dataset into a folder and set "
+                                   f"{DATA_DIR_ENV} to it (dlbench data list shows what each needs)") from None
             last = exc
-        time.sleep(min(2.0 ** attempt, 8.0) * 0.5)
+        if attempt + 1 < retries:
+            time.sleep(min(2.0 ** attempt, 8.0) * 0.5)
     raise DatasetError(f"cannot download {url}: {last} (check the network or proxy settings, "
                        f"or set {DATA_DIR_ENV} to a folder holding the dataset)")
+
+
+def _reason(exc: BaseException) -> BaseException:
+    return exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The host's name does not resolve or the network is down: a failure that retrying in a
+    few seconds does not fix (a timeout or a reset connection may be transient, and is retried)."""
+    reason = _reason(exc)
+    return isinstance(reason, socket.gaierror) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))
 
 
 def _stream_to(url: str, out: IO[bytes], report: ProgressFn, retries: int) -> str:
