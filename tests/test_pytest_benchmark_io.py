@@ -13,11 +13,13 @@ import pytest
 
 from dlbench.analysis.compare import compare_runs
 from dlbench.cell import Cell
+from dlbench.errors import DlbenchError
 from dlbench.report.base import RunInfo
 from dlbench.result import Measurement, Result
 from dlbench.store.pytest_benchmark import (
     export_pytest_benchmark,
     import_pytest_benchmark,
+    ops_per_second,
     pytest_benchmark_stats,
 )
 
@@ -121,15 +123,74 @@ def test_import_a_real_pytest_benchmark_file(tmp_path):
 
 def test_import_without_raw_data_and_round_trip():
     doc = export_pytest_benchmark(info(1), run_results(np.random.default_rng(2)))
-    back = import_pytest_benchmark(doc)
-    assert [len(r.measurement("time").samples) for r in back] == [25, 40]
+    (back,) = import_pytest_benchmark(doc)  # throughput and latency of one cell: one result
+    assert [len(m.samples) for m in back.measurements] == [25, 40]
     for b in doc["benchmarks"]:
         del b["stats"]["data"]
-    summary_only = import_pytest_benchmark(doc)
-    m = summary_only[1].measurement("time")
-    assert m.samples == [] and m.stats.n == 40
-    assert m.stats.median == pytest.approx(doc["benchmarks"][1]["stats"]["median"])
-    rows = compare_runs(summary_only, summary_only).rows
+    (summary_only,) = import_pytest_benchmark(doc)
+    orig = run_results(np.random.default_rng(2))[0]
+    for name in ("throughput", "latency"):
+        m, o = summary_only.measurement(name), orig.measurement(name)
+        assert m.samples == [] and m.stats.n == o.stats.n and m.unit == o.unit
+        assert m.stats.median == pytest.approx(o.stats.median, rel=1e-9)  # back in its own unit
+        assert (m.stats.min, m.stats.max) == pytest.approx((o.stats.min, o.stats.max), rel=1e-9)
+    rows = compare_runs([summary_only], [summary_only]).rows
     assert {r.verdict for r in rows} == {"inconclusive"}
     with pytest.raises(Exception, match="pytest-benchmark"):
         import_pytest_benchmark({"results": []})
+
+
+def test_round_trip_keeps_the_dlbench_key_and_measurements():
+    results = run_results(np.random.default_rng(3))
+    results[0].measurements[1].flag("contended")
+    doc = json.loads(json.dumps(export_pytest_benchmark(info(1), results)))
+    assert {b["extra_info"]["dlbench_key"] for b in doc["benchmarks"]} == {results[0].cell.key}
+    (back,) = import_pytest_benchmark(doc)
+    orig = results[0]
+    assert back.cell.key == orig.cell.key and back.cell == orig.cell
+    for name in ("throughput", "latency"):
+        m, o = back.measurement(name), orig.measurement(name)
+        assert (m.unit, m.higher_is_better, m.flags) == (o.unit, o.higher_is_better, o.flags)
+        assert m.samples == pytest.approx(o.samples, rel=1e-12)
+    assert back.measurement("test_correct") is None  # 0/1 is not a time: never exported
+    # compare matches the re-imported cell with the original: same rows, same verdicts
+    timed = ("throughput", "latency")
+    direct = [(r.key, r.name, r.verdict) for r in compare_runs(results, results).rows if r.name in timed]
+    via = [(r.key, r.name, r.verdict) for r in compare_runs(results, [back]).rows if r.name in timed]
+    assert direct == via and len(direct) == 2
+    # a file pytest-benchmark itself wrote (no dlbench cell) stays a pytest-benchmark cell
+    for b in doc["benchmarks"]:
+        del b["extra_info"]["cell"]
+    plain = import_pytest_benchmark(doc)
+    assert [r.cell.task for r in plain] == ["pytest-benchmark"] * 2
+    doc["benchmarks"][0]["extra_info"]["cell"] = {"scenario": "speed"}
+    with pytest.raises(DlbenchError, match=r"benchmark 1 .*extra_info.cell is not a dlbench cell"):
+        import_pytest_benchmark(doc)
+
+
+def test_ops_is_dlbenchs_throughput():
+    results = run_results(np.random.default_rng(4))
+    thr, lat = results[0].measurements[:2]
+    d = export_pytest_benchmark(info(1), results)
+    b_thr, b_lat = d["benchmarks"]
+    # throughput: the figure dlbench reports (median samples/s), not pytest-benchmark's 1 / mean
+    assert b_thr["stats"]["ops"] == thr.stats.median == ops_per_second(thr)
+    assert b_thr["stats"]["ops"] != pytest.approx(1 / b_thr["stats"]["mean"], rel=1e-6)
+    # a time: the median of the per-sample rates (latency in ms -> calls/s)
+    assert b_lat["stats"]["ops"] == pytest.approx(float(np.median(1000 / np.array(lat.samples))))
+    assert ops_per_second(Measurement("test_correct", "0/1", [1.0])) != ops_per_second(thr)  # nan
+
+
+def test_importing_the_same_pytest_benchmark_file_twice_is_refused(tmp_path, capsys):
+    from dlbench.cli.main import main
+    from dlbench.store.database import Store
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(export_pytest_benchmark(info(1), run_results(np.random.default_rng(5)))))
+    assert main(["import", str(path), "--store", url]) == 0
+    capsys.readouterr()
+    assert main(["import", str(path), "--store", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already in the store as run 1" in err, err
+    assert len(Store(url).runs()) == 1
