@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from dlbench.report.json_report import JsonReporter
     from dlbench.report.markdown import MarkdownReporter
     from dlbench.report.terminal import TerminalReporter
-    from dlbench.robustness.attacks import BUILTIN as BUILTIN_ATTACKS
+    from dlbench.robustness.autoattack import BUILTIN as BUILTIN_ATTACKS
     from dlbench.scenarios.accuracy import AccuracyScenario
     from dlbench.scenarios.fidelity import FidelityScenario
     from dlbench.scenarios.parity import ParityScenario
@@ -108,7 +108,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RobustnessScenario": ("dlbench.scenarios.robustness", "RobustnessScenario"),
     "ScalabilityScenario": ("dlbench.scenarios.scalability", "ScalabilityScenario"),
     "FidelityScenario": ("dlbench.scenarios.fidelity", "FidelityScenario"),
-    "BUILTIN_ATTACKS": ("dlbench.robustness.attacks", "BUILTIN"),
+    "BUILTIN_ATTACKS": ("dlbench.robustness.autoattack", "BUILTIN"),
     "TerminalReporter": ("dlbench.report.terminal", "TerminalReporter"),
     "JsonReporter": ("dlbench.report.json_report", "JsonReporter"),
     "MarkdownReporter": ("dlbench.report.markdown", "MarkdownReporter"),

@@ -73,7 +73,7 @@ def test_unknown_names_are_attribute_errors() -> None:
 
 def test_lazy_names_are_the_real_objects() -> None:
     from dlbench.measure.sampler import Budget
-    from dlbench.robustness.attacks import BUILTIN
+    from dlbench.robustness.autoattack import BUILTIN
     from dlbench.scenarios.speed import SpeedScenario
 
     assert api.Budget is Budget and api.SpeedScenario is SpeedScenario

@@ -19,7 +19,14 @@ units, see :mod:`dlbench.robustness.budgets`). ``plugins/attacks.py`` registers 
   al. 2020): EOT averages the loss gradient over :attr:`PGDEOT.samples` draws of a randomised
   model or preprocessing; BPDA takes the gradient straight through the estimator's
   preprocessing defences (the model's gradient at the preprocessed point);
-* ``noise``: random noise of the same budget (see :func:`dlbench.robustness.budgets.random_noise`).
+* ``noise``: random noise of the same budget (see :func:`dlbench.robustness.budgets.random_noise`);
+* ``autoattack``, ``autoattack-robustbench``: see :mod:`dlbench.robustness.autoattack`.
+
+Padding masks hold per example for every attack: whatever ART does inside (APGD's random start
+ignores its mask, Square takes none, and ART's APGD only broadcasts one mask shared by all
+examples), :func:`keep_fixed` resets each example's fixed features (padding tokens, layout
+cells) to their clean values afterwards, and the figure reported is the model on that
+projected input (the scenario scores what ``generate`` returns).
 
 ART's random draws use NumPy's global generator: it is seeded before every attack.
 """
@@ -59,6 +66,12 @@ class Attack:
     needs_classifier: ClassVar[bool] = False
     subset: ClassVar[bool] = False
     """Black-box attacks run on the first ``blackbox_size`` evaluation examples only."""
+    epsilons: ClassVar[tuple[float, ...] | None] = None
+    """A preset's own epsilons (domain units), run instead of the suite's grid."""
+
+    def grid(self, epsilons: list[float]) -> list[float]:
+        """The epsilons (domain units, 0 first) this attack runs at, given the suite's grid."""
+        return list(epsilons) if self.epsilons is None else sorted({0.0, *self.epsilons})
 
     def skip_reason(self, target: Target) -> str | None:
         if self.needs_gradients and not target.gradients:
@@ -84,6 +97,15 @@ class Attack:
         return np.inf if np.isinf(target.budget.norm) else int(target.budget.norm)
 
 
+def keep_fixed(x: np.ndarray, x_adv: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``x_adv`` with every feature outside ``mask`` (per example, broadcast to ``x``) reset to
+    its clean value in ``x``: padding never moves, whatever the attack did."""
+    if mask is None:
+        return x_adv
+    free = np.broadcast_to(np.asarray(mask), np.shape(x)) > 0
+    return np.where(free, x_adv, x).astype(np.asarray(x).dtype)
+
+
 class ArtAttack(Attack):
     """An attack that ART carries out: subclasses build the ART attack object; seeding NumPy's
     global generator (ART draws from it) and the call are here, once."""
@@ -100,13 +122,15 @@ class ArtAttack(Attack):
         np.random.seed(settings.seed)
         attack = self.art_attack(target, eps, settings)
         art_mask = self.art_mask(target, mask)
-        return attack.generate(x, y, **({} if art_mask is None else {"mask": art_mask}))
+        x_adv = attack.generate(x, y, **({} if art_mask is None else {"mask": art_mask}))
+        return keep_fixed(x, x_adv, mask)
 
     def art_attack(self, target: Target, eps: float, settings: AttackSettings) -> Any:
         raise NotImplementedError
 
     def art_mask(self, target: Target, mask: np.ndarray | None) -> np.ndarray | None:
-        """The mask ART perturbs within (padding stays untouched); the caller's by default."""
+        """The mask handed to ART (the caller's per-example one by default); the result is
+        projected onto the caller's mask afterwards in any case (:func:`keep_fixed`)."""
         return mask
 
 
@@ -215,6 +239,8 @@ class APGD(ArtAttack):
         )
 
     def art_mask(self, target: Target, mask: np.ndarray | None) -> np.ndarray | None:
+        # ART's APGD applies its mask to batches of the examples it still attacks, so only a mask
+        # shared by all examples broadcasts; its random start ignores the mask (keep_fixed).
         return target.common_mask
 
 
@@ -252,7 +278,7 @@ class Square(ArtAttack):
         )
 
     def art_mask(self, target: Target, mask: np.ndarray | None) -> np.ndarray | None:
-        return None  # score-based: ART's Square takes no mask
+        return None  # ART's Square takes no mask: keep_fixed projects its result
 
 
 class Noise(Attack):
@@ -271,7 +297,8 @@ class Noise(Attack):
         mask: np.ndarray | None,
     ) -> np.ndarray:
         rng = np.random.default_rng([settings.seed, 7])
-        return random_noise(x, eps, target.budget.norm, rng, mask, target.budget.clip)
+        noisy = random_noise(x, eps, target.budget.norm, rng, mask, target.budget.clip)
+        return keep_fixed(x, noisy, mask)
 
 
 BUILTIN: tuple[Attack, ...] = (FGSM(), PGD(), APGD(), Square(), Noise(), PGDEOT(), PGDBPDA())

@@ -25,10 +25,13 @@ personalised ranking); then zero padding; then, in the last cells, the example's
 evaluation set as bits (``+-level``, with ``level`` above any epsilon used), from which the codec
 recovers its side inputs and norm even when an attack reorders or subsets rows. (A square
 layout because ART's L2 Square attack needs square images; its square windows carry no meaning
-for embeddings, where it is a generic score-based search.) FGSM, PGD and noise get a per-example
-mask that keeps padding tokens, padding cells and the code fixed; APGD and Square may move the
-code cells by at most ``eps`` each, which never flips a bit, and the model ignores them (their
-gradient is zero).
+for embeddings, where it is a generic score-based search.) :meth:`EmbeddingCodec.attack_mask`
+is the per-example mask of the features attacks may move: every attack's result is projected
+onto it (:func:`dlbench.robustness.attacks.keep_fixed`), so padding tokens, padding cells and the
+code never move. Inside an ART call, APGD (one mask for all examples, an unmasked random start)
+and Square (no mask) may move them: code cells by at most ``eps`` each, which never flips a bit,
+and padding features, which the model ignores (their gradient is zero, masked pooling and
+attention never read them), so the projection leaves the model's outputs as they were.
 """
 
 from __future__ import annotations

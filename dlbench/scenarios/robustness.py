@@ -116,7 +116,8 @@ def parse_list(value: Any, item: type) -> list[Any] | None:
 ROBUSTNESS_PARAMS: dict[str, Param] = {
     "attacks": ListParam(
         list(DEFAULT_ATTACKS),
-        "attacks to run: fgsm, pgd, apgd, square, noise, or any a plugin registers",
+        "attacks to run: fgsm, pgd, apgd, square, noise, pgd-eot, pgd-bpda, autoattack, "
+        "autoattack-robustbench (a preset: L-inf 8/255), or any a plugin registers",
     ),
     "epsilons": ListParam(
         None,
@@ -342,7 +343,7 @@ class RobustnessScenario(Scenario):
                 skipped[attack.name] = reason
                 ctx.log(f"skip {attack.name}: {reason}")
                 continue
-            for eps in epsilons:
+            for eps in attack.grid(epsilons):  # a preset (autoattack-robustbench) fixes its own
                 run = self.run_attack(ctx, target, evalset, attack, eps, clean, headline)
                 runs.append(run)
                 self._record(ctx, target, run, headline)
