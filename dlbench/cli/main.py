@@ -42,13 +42,17 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run cells on (--launcher ray).")] = None,
     cpus_per_cell: Annotated[float | None, typer.Option(help="Ray CPUs reserved per cell (default: a whole node).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    override: Annotated[list[str] | None, typer.Option(
+        "-o", "--override", metavar="KEY=VALUE",
+        help="Override a suite field, validated like the file and stored with the run (repeatable): "
+             "-o budget.max_time=1 -o 'params.batch_size=[1,256]' -o timeout=120 -o matrix.0.params.epochs=2.")] = None,
 ) -> int:
     """Run a suite; every cell in a fresh process; results stored as each cell ends."""
     from dlbench.run import suite as suites
     from dlbench.run.session import LAUNCHERS, RunOptions, Session, selected
 
     plugins = State.plugins()
-    s = suites.load(suite, plugins)
+    s = suites.load(suite, plugins, override or ())
     if launcher not in LAUNCHERS:
         raise DlbenchError(f"unknown launcher {launcher!r}: choose one of {choices(LAUNCHERS)}")
     reporters = tuple(r for r in report.split(",") if r)

@@ -223,7 +223,8 @@ class Session:
                  "cells": len(self.cells), "repeats": {c.key: k for c, k in plan if k > 1},
                  "python": self.launch_config().interpreter(),
                  "plugins_dirs": list(self.launch_config().plugins_dirs),
-                 "suite": self.suite.model.model_dump(), "runner": runner_info(), **self.options.config})
+                 "suite": self.suite.model.model_dump(), "overrides": list(self.suite.overrides),
+                 "runner": runner_info(), **self.options.config})
 
     def prepare(self) -> list[Job]:
         """The canary, the parent-side skips (recorded), and every pending job in launch order:

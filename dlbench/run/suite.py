@@ -38,7 +38,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -199,9 +199,11 @@ class SuiteModel(BaseModel):
 class Suite:
     """A validated suite and its source path."""
 
-    def __init__(self, model: SuiteModel, path: Path | None) -> None:
+    def __init__(self, model: SuiteModel, path: Path | None, overrides: tuple[str, ...] = ()) -> None:
         self.model = model
         self.path = path
+        self.overrides = overrides
+        """The command line's ``-o KEY=VALUE`` overrides applied to the file (stored with the run)."""
 
     @property
     def name(self) -> str:
@@ -209,7 +211,8 @@ class Suite:
 
     @property
     def where(self) -> str:
-        return str(self.path) if self.path else f"suite {self.name!r}"
+        where = str(self.path) if self.path else f"suite {self.name!r}"
+        return f"{where} with its -o overrides" if self.overrides else where
 
     def cells(self, plugins: Plugins) -> list[Cell]:
         """Expand every block into cells (duplicates across blocks are dropped, first wins)."""
@@ -260,18 +263,91 @@ def available() -> list[str]:
     return sorted({p.stem for d in suite_dirs() if d.is_dir() for p in d.glob("*.yaml")})
 
 
-def load(name_or_path: str, plugins: Plugins) -> Suite:
-    """The suite a name or path gives, validated completely, or one :class:`SuiteError` line."""
+def load(name_or_path: str, plugins: Plugins, overrides: Sequence[str] = ()) -> Suite:
+    """The suite a name or path gives, with the command line's ``-o KEY=VALUE`` ``overrides``
+    applied (:func:`apply_overrides`), validated completely, or one :class:`SuiteError` line."""
     path = resolve(name_or_path)
-    data = yamlfile.read(path)
+    data = apply_overrides(yamlfile.read(path), overrides, path)
     try:
-        return parse(data, plugins, path)
+        return parse(data, plugins, path, overrides)
     except (RecursionError, MemoryError):
         raise SuiteError(f"{path}: too large or too deeply nested to validate; simplify the suite") from None
 
 
-def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
-    where = str(path) if path else "suite"
+OVERRIDE_HELP = ("-o KEY=VALUE: KEY is a suite field (timeout, seed, repeats, gate.<field>), a block "
+                 "field (params.<name>, budget.<field>, devices, frameworks, tasks, exclude) set in the "
+                 "blocks that set it (in every block when none does), or matrix.<i>.<field> for block i; "
+                 "VALUE is YAML "
+                 "(1, fast, [1, 256], {vision: {dataset: mnist}})")
+
+
+def apply_overrides(data: Any, overrides: Sequence[str], path: Path | str) -> Any:
+    """``data`` (a suite's parsed YAML) with each ``KEY=VALUE`` of ``overrides`` set: a dotted
+    KEY names a suite field (``timeout``), a block field (``params.batch_size``,
+    ``budget.max_time``: set in the blocks that set it, in every block when none does) or a
+    field of one block (``matrix.0.params.epochs``); VALUE is parsed as YAML, with a suite file's
+    limits. The result is validated like the file (by the caller)."""
+    if not overrides:
+        return data
+    if not isinstance(data, dict):
+        return data  # parse() says what is wrong with the file
+    top = set(SuiteModel.model_fields) - {"matrix"}
+    block = set(Block.model_fields)
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not eq or not all(parts):
+            raise SuiteError(f"-o {item!r}: give KEY=VALUE ({OVERRIDE_HELP})")
+        value = yamlfile.parse_text(raw, f"-o {key.strip()}")
+        matrix = data.get("matrix")
+        blocks: list[Any] = matrix if isinstance(matrix, list) else []
+        targets: list[Any]
+        if parts[0] in top:
+            targets, rest = [data], parts
+        elif parts[0] == "matrix" and len(parts) >= 3 and parts[1].isdigit():
+            i = int(parts[1])
+            if i >= len(blocks):
+                raise SuiteError(f"-o {key}: {path} has {len(blocks)} matrix blocks (0..{len(blocks) - 1})")
+            targets, rest = [blocks[i]], parts[2:]
+        elif parts[0] in block:  # the blocks that set it (an override), else every block
+            rest = parts
+            targets = [b for b in blocks if _has_path(b, parts)] or blocks
+        else:
+            valid = sorted(top | block | {"matrix"})
+            raise SuiteError(f"-o {key}: unknown field {parts[0]!r}; choose one of {choices(valid)}"
+                             f"{did_you_mean(parts[0], valid)}")
+        for target in targets:
+            _set_path(target, rest, value, key)
+    return data
+
+
+def _has_path(target: Any, parts: list[str]) -> bool:
+    for part in parts:
+        if not isinstance(target, dict) or part not in target:
+            return False
+        target = target[part]
+    return True
+
+
+def _set_path(target: Any, parts: list[str], value: Any, key: str) -> None:
+    i = 0
+    for i, part in enumerate(parts[:-1]):  # noqa: B007 - i names the part that is no mapping
+        if not isinstance(target, dict):
+            break
+        nxt = target.get(part)
+        if nxt is None:
+            nxt = target[part] = {}
+        target = nxt
+    else:
+        if isinstance(target, dict):
+            target[parts[-1]] = value
+            return
+    raise SuiteError(f"-o {key}: {'.'.join(parts[:i + 1])} is not a mapping in the suite; set the whole "
+                     f"field instead (-o {'.'.join(parts[:i + 1])}=...)")
+
+
+def parse(data: Any, plugins: Plugins, path: Path | None = None, overrides: Sequence[str] = ()) -> Suite:
+    where = (str(path) if path else "suite") + (" with its -o overrides" if overrides else "")
     if not isinstance(data, dict):
         raise SuiteError(f"{where}: a suite is a mapping with 'name' and 'matrix' (got {type(data).__name__})")
     try:
@@ -282,7 +358,7 @@ def parse(data: Any, plugins: Plugins, path: Path | None = None) -> Suite:
         GateSchema.model_validate(model.gate)
     except ValidationError as exc:
         raise SuiteError(f"{where}: {_first_error(exc, GateSchema, ('gate',))}") from None
-    suite = Suite(model, path)
+    suite = Suite(model, path, tuple(overrides))
     suite.cells(plugins)  # validates names and parameters
     return suite
 

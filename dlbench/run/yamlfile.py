@@ -69,7 +69,14 @@ class StrictLoader(Loader):  # type: ignore[misc, valid-type]
 
 def read(path: Path) -> Any:
     """The data of the YAML file at ``path``, or :class:`SuiteError` naming the file and the fix."""
-    text = _text(path)
+    return parse_text(_text(path), path)
+
+
+def parse_text(text: str, path: Path | str) -> Any:
+    """The data of YAML ``text`` (from ``path``: a file, or what else to name in an error), with
+    the same limits and refusals as a suite file."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise SuiteError(f"{path}: more than the {MAX_BYTES:,} bytes a suite may have; split it or shorten it")
     try:
         _check_shape(text)
         loader = StrictLoader(text)
