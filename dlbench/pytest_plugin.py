@@ -132,8 +132,7 @@ def _baseline(config: pytest.Config) -> Path | None:
         return None
     storage = Path(config.getoption("--dlbench-storage"))
     if choice is None or choice == "latest":
-        ours = [p for p in _saved_runs(storage) if _is_dlbench_file(p)]
-        return ours[-1] if ours else None
+        return next((p for p in reversed(_saved_runs(storage)) if _is_dlbench_file(p)), None)
     if choice.isdigit():
         numbered = [p for p in _saved_runs(storage) if p.name.startswith(f"{int(choice):04d}_")]
         if not numbered:
