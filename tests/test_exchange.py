@@ -162,6 +162,7 @@ def test_a_malformed_export_is_one_line_naming_the_field_and_writes_nothing(case
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "internal error" not in err, err
     assert expected in err, err
     assert "\x1b" not in err and "\x00" not in err
+    assert not (tmp_path / "r.db").exists()  # validated before the store opens: nothing created
     assert Store(url).runs() == []
 
 

@@ -41,6 +41,10 @@ def load_results(ref: str, store: Store | Callable[[], Store]) -> tuple[RunInfo 
     return data.run, data.results
 
 
+def _no_store() -> Store:
+    raise AssertionError("a results file is read without a store")
+
+
 def read_json(path: Path) -> Any:
     """A results file's JSON; any reading or decoding problem is one line naming the file."""
     try:
@@ -357,9 +361,11 @@ def import_(
     """Import an exported run or a pytest-benchmark JSON file into the store as a new run."""
     from dlbench.store.exchange import digest
 
-    st = Store(store)
-    info, results = load_results(str(path), st)  # the whole file is validated before any write
+    if not path.is_file():
+        raise DlbenchError(f"results file {path} does not exist: give a dlbench export or a pytest-benchmark JSON file")
+    info, results = load_results(str(path), _no_store)  # the whole file is validated before the store opens
     mark = digest(read_json(path))
+    st = Store(store)
     for earlier in st.runs():
         if earlier.config.get("import_digest") == mark:
             raise DlbenchError(f"{path} is already in the store as run {earlier.id} ({earlier.suite}): "
