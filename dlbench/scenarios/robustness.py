@@ -224,18 +224,13 @@ class RobustnessScenario(Scenario):
         runs: list[Run] = []
         if target is not None:
             runs = self._attack_grid(ctx, target, evalset, attacks, epsilons, clean, headline)
-        convergence = None
-        if p.get("audit", True):
-            runs, convergence = self._converge_pgd(
-                ctx, target, evalset, runs, epsilons, clean, headline, hib
-            )
+        if p.get("audit", True):  # first: a short PGD budget is re-run before it is summed up
+            runs = self._audit(ctx, target, evalset, runs, epsilons, clean, headline, hib)
         self._summarise(ctx, runs, epsilons, hib)
         run_token_attack(ctx, trained.model, trained.spec, target, weights, dataset, evalset,
                          headline)
         if p.get("corruptions", True):
             self._corruptions(ctx, trained, dataset, evalset, target, headline)
-        if convergence is not None:
-            self._audit(ctx, target, evalset, runs, clean, headline, hib, convergence)
 
     # -- parts ------------------------------------------------------------------------------------
     def _attacks(self, ctx: CellContext) -> list[Any]:
@@ -526,11 +521,14 @@ class RobustnessScenario(Scenario):
         clean: Score,
         headline: str,
         hib: bool,
+        escalate: bool = True,
     ) -> tuple[list[Run], Convergence]:
         """``pgd_converged``, acted on: PGD at the grid's middle epsilon against twice its steps
-        (same step size); while that moves the metric, the whole grid's PGD is re-run with twice
-        the steps (up to :data:`PGD_STEP_CAP` x ``pgd_steps``) and each epsilon keeps its
-        strongest run. A short budget is a warning, not masking."""
+        (same step size); while that moves the metric, or FGSM breaks examples PGD does not (a
+        short PGD is weaker than one full step), the whole grid's PGD is re-run with twice the
+        steps (up to :data:`PGD_STEP_CAP` x ``pgd_steps``) and each epsilon keeps its strongest
+        run. A short budget is a warning, not masking; what still fails at the cap is judged by
+        the audit's checks. ``escalate=False`` (masking found already): the check only."""
         steps = int(ctx.params.get("pgd_steps") or 20)
         pgd = ctx.plugins.attacks.get("pgd") if "pgd" in ctx.plugins.attacks else None
         if target is None or not target.gradients or pgd is None:
@@ -555,44 +553,55 @@ class RobustnessScenario(Scenario):
             return self.run_attack(ctx, target, evalset, pgd, eps, clean, headline, n)
 
         doubled = attack(at, 2 * steps)
-        check = first = audit.converged(base, doubled, steps, runs)
+        check = audit.converged(base, doubled, steps, runs)
         tried: dict[float, list[Run]] = {e: [x] for e, x in grid.items()}
+
+        def strongest() -> dict[float, Run]:  # ties: the longer attack
+            return {
+                e: min(reversed(xs), key=lambda x: x.metric if hib else -x.metric)
+                for e, xs in tried.items()
+            }
+
+        def with_strongest() -> list[Run]:
+            best = strongest()
+            return [
+                best[x.epsilon] if x.attack == "pgd" and x.epsilon in best else x for x in runs
+            ]
+
+        weak = audit.pgd_vs_fgsm(runs, hib)
+        why = [c.evidence for c in (check, weak) if c.passed is False]
         cur = steps
-        while check.passed is False and 2 * cur <= cap:
+        while escalate and (check.passed is False or weak.passed is False) and 2 * cur <= cap:
             cur *= 2  # the grid at twice the steps (its run at the audit's epsilon exists)
             level = {e: doubled if e == at else attack(e, cur) for e in grid}
             for e, x in level.items():
                 tried[e].append(x)
+            weak = audit.pgd_vs_fgsm(with_strongest(), hib)
             if 2 * cur > cap:
                 break
-            again = attack(at, 2 * cur)
-            check = audit.converged(level.get(at, doubled), again, cur, runs)
-            doubled = again
+            if check.passed is False or at not in level:
+                again = attack(at, 2 * cur)
+                check = audit.converged(level.get(at, doubled), again, cur, runs)
+                doubled = again
         warnings: list[str] = []
         if cur > steps:
-            strongest = {  # ties: the longer attack
-                e: min(reversed(xs), key=lambda x: x.metric if hib else -x.metric)
-                for e, xs in tried.items()
-            }
-            runs = [
-                strongest[x.epsilon] if x.attack == "pgd" and x.epsilon in strongest else x
-                for x in runs
-            ]
-            for x in strongest.values():
+            runs, best = with_strongest(), strongest()
+            for x in best.values():
                 self._record(ctx, target, x, headline)
             levels = [steps * 2**i for i in range(int(math.log2(cur // steps)) + 1)]
+            left = [c.check for c in (check, weak) if c.passed is False]
             warnings.append(
-                f"attack budget: {first.evidence}; PGD re-ran with "
+                f"attack budget: {'; '.join(why)}; PGD re-ran with "
                 f"{' and '.join(map(str, levels[1:]))} steps and reports the strongest figure per "
                 "epsilon"
-                + ("" if check.passed else f"; still not converged at the cap ({cur} steps)")
+                + (f"; {' and '.join(left)} still failing at the cap ({cur} steps)" if left else "")
             )
             ctx.result.details["pgd_escalation"] = {
                 "steps": levels,
                 "cap": cap,
                 "converged": bool(check.passed),
                 "reported_steps": {
-                    f"{e:g}": int(x.extra.get("steps", steps)) for e, x in strongest.items()
+                    f"{e:g}": int(x.extra.get("steps", steps)) for e, x in best.items()
                 },
                 "metric": {
                     f"{e:g}": {str(int(x.extra.get("steps", steps))): x.metric for x in xs}
@@ -612,41 +621,38 @@ class RobustnessScenario(Scenario):
         target: Target | None,
         evalset: EvalSet,
         runs: list[Run],
+        epsilons: list[float],
         clean: Score,
         headline: str,
         hib: bool,
-        convergence: Convergence,
-    ) -> None:
+    ) -> list[Run]:
+        """The checks, in ``details["audit"]``, and their verdict; returns the runs with PGD's
+        strongest figures when its budget was escalated (only when no other check found
+        masking: a masked model gets its verdict without the longer attacks)."""
         r = ctx.result
         pgd = ctx.plugins.attacks.get("pgd") if "pgd" in ctx.plugins.attacks else None
         grads = target is not None and target.gradients
-        checks = [audit.monotone(runs, hib, grads), audit.pgd_vs_fgsm(runs, hib, grads)]
         large = None
         if target is not None and target.gradients and pgd is not None:
-            large = self.run_attack(
-                ctx, target, evalset, pgd, target.budget.large, clean, headline, convergence.steps
-            )
-        checks.append(
-            audit.reaches_chance(
-                large,
-                _chance(ctx, evalset, headline, hib),
-                hib,
-                f"{target.budget.unit if target else ''}",
-            )
+            large = self.run_attack(ctx, target, evalset, pgd, target.budget.large, clean, headline)
+        chance = audit.reaches_chance(
+            large,
+            _chance(ctx, evalset, headline, hib),
+            hib,
+            f"{target.budget.unit if target else ''}",
         )
-        checks.append(audit.below_whitebox(runs, hib, grads))
-        checks.append(convergence.check)
         if target is not None and target.gradients:
             g = target.estimator.loss_gradient(target.x, target.labels)
             if target.mask is not None:
                 g = g * target.mask
-            checks.append(audit.gradients(g))
+            gradients = audit.gradients(g)
         else:
-            checks.append(
-                audit.gradients(None, target.no_gradient_reason if target else "no attack target")
+            gradients = audit.gradients(
+                None, target.no_gradient_reason if target else "no attack target"
             )
+        outputs = []
         if target is not None:
-            checks.append(
+            outputs.append(
                 audit.outputs(
                     target.outputs(target.x),
                     target.outputs(target.x),
@@ -654,6 +660,28 @@ class RobustnessScenario(Scenario):
                     target.gradients,
                 )
             )
+        masked = any(
+            c.passed is False
+            for c in (
+                audit.monotone(runs, hib, grads),
+                chance,
+                audit.below_whitebox(runs, hib, grads),
+                gradients,
+                *outputs,
+            )
+        )
+        runs, convergence = self._converge_pgd(
+            ctx, target, evalset, runs, epsilons, clean, headline, hib, escalate=not masked
+        )
+        checks = [
+            audit.monotone(runs, hib, grads),
+            audit.pgd_vs_fgsm(runs, hib, grads),
+            chance,
+            audit.below_whitebox(runs, hib, grads),
+            convergence.check,
+            gradients,
+            *outputs,
+        ]
         verdict = audit.verdict(checks, convergence.warnings)
         r.details["audit"] = [c.to_dict() for c in checks]
         r.details["audit_verdict"] = verdict.to_dict()
@@ -663,6 +691,7 @@ class RobustnessScenario(Scenario):
             state = "not run" if c.passed is None else ("pass" if c.passed else "FAIL")
             ctx.log(f"audit {c.check}: {state} - {c.evidence}")
         ctx.log(f"audit verdict: {verdict.verdict} - {verdict.message}")
+        return runs
 
     def verdict(self, result: Result) -> Figure | None:
         """The gradient-masking audit's verdict, with its reasons and warnings."""
