@@ -286,6 +286,9 @@ def _compare(state: _Session, results: list[Result]) -> None:
 
     th = Thresholds() if state.fail_pct is None else Thresholds(min_effect=state.fail_pct / 100)
     state.comparison = compare_runs(state.base_results, results, th)
+    if not {r.cell.key for r in state.base_results} & {r.cell.key for r in results}:
+        state.notes.append(f"dlbench: no test of this session is in {state.baseline} (a file "
+                           "pytest-benchmark wrote names other cells): every test is new")
     for r in [*state.base_results, *results]:
         name = r.details.get("name")
         state.names[r.cell.key] = name if isinstance(name, str) and name else r.cell.key

@@ -160,6 +160,13 @@ def test_autosave_compare_and_compare_fail(tiny):
     res = run(tiny, "--dlbench-compare=1", "--dlbench-compare-fail=median:5%")
     assert res.ret == 0 and "Performance has regressed" not in res.stdout.str()
     assert re.search(r"test_sum\[300\] .* improvement", res.stdout.str())
+    # a file without dlbench cells (pytest-benchmark's own) matches nothing, and says so
+    plain = json.loads(first.read_text())
+    for b in plain["benchmarks"]:
+        del b["extra_info"]["cell"]
+    (tiny.path / "plain.json").write_text(json.dumps(plain))
+    res = run(tiny, "--dlbench-compare=plain.json")
+    assert res.ret == 0 and "no test of this session is in plain.json" in res.stdout.str()
 
 
 @pytest.mark.parametrize(("args", "message"), [
