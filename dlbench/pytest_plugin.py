@@ -266,6 +266,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     text = json.dumps(doc, indent=1, allow_nan=False)
     path = cfg.getoption("--dlbench-json")
     if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
     if cfg.getoption("--dlbench-autosave"):
         saved = _autosave_path(Path(cfg.getoption("--dlbench-storage")), commit)
@@ -274,7 +275,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state.baseline is not None:
         _compare(state, results)
         assert state.comparison is not None
-        if state.fail_pct is not None and state.comparison.keys_with("regression"):
+        if state.fail_pct is not None and state.comparison.keys_with("regression") \
+                and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     elif cfg.getoption("--dlbench-compare") is not None:
         state.notes.append("dlbench: nothing to compare with: no dlbench run saved in "
