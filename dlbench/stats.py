@@ -8,8 +8,11 @@ ranks (1 for independent samples; the larger of an AR(1) fit, bias-corrected, an
 positive sequence estimate, from 50 samples on). Independent samples get the classic interval.
 
 This module is the bottom of the statistics: :class:`dlbench.result.Measurement` summarises its
-samples with :func:`summarize`, so it imports nothing from dlbench. Every process imports it, and
-most never need SciPy (0.5 s to import): the two functions that use SciPy import it themselves.
+samples with :func:`summarize`, so it imports nothing from dlbench. Every process imports it, every
+cell's process summarises samples, and ``scipy.stats`` takes 0.8 s to import (more than a trivial
+cell's whole work): the binomial quantiles and the Wilson interval come from ``scipy.special``'s
+distribution functions (0.1 s, imported on first use), the same ones ``scipy.stats.binom`` and
+``binomtest`` evaluate (``tests/test_lean_imports.py`` checks they agree).
 """
 
 from __future__ import annotations
@@ -98,12 +101,20 @@ def effective_sample_size(samples: Sequence[float] | np.ndarray) -> float:
 @lru_cache(maxsize=4096)
 def _order_statistics(n: int, confidence: float) -> tuple[int, int]:
     """0-based indices of the order statistics bounding the median's CI for ``n`` samples."""
-    from scipy.stats import binom  # delays SciPy (0.5 s): see the module docstring
-
-    alpha = 1 - confidence
-    lo = int(binom.ppf(alpha / 2, n, 0.5))
-    hi = int(binom.isf(alpha / 2, n, 0.5))
+    lo, hi = binomial_quantiles(n, (1 - confidence) / 2)
     return max(lo - 1, 0), min(hi, n - 1)  # ppf gives a count; order statistics are 0-based
+
+
+def binomial_quantiles(n: int, q: float) -> tuple[int, int]:
+    """``scipy.stats.binom(n, 0.5)``'s ``ppf(q)`` and ``isf(q)``: the smallest count whose CDF is at
+    least ``q`` and the smallest whose survival function is at most ``q``, from
+    ``scipy.special.bdtr`` / ``bdtrc`` over every count (no ``scipy.stats``: see the module docstring)."""
+    from scipy.special import bdtr, bdtrc
+
+    k = np.arange(n + 1)
+    ppf = int(np.argmax(bdtr(k, n, 0.5) >= q))
+    isf = int(np.argmax(bdtrc(k, n, 0.5) <= q))
+    return ppf, isf
 
 
 def median_ci(samples: Sequence[float] | np.ndarray, confidence: float = 0.95,
@@ -162,7 +173,15 @@ def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[flo
     """Wilson score interval of a proportion (accuracy on n examples)."""
     if n == 0:
         return float("nan"), float("nan")
-    from scipy.stats import binomtest  # delays SciPy (0.5 s): see the module docstring
+    from scipy.special import ndtri  # not scipy.stats: see the module docstring
 
-    res = binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
-    return float(res.low), float(res.high)
+    # binomtest(successes, n).proportion_ci(confidence, method="wilson") (Newcombe 1998), as SciPy writes it
+    k, n = int(successes), int(n)
+    if not 0 <= k <= n:
+        raise ValueError(f"successes ({k}) must be between 0 and n ({n})")
+    p = k / n
+    z = float(ndtri(0.5 + 0.5 * confidence))
+    denom = 2 * (n + z**2)
+    center = (2 * n * p + z**2) / denom
+    delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
+    return (0.0 if k == 0 else center - delta), (1.0 if k == n else center + delta)
