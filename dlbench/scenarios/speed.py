@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dlbench.measure.environment import gpus, resolve_threads
+from dlbench.measure.flops import Efficiency, gpu_peak, matmul_peak, step_flops
 from dlbench.measure.memory import peak_host_memory_mb
 from dlbench.measure.sampler import Budget, Sampling, sample
 from dlbench.params import Param
@@ -44,6 +46,9 @@ class SpeedScenario(Scenario):
     def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
         if framework.kind == "classic" and cell.params.get("mode") == "train":
             return f"{framework.name} fits in one call and has no train step: see its accuracy cells for fit time"
+        if not framework.trains and cell.params.get("mode") == "train":
+            return (f"{framework.name} is an inference runtime: it has no train step "
+                    "(measure mode=infer; its accuracy cells run weights another framework trained)")
         return None
 
     def run(self, ctx: CellContext) -> None:
@@ -70,6 +75,8 @@ class SpeedScenario(Scenario):
         model.reset_peak_memory()
         sampling = sample(step, model.synchronize, budget, fetch=model.to_numpy)
         record(ctx, sampling, bs, model)
+        if spec is not None:
+            record_efficiency(ctx, spec.flops_per_example(), mode)
         if bs == 1:
             lat_budget = Budget.from_dict({**self.budget, **ctx.cell.budget, "window_iterations": 1,
                                            "warmup_time": 0.2, "min_samples": 100,
@@ -97,6 +104,8 @@ class SpeedScenario(Scenario):
             Column("Throughput (samples/s) [95% CI]", lambda r: measurement_figure(r, "throughput"),
                    rank=True, best=True, vs_best=True, keep=True),
             Column("Latency p50 / p90 / p99 (ms)", _latency),
+            Column("GFLOP/s", _achieved),
+            Column("Efficiency", _efficiency),
             Column("First call (s)", _first_call),
             Column("Peak host (MB)", lambda r: metric_figure(r, "peak_host_memory_mb")),
             Column("Peak device (MB)", lambda r: metric_figure(r, "peak_device_memory_mb")),
@@ -115,6 +124,21 @@ def _latency(r: Result) -> Figure | None:
     s = m.stats
     return Figure("latency", s.median, m.unit, higher_is_better=False, source=m,
                   values=(s.median, s.p90, s.p99))
+
+
+def _achieved(r: Result) -> Figure | None:
+    v = r.metrics.get("achieved_flops")
+    return None if v is None or not math.isfinite(v) else Figure("achieved_flops", v / 1e9, "GFLOP/s", sig=3)
+
+
+def _efficiency(r: Result) -> Figure | None:
+    """MFU on a GPU, or the share of this machine's measured matmul FLOP/s on a CPU."""
+    v = r.metrics.get("flops_efficiency")
+    if v is None or not math.isfinite(v):
+        return None
+    basis = (r.details.get("efficiency") or {}).get("basis")
+    text = f"{v:.1%} MFU" if basis == "mfu" else f"{v:.1%} of matmul"
+    return Figure("flops_efficiency", v, "", display=text)
 
 
 def _first_call(r: Result) -> Figure | None:
@@ -138,6 +162,43 @@ def check_consistency(throughput: Measurement, latency: Measurement, tolerance: 
         for m in (throughput, latency):
             m.flag("inconsistent")
             m.meta["consistency"] = {"step_ms_from_throughput": step_ms, "latency_p50_ms": lat_ms}
+
+
+def record_efficiency(ctx: CellContext, forward_flops: float, mode: str) -> None:
+    """Achieved FLOP/s at the median throughput and its ratio to what the device can do: MFU
+    against a GPU's datasheet peak for the cell's precision, or the ratio to this machine's
+    matmul FLOP/s measured now with the cell's threads (:mod:`dlbench.measure.flops`)."""
+    r = ctx.result
+    tput = r.measurement("throughput")
+    if tput is None or tput.stats is None or not forward_flops:
+        return
+    per_example = step_flops(forward_flops, mode)
+    achieved = tput.stats.median * per_example
+    precision = str(ctx.params.get("precision", "fp32"))
+    eff: Efficiency | None = None
+    if ctx.cell.device.startswith("cuda"):
+        names = [g.get("name", "") for g in gpus()]
+        peak = gpu_peak(names[0], precision) if names else None
+        if peak is not None:
+            eff = Efficiency(per_example, achieved, peak[0], "mfu", f"{names[0]} {precision}: {peak[1]}")
+        else:
+            r.details["efficiency_note"] = (f"no dense {precision} peak on record for "
+                                            f"{names[0] if names else 'this GPU'}: MFU not computed")
+    elif ctx.cell.device == "cpu":
+        requested = ctx.params.get("threads")
+        threads = resolve_threads(int(requested) if requested else None)  # what the worker set up
+        # k threads can always do what one does: under load a multi-threaded GEMM waits for its
+        # slowest thread, so the one-thread rate bounds the roofline from below
+        peaks = {t: matmul_peak(t) for t in dict.fromkeys((threads, 1))}
+        best = max(peaks, key=lambda t: peaks[t])
+        eff = Efficiency(per_example, achieved, peaks[best], "matmul",
+                         "float32 GEMM measured on this machine after the figure: "
+                         + ", ".join(f"{t} thread{'s' if t > 1 else ''} {v / 1e9:.3g} GFLOP/s" for t, v in peaks.items()))
+    r.metrics["flops_per_example"] = float(per_example)
+    r.metrics["achieved_flops"] = achieved
+    if eff is not None:
+        r.metrics.update(eff.as_metrics())
+        r.details["efficiency"] = {"basis": eff.basis, "source": eff.source}
 
 
 def _finite(x: float) -> float:
