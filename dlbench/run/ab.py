@@ -225,7 +225,8 @@ class ABRun:
             opts = RunOptions(self.output_dir, self.launcher, select=self.select,
                               reporters=(), quiet=self.quiet, canary=False,
                               label=f"{side.suite.name}@{side.name}{label}", repeats=self.repeats,
-                              config=cfg, log_prefix=f"[bold]{side.name}[/] ")
+                              config=cfg, log_prefix=f"[bold]{side.name}[/] ",
+                              fresh_processes=True)  # A/B compares process-level replicates
             out.append(Session(side.suite, side.plugins, opts, self.store,
                                only=None if only is None else only[side.name], launch=side.launch))
         return out

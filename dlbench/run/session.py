@@ -1,6 +1,8 @@
 """A run of a suite: expand cells, launch each in isolation, store each result as it ends, report.
 
-A cell with ``repeats: k`` is launched k times, each in a fresh process, round by round (round 1
+Cells run in fresh processes, except those whose scenario times no first call: they share a warm
+worker per group (:meth:`Session.warm_group`; ``--fresh-processes`` turns it off). A cell with
+``repeats: k`` is launched k times, each in a fresh process, round by round (round 1
 of every cell, then round 2 ...); each process's Result is stored as its own row and merged on
 reading (:meth:`dlbench.store.database.Store.results`). ``--resume`` launches exactly the repeats that have
 not ended ok or skipped. :mod:`dlbench.run.ab` drives two sessions (base, head) interleaved through
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 import os
 import sys
 import time
@@ -44,6 +47,7 @@ from dlbench.run.launch.base import (
 from dlbench.run.launch.inline import InlineLauncher
 from dlbench.run.launch.ray import RayLauncher
 from dlbench.run.launch.subprocess import SubprocessLauncher
+from dlbench.run.launch.warm import WarmLauncher
 from dlbench.run.reports import write_reports
 from dlbench.run.suite import Suite
 from dlbench.scenarios.base import Scenario
@@ -72,6 +76,9 @@ class RunOptions:
     config: dict[str, Any] = field(default_factory=dict)
     """Extra entries of the run's stored ``config`` (``dlbench ab``: the side)."""
     log_prefix: str = ""
+    fresh_processes: bool = False
+    """Every cell in a fresh process; False (default): with the subprocess launcher, the cells
+    that time no first call share a warm worker per group (:mod:`dlbench.run.launch.warm`)."""
 
 
 @dataclass
@@ -115,7 +122,20 @@ class Session:
             return InlineLauncher(cfg)
         if self.options.launcher == "ray":
             return RayLauncher(cfg, self.options.ray_address, self.options.cpus_per_cell)
-        return SubprocessLauncher(cfg)
+        return SubprocessLauncher(cfg) if self.options.fresh_processes else WarmLauncher(cfg)
+
+    def warm_group(self, cell: Cell, repeats: int) -> str | None:
+        """The warm worker group a job of ``cell`` may run in: its framework, device, variant,
+        precision, threads and the framework's own parameters (a Keras backend); None (a fresh
+        process) for a scenario that times a first call, a cell with repeats (process-level
+        replicates), ``fresh_processes`` or a launcher other than subprocess."""
+        if self.options.fresh_processes or self.options.launcher != "subprocess" or repeats > 1:
+            return None
+        if not self.plugins.scenarios.get(cell.scenario).reuses_process(cell):
+            return None
+        names = sorted({"variant", "precision", "threads", *self.plugins.frameworks.get(cell.framework).params})
+        return json.dumps([cell.framework, cell.device, {k: cell.params[k] for k in names if k in cell.params}],
+                          sort_keys=True, default=str)
 
     def _precheck(self, cell: Cell) -> Result | None:
         """Parent-side skips, without importing any framework."""
@@ -220,6 +240,7 @@ class Session:
                 fingerprint(framework_distributions(self.plugins.frameworks)), git_commit(),
                 {"suite_path": str(self.suite.path) if self.suite.path else None,
                  "launcher": self.options.launcher, "plugins": self.plugins.names(),
+                 "warm_workers": self.options.launcher == "subprocess" and not self.options.fresh_processes,
                  "cells": len(self.cells), "repeats": {c.key: k for c, k in plan if k > 1},
                  "python": self.launch_config().interpreter(),
                  "plugins_dirs": list(self.launch_config().plugins_dirs),
@@ -249,7 +270,8 @@ class Session:
                 self._skipped.add(cell.key)
                 self._planned -= len(todo) - 1
         rounds = max((k for _, k, _ in pending), default=0)
-        return [Job(cell, i, k) for i in range(rounds) for cell, k, todo in pending if i in todo]
+        return [Job(cell, i, k, self.warm_group(cell, k)) for i in range(rounds) for cell, k, todo in pending
+                if i in todo]
 
     def wanted(self, job: Job) -> bool:
         """False for a later repeat of a cell whose process skipped it (the skip holds for all)."""

@@ -10,6 +10,10 @@ A cell never outlives its runner (:func:`guard`): on Linux the kernel sends it S
 runner dies (``PR_SET_PDEATHSIG``), and a thread polls the parent's pid everywhere; either way the
 cell removes its temporary folder and kills its process group. A watchdog thread hard-exits the
 cell a little after its own timeout, should nobody be left to enforce it.
+
+``python -m dlbench.run.worker --serve REQUESTS_FD REPLIES_FD FOLDER`` is a warm worker
+(:func:`serve`): the same guard, many cells of one group one after another, each logged to its
+own file.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 from dlbench.cell import Cell
 from dlbench.errors import CorruptDatasetError, DatasetError, DlbenchError, UnsupportedError
+from dlbench.measure.memory import reset_peak_host_memory
 from dlbench.plugins import PluginConfig, get_plugins
 from dlbench.result import Result
 
@@ -114,7 +119,7 @@ def _die(tmp: Path | None, code: int = 137) -> None:
     os._exit(code)
 
 
-def guard(timeout: float | None, tmp: Path | None, poll: float = 0.5) -> None:
+def guard(timeout: float | None, tmp: Path | None, poll: float = 0.5) -> Watchdog:
     """Tie this process to its runner: parent-death signal (Linux), a parent-liveness poll thread,
     and a watchdog that exits ``WATCHDOG_GRACE`` s after ``timeout``."""
     parent = int(os.environ.get(PARENT_ENV) or 0) or os.getppid()
@@ -135,22 +140,96 @@ def guard(timeout: float | None, tmp: Path | None, poll: float = 0.5) -> None:
                 _die(tmp)
 
     threading.Thread(target=watch_parent, name="dlbench-parent-watch", daemon=True).start()
-    if timeout is not None and timeout > 0 and timeout == timeout:  # finite, positive
-        def watchdog() -> None:
-            time.sleep(float(timeout) + WATCHDOG_GRACE)
-            print(f"dlbench worker: ran {WATCHDOG_GRACE:g} s past its timeout of {timeout:g} s, exiting",
-                  file=sys.stderr, flush=True)
-            _die(None, 124)
+    return Watchdog(timeout)
 
-        threading.Thread(target=watchdog, name="dlbench-watchdog", daemon=True).start()
+
+class Watchdog:
+    """Hard-exits this process (code 124) ``WATCHDOG_GRACE`` s after an armed cell's timeout; a
+    warm worker re-arms it for each cell and disarms it between cells."""
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self._cv = threading.Condition()
+        self._deadline: float | None = None
+        self._timeout = 0.0
+        self.arm(timeout)
+        threading.Thread(target=self._watch, name="dlbench-watchdog", daemon=True).start()
+
+    def arm(self, timeout: float | None) -> None:
+        """Start counting ``timeout`` s from now (None, 0, inf or NaN: no limit)."""
+        with self._cv:
+            self._timeout = float(timeout or 0.0)
+            finite = 0 < self._timeout < float("inf")
+            self._deadline = time.monotonic() + self._timeout + WATCHDOG_GRACE if finite else None
+            self._cv.notify()
+
+    def disarm(self) -> None:
+        self.arm(None)
+
+    def _watch(self) -> None:
+        with self._cv:
+            while True:
+                left = None if self._deadline is None else self._deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    print(f"dlbench worker: ran {WATCHDOG_GRACE:g} s past its timeout of "
+                          f"{self._timeout:g} s, exiting", file=sys.stderr, flush=True)
+                    _die(None, 124)
+                self._cv.wait(left)
+
+
+FIRST_CALL_FIGURES = ("first_call", "first_call_s", "compile_time_s", "first_epoch_s")
+"""Measurements and metrics that time a process's first call: a warm worker never reports them
+for a cell after its first (its caches, thread pools and compiled kernels are no longer cold)."""
+
+
+def serve(requests: int, replies: int, tmp: Path | None) -> int:
+    """A warm worker (:mod:`dlbench.run.launch.warm`): runs cells one after another in this
+    process until its runner closes ``requests``. Each request is one JSON line naming the
+    payload, result and log files; the cell's output (file descriptors 1 and 2, native code's
+    too) goes to its own log; ``done`` on ``replies`` says its result is written. The guard is
+    the fresh process's: parent-death watch, and the watchdog armed with each cell's timeout."""
+    watchdog = guard(None, tmp)
+    null = os.open(os.devnull, os.O_WRONLY)
+    with os.fdopen(requests, "r") as inbox, os.fdopen(replies, "w") as outbox:
+        for n, line in enumerate(inbox):
+            job = json.loads(line)
+            payload = json.loads(Path(job["payload"]).read_text())
+            log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+            watchdog.arm(Cell.from_dict(payload["cell"]).timeout)
+            reset_peak_host_memory()
+            result = execute(payload)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if n:
+                _drop_first_calls(result)
+            result.details["worker"] = {"pid": os.getpid(), "cells_before": n, "warm": True}
+            write_atomic(Path(job["result"]), result.to_json())
+            watchdog.disarm()
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            outbox.write("done\n")
+            outbox.flush()
+    return 0
+
+
+def _drop_first_calls(result: Result) -> None:
+    result.measurements = [m for m in result.measurements if m.name not in FIRST_CALL_FIGURES]
+    for name in FIRST_CALL_FIGURES:
+        result.metrics.pop(name, None)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--serve":  # --serve REQUESTS_FD REPLIES_FD FOLDER
+        tmp = Path(args[3]).resolve()
+        return serve(int(args[1]), int(args[2]), tmp if tmp.name.startswith("dlbench-cell-") else None)
     payload = json.loads(Path(args[0]).read_text())
     tmp = Path(args[0]).resolve().parent
     guard(Cell.from_dict(payload["cell"]).timeout, tmp if tmp.name.startswith("dlbench-cell-") else None)
     result = execute(payload)
+    result.details["worker"] = {"pid": os.getpid(), "cells_before": 0, "warm": False}
     sys.stdout.flush()
     sys.stderr.flush()
     write_atomic(Path(args[1]), result.to_json())

@@ -28,6 +28,10 @@ class Scenario(ABC):
     """Default budget (see :class:`dlbench.measure.sampler.Budget`); suites override it."""
     needs_data: ClassVar[bool] = True
     """False when the scenario runs on synthetic inputs (no dataset download needed)."""
+    warm_ok: ClassVar[bool] = False
+    """True when its cells report no first-call or compile time, so a long-lived worker process
+    may run them one after another (see :mod:`dlbench.run.launch.warm`); False (the default):
+    every cell in a fresh process, so a first call is really the process's first."""
     title: ClassVar[str] = ""
     """Readable name in report titles (default: the name, capitalised)."""
     group_by: ClassVar[dict[str, str]] = {}
@@ -41,6 +45,11 @@ class Scenario(ABC):
     def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
         """Parent-side check, without importing any framework: why this cell cannot run."""
         return None
+
+    def reuses_process(self, cell: Cell) -> bool:
+        """Whether ``cell`` may run in a warm worker (default: :attr:`warm_ok`); a scenario whose
+        cells differ (a sweep of throughputs or of accuracies) decides per cell."""
+        return self.warm_ok
 
     def check(self, params: Mapping[str, Any]) -> str | None:
         """Parent-side check at suite load of one cell's parameters (each already in its

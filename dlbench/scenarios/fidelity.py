@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 class FidelityScenario(Scenario):
     name = "fidelity"
+    warm_ok = True  # no first-call or compile time: a warm worker may run it
     description = "dlbench's reported throughput / a hand-written timing loop's, same model and process"
     params: ClassVar[dict[str, Param]] = {
         "mode": Param("infer", "infer or train", ("infer", "train")),

@@ -38,6 +38,7 @@ NUMPY = "numpy"
 
 class ParityScenario(Scenario):
     name = "parity"
+    warm_ok = True  # no first-call or compile time: a warm worker may run it
     description = "same weights, same inputs: same outputs, gradients and updated weights"
     params: ClassVar[dict[str, Param]] = {
         "reference": Param(

@@ -152,6 +152,7 @@ ROBUSTNESS_PARAMS: dict[str, Param] = {
 
 class RobustnessScenario(Scenario):
     name = "robustness"
+    warm_ok = True  # no first-call or compile time: a warm worker may run it
     charts: ClassVar[tuple[str, ...]] = ("robustness",)
     description = (
         "adversarial metric over an epsilon grid per attack (ART), corruptions, "

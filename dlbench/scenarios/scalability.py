@@ -95,6 +95,11 @@ class ScalabilityScenario(Scenario):
             return f"{framework.name} implements no data-parallel training (workers axis)"
         return None
 
+    def reuses_process(self, cell: Cell) -> bool:
+        """The train_fraction axis (accuracies) may run in a warm worker; the throughput axes
+        (batch size, threads, workers: first calls, thread pools) each get a fresh process."""
+        return (cell.params.get("axis") or "batch_size") == "train_fraction"
+
     def check(self, params: Mapping[str, Any]) -> str | None:
         """The sweep's values suit its axis; ``threads`` is unset on the threads and workers axes."""
         axis = params.get("axis") or "batch_size"

@@ -1,4 +1,5 @@
-"""Launchers run cells: inline (debugging), subprocess (default: one fresh process per cell), ray.
+"""Launchers run cells: inline (debugging), subprocess (one fresh process per cell; by default
+with warm workers for the cells that time no first call, :mod:`~dlbench.run.launch.warm`), ray.
 
 A launcher runs :class:`Job` s: a cell and which of its ``repeats`` this process is. Its
 :class:`LaunchConfig` says which plugins the cell process loads and which Python interpreter runs
@@ -52,6 +53,10 @@ class Job:
     cell: Cell
     repeat: int = 0
     repeats: int = 1
+    group: str | None = None
+    """The warm-worker group (framework, its variant and settings, device, threads) whose
+    long-lived process may run this job (:mod:`dlbench.run.launch.warm`); None: a fresh process
+    (speed cells, anything timing a first call, repeats, ``--fresh-processes``)."""
 
     @property
     def log_name(self) -> str:
@@ -70,11 +75,13 @@ class Job:
         return result
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell": self.cell.to_dict(), "repeat": self.repeat, "repeats": self.repeats}
+        return {"cell": self.cell.to_dict(), "repeat": self.repeat, "repeats": self.repeats,
+                "group": self.group}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
-        return cls(Cell.from_dict(d["cell"]), int(d.get("repeat", 0)), int(d.get("repeats", 1)))
+        return cls(Cell.from_dict(d["cell"]), int(d.get("repeat", 0)), int(d.get("repeats", 1)),
+                   d.get("group"))
 
 
 class Launcher(ABC):

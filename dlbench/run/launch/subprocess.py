@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dlbench.cell import Cell
 from dlbench.result import Result
 from dlbench.run.launch.base import Job, LaunchConfig, Launcher, tail_file
 from dlbench.run.worker import PARENT_ENV
@@ -43,38 +44,55 @@ class SubprocessLauncher(Launcher):
             payload = Path(tmp) / "payload.json"
             out = Path(tmp) / "result.json"
             payload.write_text(json.dumps(self.config.payload(cell)))
-            env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1",
-                   PARENT_ENV: str(os.getpid())}
-            threads = cell.params.get("threads")
-            if threads:
-                env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
             with open(log_path, "w") as log:
                 proc = subprocess.Popen([self.config.interpreter(), "-m", "dlbench.run.worker", str(payload), str(out)],
-                                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                        stdout=log, stderr=subprocess.STDOUT, env=self.process_env(cell),
+                                        start_new_session=True)
                 try:
                     code = proc.wait(timeout=cell.timeout)
                     status = None
                 except subprocess.TimeoutExpired:
-                    _kill_group(proc)
+                    kill_group(proc)
                     code, status = None, "timeout"
                 except BaseException:  # Ctrl-C, SIGTERM: the cell's process group goes with us
-                    _kill_group(proc)
+                    kill_group(proc)
                     raise
             log_text = tail_file(log_path)
             if status is None and out.exists():
                 result = Result.from_json(out.read_text())
             else:
-                result = Result(cell, started_at=started)
-                if status == "timeout":
-                    result.status = "timeout"
-                    result.error = f"cell ran past its timeout of {cell.timeout:g} s (raise 'timeout' in the suite)"
-                else:
-                    result.status = "crashed"
-                    result.error = f"cell process died with {_describe(code)} before reporting a result"
-        result.log_tail = log_text
-        result.duration = time.time() - started
-        result.details.setdefault("log_file", str(log_path))
-        return result
+                result = lost(cell, status, code, started)
+        return finished(result, log_text, started, log_path)
+
+    def process_env(self, cell: Cell) -> dict[str, str]:
+        """The cell process's environment: the runner's, the launch config's, the runner's pid
+        (:data:`~dlbench.run.worker.PARENT_ENV`) and the cell's ``threads`` for OpenMP and MKL."""
+        env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
+        threads = cell.params.get("threads")
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        return env
+
+
+def lost(cell: Cell, status: str | None, code: int | None, started: float) -> Result:
+    """The Result of a cell whose process reported none: ``timeout`` (it was killed past its
+    timeout) or ``crashed`` (it died with exit ``code``)."""
+    result = Result(cell, started_at=started)
+    if status == "timeout":
+        result.status = "timeout"
+        result.error = f"cell ran past its timeout of {cell.timeout:g} s (raise 'timeout' in the suite)"
+    else:
+        result.status = "crashed"
+        result.error = f"cell process died with {_describe(code)} before reporting a result"
+    return result
+
+
+def finished(result: Result, log_text: str, started: float, log_path: Path) -> Result:
+    """The launcher's part of every Result: the log tail, the wall time, the log file."""
+    result.log_tail = log_text
+    result.duration = time.time() - started
+    result.details.setdefault("log_file", str(log_path))
+    return result
 
 
 def remove_stale_cell_dirs(root: Path | None = None) -> list[Path]:
@@ -105,7 +123,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

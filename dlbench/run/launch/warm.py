@@ -1,0 +1,204 @@
+"""Warm workers: the cells that time no first call reuse a long-lived process per group.
+
+Starting an interpreter and importing a framework costs seconds that no figure measures. A job
+with a ``group`` (the session gives one to the cells of scenarios that declare
+:attr:`~dlbench.scenarios.base.Scenario.warm_ok`: accuracy, parity, robustness ...; grouped by
+framework, its variant and settings, device and threads) runs in that group's warm worker
+(``python -m dlbench.run.worker --serve``); every other job (speed cells, anything that reports a
+first-call or compile time, repeats) runs in a fresh process as before, and no warm worker is
+alive while it does, so nothing idles beside a measurement.
+
+A worker keeps the fresh process's guard (parent-death watch, its own watchdog armed with each
+cell's timeout) and writes each cell's output to that cell's log (``logs/<run>/<cell>.log``). A
+crash or a timeout kills only that worker: the cell is recorded exactly as a fresh process's
+would be (``crashed`` with its exit, ``timeout``), and the group's next cell starts a new one. A
+worker is retired after :attr:`WarmLimits.max_cells` cells, above :attr:`WarmLimits.max_rss`
+bytes resident, or once it grew :attr:`WarmLimits.max_growth` bytes past its size after its first
+cell; at most :attr:`WarmLimits.max_idle` wait between cells (the least recently used goes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from dlbench.result import Result
+from dlbench.run.launch.base import Job, LaunchConfig, tail_file
+from dlbench.run.launch.subprocess import SubprocessLauncher, finished, kill_group, lost
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class WarmLimits:
+    max_cells: int = 20
+    """Cells one worker runs before it is replaced."""
+    max_rss: int = 4 * GiB
+    """Resident bytes above which a worker is replaced after its cell."""
+    max_growth: int = 2 * GiB
+    """Growth in resident bytes since its first cell after which a worker is replaced."""
+    max_idle: int = 2
+    """Workers kept waiting between cells (of different groups)."""
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    requests: IO[str]
+    replies: int
+    folder: Path
+    cells: int = 0
+    first_rss: int | None = None
+    _buffer: bytes = field(default=b"")
+
+    def send(self, request: dict[str, str]) -> bool:
+        try:
+            self.requests.write(json.dumps(request) + "\n")
+            self.requests.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            return False
+        return True
+
+    def wait(self, timeout: float) -> str:
+        """``done``, ``timeout`` (past ``timeout`` s) or ``died`` (exited, or closed its replies)."""
+        deadline = time.monotonic() + timeout if 0 < timeout < float("inf") else None
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return "timeout"
+            ready, _, _ = select.select([self.replies], [], [], 0.5 if left is None else min(left, 0.5))
+            if ready:
+                chunk = os.read(self.replies, 4096)
+                if not chunk:
+                    return "died"
+                self._buffer += chunk
+                if b"\n" in self._buffer:
+                    self._buffer = self._buffer.split(b"\n", 1)[1]
+                    return "done"
+            elif self.proc.poll() is not None:
+                return "died"
+
+    def rss(self) -> int | None:
+        import psutil  # only here: the resident size of a worker after its cell
+
+        try:
+            return int(psutil.Process(self.proc.pid).memory_info().rss)
+        except (psutil.Error, OSError):
+            return None
+
+    def stop(self, kill: bool = False) -> int | None:
+        """End the worker (closing its requests ends it; ``kill``, or one that lingers: SIGKILL to
+        its process group), remove its folder; its exit code."""
+        with contextlib.suppress(OSError, ValueError):
+            self.requests.close()
+        if not kill:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                kill = True
+        if kill:
+            kill_group(self.proc)
+        with contextlib.suppress(OSError):
+            os.close(self.replies)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return self.proc.returncode
+
+
+class WarmLauncher(SubprocessLauncher):
+    """The subprocess launcher with warm workers for jobs that have a ``group``."""
+
+    name = "subprocess"
+
+    def __init__(self, config: LaunchConfig, limits: WarmLimits | None = None) -> None:
+        super().__init__(config)
+        self.limits = limits or WarmLimits()
+        self._idle: OrderedDict[str, _Worker] = OrderedDict()
+
+    def execute(self, job: Job) -> Result:
+        if job.group is None:
+            self.retire()  # a fresh process measures alone: no warm worker beside it
+            return super().execute(job)
+        return self._execute_warm(job, job.group)
+
+    def close(self) -> None:
+        self.retire()
+        super().close()
+
+    def retire(self) -> None:
+        """Stop every idle worker."""
+        while self._idle:
+            self._idle.popitem(last=False)[1].stop()
+
+    def _execute_warm(self, job: Job, group: str) -> Result:
+        cell = job.cell
+        self.config.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.config.logs_dir / f"{job.log_name}.log"
+        started = time.time()
+        log_path.write_text("")  # this cell's log, new (the worker appends to it)
+        worker = self._idle.pop(group, None) or self._start(job, log_path)
+        n = worker.cells
+        payload, out = worker.folder / f"payload-{n}.json", worker.folder / f"result-{n}.json"
+        payload.write_text(json.dumps(self.config.payload(cell)))
+        status = "died"
+        try:
+            if worker.send({"payload": str(payload), "result": str(out), "log": str(log_path)}):
+                status = worker.wait(cell.timeout)
+        except BaseException:  # Ctrl-C, SIGTERM: the worker's process group goes with us
+            worker.stop(kill=True)
+            raise
+        log_text = tail_file(log_path)
+        if status == "done" and out.exists():
+            result = Result.from_json(out.read_text())
+            payload.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
+            worker.cells += 1
+            self._keep(group, worker)
+        else:
+            code = worker.stop(kill=True)  # only this worker: the group's next cell starts anew
+            result = lost(cell, "timeout" if status == "timeout" else None, code, started)
+        return finished(result, log_text, started, log_path)
+
+    def _start(self, job: Job, log_path: Path) -> _Worker:
+        folder = Path(tempfile.mkdtemp(prefix=f"dlbench-cell-{os.getpid()}-"))
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            with open(log_path, "a") as log:  # what it prints starting up goes to its first cell's log
+                proc = subprocess.Popen(
+                    [self.config.interpreter(), "-m", "dlbench.run.worker", "--serve", str(req_r),
+                     str(rep_w), str(folder)],
+                    stdout=log, stderr=subprocess.STDOUT, env=self.process_env(job.cell),
+                    start_new_session=True, pass_fds=(req_r, rep_w))
+        except BaseException:
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        os.close(req_r)
+        os.close(rep_w)
+        return _Worker(proc, os.fdopen(req_w, "w"), rep_r, folder)
+
+    def _keep(self, group: str, worker: _Worker) -> None:
+        rss = worker.rss()
+        if worker.first_rss is None:
+            worker.first_rss = rss
+        limits = self.limits
+        spent = worker.cells >= limits.max_cells or worker.proc.poll() is not None
+        big = rss is not None and (rss > limits.max_rss or
+                                   (worker.first_rss is not None and rss - worker.first_rss > limits.max_growth))
+        if spent or big:
+            worker.stop()
+            return
+        self._idle[group] = worker
+        while len(self._idle) > max(limits.max_idle, 1):
+            self._idle.popitem(last=False)[1].stop()
