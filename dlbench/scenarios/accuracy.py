@@ -142,35 +142,6 @@ def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
     return out
 
 
-def trained_elsewhere(ctx: CellContext, dataset: Dataset, key_extra: dict[str, Any] | None) -> Trained:
-    """For a framework that cannot train (``Framework.trains`` False): the weights that the
-    framework named by ``trained_by`` trains in the identical cell (its default variant and
-    precision), reloaded from the store when they are there, else trained here with it and
-    stored; then the cell's own framework runs them."""
-    name = str(ctx.params.get("trained_by") or "")
-    if not name:
-        raise UnsupportedError(f"{ctx.framework.name} cannot train: set trained_by to the framework "
-                               "whose trained weights it runs")
-    trainer = ctx.plugins.frameworks.get(name, "trained_by")
-    why = f"{ctx.framework.name} cannot train: it runs weights trained by {name} (trained_by)"
-    if trainer.kind != "neural" or not trainer.trains:
-        raise UnsupportedError(f"{why}, which does not train the neural spec: name a training "
-                               "framework such as torch")
-    avail = trainer.availability()
-    if not avail.installed:
-        raise UnsupportedError(f"{why}, which is not installed: {avail.reason}")
-    params = {k: v for k, v in ctx.params.items()
-              if k not in FRAMEWORK_LEVEL and k not in ctx.framework.params}
-    cell = replace(ctx.cell, framework=name, params=params)
-    sub = replace(ctx, cell=cell, framework=trainer, result=Result(cell))
-    threads = ctx.params.get("threads")
-    trainer.setup(int(threads) if threads else None, ctx.seed, {})
-    trained = train_or_load(sub, dataset, True, key_extra)
-    ctx.log(f"{ctx.framework.name} runs the weights {name} trained ({trained.artifact})")
-    model = ctx.build(trained.spec, trained.model.get_weights())
-    return replace(trained, model=model)
-
-
 class AccuracyScenario(Scenario):
     name = "accuracy"
     warm_ok = True  # no first-call or compile time: a warm worker may run it
