@@ -1,7 +1,7 @@
 """A run of a suite: expand cells, launch each in isolation, store each result as it ends, report.
 
 Cells run in fresh processes, except those whose scenario times no first call: they share a warm
-worker per group (:meth:`Session.warm_group`; ``--fresh-processes`` turns it off). A cell with
+worker per group (:func:`warm_group`; ``--fresh-processes`` turns it off). A cell with
 ``repeats: k`` is launched k times, each in a fresh process, round by round (round 1
 of every cell, then round 2 ...); each process's Result is stored as its own row and merged on
 reading (:meth:`dlbench.store.database.Store.results`). ``--resume`` launches exactly the repeats that have
@@ -123,19 +123,6 @@ class Session:
         if self.options.launcher == "ray":
             return RayLauncher(cfg, self.options.ray_address, self.options.cpus_per_cell)
         return SubprocessLauncher(cfg) if self.options.fresh_processes else WarmLauncher(cfg)
-
-    def warm_group(self, cell: Cell, repeats: int) -> str | None:
-        """The warm worker group a job of ``cell`` may run in: its framework, device, variant,
-        precision, threads and the framework's own parameters (a Keras backend); None (a fresh
-        process) for a scenario that times a first call, a cell with repeats (process-level
-        replicates), ``fresh_processes`` or a launcher other than subprocess."""
-        if self.options.fresh_processes or self.options.launcher != "subprocess" or repeats > 1:
-            return None
-        if not self.plugins.scenarios.get(cell.scenario).reuses_process(cell):
-            return None
-        names = sorted({"variant", "precision", "threads", *self.plugins.frameworks.get(cell.framework).params})
-        return json.dumps([cell.framework, cell.device, {k: cell.params[k] for k in names if k in cell.params}],
-                          sort_keys=True, default=str)
 
     def _precheck(self, cell: Cell) -> Result | None:
         """Parent-side skips, without importing any framework."""
@@ -270,8 +257,8 @@ class Session:
                 self._skipped.add(cell.key)
                 self._planned -= len(todo) - 1
         rounds = max((k for _, k, _ in pending), default=0)
-        return [Job(cell, i, k, self.warm_group(cell, k)) for i in range(rounds) for cell, k, todo in pending
-                if i in todo]
+        return [Job(cell, i, k, warm_group(self.plugins, self.options, cell, k))
+                for i in range(rounds) for cell, k, todo in pending if i in todo]
 
     def wanted(self, job: Job) -> bool:
         """False for a later repeat of a cell whose process skipped it (the skip holds for all)."""
@@ -333,6 +320,20 @@ class Session:
 def selected(key: str, select: str | None) -> bool:
     """Whether a cell key matches ``--select`` (a glob; None selects every cell)."""
     return select is None or fnmatch.fnmatchcase(key, select)
+
+
+def warm_group(plugins: Plugins, options: RunOptions, cell: Cell, repeats: int) -> str | None:
+    """The warm worker group a job of ``cell`` may run in: its framework, device, variant,
+    precision, threads and the framework's own parameters (a Keras backend); None (a fresh
+    process) for a scenario that times a first call, a cell with repeats (process-level
+    replicates), ``fresh_processes`` or a launcher other than subprocess."""
+    if options.fresh_processes or options.launcher != "subprocess" or repeats > 1:
+        return None
+    if not plugins.scenarios.get(cell.scenario).reuses_process(cell):
+        return None
+    names = sorted({"variant", "precision", "threads", *plugins.frameworks.get(cell.framework).params})
+    return json.dumps([cell.framework, cell.device, {k: cell.params[k] for k in names if k in cell.params}],
+                      sort_keys=True, default=str)
 
 
 CANARY_CELL = Cell(CANARY_SCENARIO, "matmul", "numpy", "cpu", {})
