@@ -64,6 +64,8 @@ from dlbench.framework import (
     TrainConfig,
 )
 from dlbench.measure.parity import gradient_inputs, mask_inputs
+from dlbench.onnx_export import OPSET as ONNX_OPSET
+from dlbench.onnx_export import to_onnx, to_onnx_bytes
 from dlbench.params import Param
 from dlbench.report.base import Reporter, RunData, RunInfo
 from dlbench.result import Measurement, Result
@@ -139,7 +141,7 @@ __all__ = [
     "OPTIMIZERS", "TrainConfig", "gradient_inputs", "mask_inputs", "Budget", "sample",
     # the neutral model spec
     "ACTIVATIONS", "MASK_FILL", "ModelSpec", "Node", "OPS", "SpecBuilder", "check_weights",
-    "conv_out", "conv_pads", "same_padding", "STATE_PARAMS",
+    "conv_out", "conv_pads", "same_padding", "STATE_PARAMS", "ONNX_OPSET", "to_onnx", "to_onnx_bytes",
     # tasks and datasets
     "Corruption", "Dataset", "PerturbationDomain", "Task", "find_corruption",
     "DatasetInfo", "FileEntry", "atomic_writer", "derived_dir", "files_from_sums",

@@ -209,6 +209,11 @@ class Framework(ABC):
     :meth:`devices` says which of them this machine has, in the cell's process."""
     params: ClassVar[dict[str, Param]] = {}
     """Framework-specific suite parameters (e.g. Keras ``backend``)."""
+    trains: ClassVar[bool] = True
+    """False for inference runtimes (ONNX Runtime, OpenVINO): no train step, no input gradients.
+    Speed cells in train mode skip; accuracy and robustness cells run weights that the framework
+    named by the cell's ``trained_by`` parameter trained (:func:`dlbench.scenarios.accuracy.
+    train_or_load`); parity compares outputs and the loss; gradient attacks skip."""
 
     def availability(self) -> Availability:
         """Whether the framework is installed, without importing it."""

@@ -54,6 +54,9 @@ def _neural_frameworks() -> list[str]:
 
 
 FRAMEWORKS = _neural_frameworks()
+TRAINING = [n for n in FRAMEWORKS if get_plugins().frameworks.get(n).trains]
+"""The frameworks with train steps and gradients (inference runtimes run only the forward
+checks here; tests/test_inference_runtimes.py covers the rest)."""
 
 
 def _framework(name: str) -> Framework:
@@ -73,7 +76,7 @@ def _build(fw_name: str, spec_name: str, **opts: object) -> tuple[Model, dict, d
     weights = with_running_statistics(spec, spec.init_weights(1), 2)
     x, y = example_inputs(spec, 4, 0)
     train = TrainConfig(loss_for(spec), "sgd", 0.1)
-    opts.setdefault("variant", SWEEP_VARIANT.get(fw_name, "eager"))
+    opts.setdefault("variant", SWEEP_VARIANT.get(fw_name, _framework(fw_name).variants[0]))
     model = _framework(fw_name).build(spec, weights, BuildOptions(train=train, **opts))
     return model, weights, x, y
 
@@ -107,7 +110,7 @@ others are marked slow: each costs a compilation or two in JAX and TensorFlow.""
 
 @pytest.mark.parametrize("spec_name", [
     pytest.param(n, marks=() if n in QUICK_GRADIENT_SPECS else pytest.mark.slow) for n in sorted(SPECS)])
-@pytest.mark.parametrize("fw_name", [n for n in FRAMEWORKS if n != "torch"])
+@pytest.mark.parametrize("fw_name", [n for n in TRAINING if n != "torch"])
 def test_gradients_and_step_match_torch(fw_name: str, spec_name: str) -> None:
     reference = _torch_reference(spec_name)
     if reference is None:
@@ -135,7 +138,7 @@ def test_batch_norm_specs_have_running_statistics() -> None:
 
 
 @pytest.mark.parametrize("spec_name", BATCH_NORM_SPECS)
-@pytest.mark.parametrize("fw_name", FRAMEWORKS)
+@pytest.mark.parametrize("fw_name", TRAINING)
 def test_batch_norm_running_statistics_after_a_step_match_numpy(fw_name: str, spec_name: str) -> None:
     """One SGD step: running statistics = (1 - momentum) * old + momentum * biased batch moments,
     and the next inference uses them."""

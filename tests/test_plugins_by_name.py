@@ -173,8 +173,8 @@ def test_parity_against_the_numpy_reference(reports: dict) -> None:
 def test_parity_reference_auto_is_the_first_installed_neural_framework() -> None:
     from dlbench.scenarios.parity import resolve_reference
 
-    def fw(name: str, kind: str = "neural", installed: bool = True) -> SimpleNamespace:
-        return SimpleNamespace(name=name, kind=kind,
+    def fw(name: str, kind: str = "neural", installed: bool = True, trains: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(name=name, kind=kind, trains=trains,
                                availability=lambda: SimpleNamespace(installed=installed))
 
     def ctx(reference: object, *fws: SimpleNamespace) -> Any:  # a CellContext's two fields
@@ -186,6 +186,8 @@ def test_parity_reference_auto_is_the_first_installed_neural_framework() -> None
     assert resolve_reference(ctx("auto", *found)) == "ccc"
     assert resolve_reference(ctx("ddd", *found)) == "ddd"
     assert resolve_reference(ctx(None, fw("aaa", kind="classic"))) == "numpy"
+    # an inference runtime (no train step, no gradients) is never the reference
+    assert resolve_reference(ctx(None, fw("aaa", trains=False), fw("bbb"))) == "bbb"
 
 
 def test_environment_lists_what_the_framework_plugins_declare() -> None:

@@ -84,7 +84,7 @@ def numpy_output_row(spec: ModelSpec, weights: Mapping[str, np.ndarray], candida
 
 
 def measure_parity(reference: Model, candidate: Model, inputs: Mapping[str, np.ndarray],
-                   targets: np.ndarray) -> list[ParityRow]:
+                   targets: np.ndarray, train: bool = True) -> list[ParityRow]:
     """Compare ``candidate`` with ``reference`` on one batch; both models end with their weights.
 
     Rows: ``outputs`` (inference), ``loss`` and ``input_gradient`` (for the float non-mask inputs,
@@ -92,10 +92,19 @@ def measure_parity(reference: Model, candidate: Model, inputs: Mapping[str, np.n
     *update* of one ``train_step`` (after minus before, all tensors together), which isolates the
     step from the unchanged weights. Use SGD for a sharp check: Adam's first step is about
     ``lr * sign(grad)`` and turns rounding noise in near-zero gradients into full-size updates.
+    Without ``train`` (a candidate that cannot train: an inference runtime) the rows are
+    ``outputs`` and ``loss``, the candidate's loss computed from its outputs by the NumPy reference.
     """
     tol = _tolerance(reference, candidate)
     inputs = dict(inputs)
-    rows = [_row("outputs", relative_error(candidate.predict(inputs), reference.predict(inputs)), tol)]
+    cand_out = candidate.predict(inputs)
+    rows = [_row("outputs", relative_error(cand_out, reference.predict(inputs)), tol)]
+    if not train:
+        from dlbench import spec_numpy
+
+        ref_loss, _ = reference.loss_and_input_gradient(inputs, targets)
+        cand = spec_numpy.loss(candidate.options.train.loss, cand_out, targets)
+        return [*rows, _row("loss", relative_error(cand, ref_loss), tol)]
 
     ref_loss, ref_grads = reference.loss_and_input_gradient(inputs, targets)
     cand_loss, cand_grads = candidate.loss_and_input_gradient(inputs, targets)

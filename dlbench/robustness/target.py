@@ -213,6 +213,8 @@ def build_target(
     no_grad = (
         f"{ctx.framework.name} is a classic baseline without input gradients" if classic else ""
     )
+    if not classic and not ctx.framework.trains:
+        no_grad = f"{ctx.framework.name} is an inference runtime without input gradients"
     if domain.space == "input":
         if len(domain.inputs) != 1 or (spec is not None and len(spec.inputs) != 1):
             raise UnsupportedError(
@@ -229,7 +231,7 @@ def build_target(
             _labels(est, evalset.y),
             budget,
             "input",
-            not classic,
+            not no_grad,
             no_grad,
             headline,
         )

@@ -12,16 +12,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from dlbench.errors import UnsupportedError
 from dlbench.measure.memory import peak_host_memory_mb
-from dlbench.params import Param
+from dlbench.params import COMMON_PARAMS, Param
 from dlbench.result import Measurement, Result
 from dlbench.robustness.training import adversarial_epoch_fn
+from dlbench.run.context import FRAMEWORK_LEVEL
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import (
     Column,
@@ -87,6 +88,8 @@ def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
     with the clean model's artifact.
     """
     p = ctx.params
+    if not ctx.framework.trains:
+        return trained_elsewhere(ctx, dataset, key_extra)
     classic = ctx.framework.kind == "classic"
     epochs = 1 if classic else int(p.get("epochs") or ctx.task.default_epochs(p))
     bs = int(p.get("batch_size") or ctx.task.default_batch_size(p))
@@ -140,6 +143,37 @@ def train_or_load(ctx: CellContext, dataset: Dataset, reuse: bool,
                                                        "time_to_target_s": out.time_to_target,
                                                        "cell": ctx.cell.key})
     return out
+
+
+def trained_elsewhere(ctx: CellContext, dataset: Dataset, key_extra: dict[str, Any] | None) -> Trained:
+    """For a framework that cannot train (``Framework.trains`` False): the weights that the
+    framework named by ``trained_by`` trains in the identical cell (its default variant and
+    precision), reloaded from the store when they are there, else trained here with it and
+    stored; then the cell's own framework runs them."""
+    name = str(ctx.params.get("trained_by") or "")
+    if not name:
+        raise UnsupportedError(f"{ctx.framework.name} cannot train: set trained_by to the framework "
+                               "whose trained weights it runs")
+    trainer = ctx.plugins.frameworks.get(name, "trained_by")
+    why = f"{ctx.framework.name} cannot train: it runs weights trained by {name} (trained_by)"
+    if trainer.kind != "neural" or not trainer.trains:
+        raise UnsupportedError(f"{why}, which does not train the neural spec: name a training "
+                               "framework such as torch")
+    avail = trainer.availability()
+    if not avail.installed:
+        raise UnsupportedError(f"{why}, which is not installed: {avail.reason}")
+    own = {k: q.default for k, q in {**COMMON_PARAMS, **trainer.params}.items()
+           if k in FRAMEWORK_LEVEL or k in trainer.params}  # the trainer's defaults, as its cell has
+    params = {**{k: v for k, v in ctx.params.items()
+                 if k not in FRAMEWORK_LEVEL and k not in ctx.framework.params}, **own}
+    cell = replace(ctx.cell, framework=name, params=params)
+    sub = replace(ctx, cell=cell, framework=trainer, result=Result(cell))
+    threads = ctx.params.get("threads")
+    trainer.setup(int(threads) if threads else None, ctx.seed, {})
+    trained = train_or_load(sub, dataset, True, key_extra)
+    ctx.log(f"{ctx.framework.name} runs the weights {name} trained ({trained.artifact})")
+    model = ctx.build(trained.spec, trained.model.get_weights())
+    return replace(trained, model=model)
 
 
 class AccuracyScenario(Scenario):

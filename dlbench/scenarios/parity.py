@@ -73,7 +73,8 @@ class ParityScenario(Scenario):
             expected = spec_numpy.forward(spec, weights, xs)
             errs = {"outputs": parity.relative_error(candidate.predict(xs), expected)}
             if ref_name == NUMPY:
-                got_loss, _ = candidate.loss_and_input_gradient(xs, y)
+                got_loss = (candidate.loss_and_input_gradient(xs, y)[0] if ctx.framework.trains
+                            else spec_numpy.loss(train.loss, candidate.predict(xs), y))
                 errs["loss"] = parity.relative_error(got_loss, spec_numpy.loss(train.loss, expected, y))
             rows.extend({"check": check, "rel_error": err, "tolerance": tol,
                          "passed": None if tol is None else err <= tol, "reference": NUMPY}
@@ -85,7 +86,8 @@ class ParityScenario(Scenario):
                 raise UnsupportedError(f"parity reference {ref_name!r} is not installed: {avail.reason}")
             reference = ctx.build(spec, weights, framework=ref_fw, variant="eager", precision="fp32", train=train)
             rows.extend({**asdict(row), "reference": ref_name}
-                        for row in parity.measure_parity(reference, candidate, xs, y))
+                        for row in parity.measure_parity(reference, candidate, xs, y,
+                                                         train=ctx.framework.trains))
         ctx.result.details["parity"] = rows
         for row in rows:
             ctx.result.metrics[f"rel_error_{row['check']}"] = float(row["rel_error"])
@@ -114,13 +116,13 @@ class ParityScenario(Scenario):
 
 
 def resolve_reference(ctx: CellContext) -> str:
-    """The suite's ``reference``; for ``auto``, the first installed neural framework by name
+    """The suite's ``reference``; for ``auto``, the first installed neural framework that trains, by name
     (every cell of a run resolves it alike), or ``numpy`` when none is installed."""
     name = str(ctx.params.get("reference") or AUTO)
     if name != AUTO:
         return name
     for fw in ctx.plugins.frameworks:
-        if fw.kind == "neural" and fw.availability().installed:
+        if fw.kind == "neural" and fw.trains and fw.availability().installed:
             return str(fw.name)
     return NUMPY
 
