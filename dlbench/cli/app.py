@@ -9,13 +9,15 @@ the consoles, the global options (:class:`State`), the ``--store`` option and ru
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from dlbench.errors import DlbenchError
-from dlbench.plugins import PluginConfig, Plugins, get_plugins
+
+if TYPE_CHECKING:
+    from dlbench.plugins import Plugins
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
@@ -32,6 +34,9 @@ class State:
 
     @classmethod
     def plugins(cls) -> Plugins:
+        # the contracts import NumPy: loaded by the commands that need plugins, not by --help
+        from dlbench.plugins import PluginConfig, get_plugins
+
         return get_plugins(PluginConfig(cls.plugins_dirs, cls.disabled))
 
 

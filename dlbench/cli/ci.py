@@ -12,22 +12,26 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from dlbench.cli.app import State, StoreOpt, app, err, out, parse_run_id
 from dlbench.errors import DlbenchError
-from dlbench.report.base import RunInfo
 from dlbench.report.escape import term_markup
-from dlbench.result import Result
-from dlbench.store.database import DEFAULT_URL, Store
+from dlbench.store.urls import DEFAULT_URL
+
+if TYPE_CHECKING:  # the store imports SQLAlchemy (0.5 s): each command imports it itself
+    from dlbench.report.base import RunInfo
+    from dlbench.result import Result
+    from dlbench.store.database import Store
 
 
 def load_results(ref: str, store: Store | Callable[[], Store]) -> tuple[RunInfo | None, list[Result]]:
     """A run id (or 'latest') from the store, or an exported JSON file (dlbench or pytest-benchmark).
     ``store`` may be a function opening it, called only for a run id (a file needs no store)."""
+    from dlbench.store.database import Store
     from dlbench.store.exchange import import_any
 
     path = Path(ref)
@@ -117,6 +121,7 @@ def compare(
 ) -> None:
     """Compare two runs cell by cell: ratio of medians with 95% CI, Mann-Whitney U, BH-controlled verdicts."""
     from dlbench.analysis.compare import compare_runs
+    from dlbench.store.database import Store
 
     opened = functools.cache(lambda: Store(store, create=False))  # read-only: none is created
     (_, b), (_, h) = load_results(base, opened), load_results(head, opened)
@@ -187,6 +192,7 @@ def ab(
     """
     from dlbench.analysis.compare import compare_runs
     from dlbench.analysis.gate import decide
+    from dlbench.store.database import Store
 
     st = Store(store)
     run = _ab_run(suite, st, Path("reports"), repeats, select, base_python, head_python,
@@ -242,6 +248,7 @@ def gate(
     from dlbench.analysis.gate import ConfirmFn, decide, to_junit, to_markdown
     from dlbench.run import suite as suites
     from dlbench.run.session import RunOptions, Session
+    from dlbench.store.database import Store
 
     st = Store(store, create=head is None)  # reading a stored head run creates no store
     ab_mode = ab or any(v is not None for v in (base_python, head_python, base_plugins_dir, head_plugins_dir))
@@ -304,6 +311,7 @@ def history(
 ) -> None:
     """Each cell's trend across runs and commits, with the step where a change entered."""
     from dlbench.analysis.history import trend
+    from dlbench.store.database import Store
 
     st = Store(store, create=False)
     rows = st.history(select.replace("*", "%").replace("?", "_"), measurement)
@@ -334,6 +342,7 @@ def export(
     store: StoreOpt = DEFAULT_URL,
 ) -> None:
     """Export a run (raw samples and environment) as JSON: dlbench's format or pytest-benchmark's."""
+    from dlbench.store.database import Store
     from dlbench.store.exchange import export_run
     from dlbench.store.pytest_benchmark import export_pytest_benchmark
 
@@ -359,6 +368,7 @@ def import_(
     store: StoreOpt = DEFAULT_URL,
 ) -> None:
     """Import an exported run or a pytest-benchmark JSON file into the store as a new run."""
+    from dlbench.store.database import Store
     from dlbench.store.exchange import digest
 
     if not path.is_file():

@@ -1,8 +1,9 @@
 """The command line: ``dlbench run | list | data | report | compare | gate | history | export | import``.
 
 User errors print one line (``error: ...``) and exit non-zero; ``--debug`` shows the traceback.
-Each command imports the machinery only it needs (the session, the reporters, the data helpers)
-inside itself, so ``dlbench --help`` and ``dlbench list`` start without it.
+Each command imports the machinery only it needs (the session, the reporters, the data helpers,
+the store and SQLAlchemy) inside itself, so ``dlbench --help`` and ``dlbench list`` start without it
+(``tests/test_lean_imports.py`` checks what importing this module loads).
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from dlbench.cli.app import State, StoreOpt, app, err, out, parse_run_id
 from dlbench.errors import DlbenchError, choices
-from dlbench.plugins import Plugins, Registry
 from dlbench.report.escape import term_markup, term_text
-from dlbench.store.database import DEFAULT_URL, Store
+from dlbench.store.urls import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from dlbench.plugins import Plugins, Registry
 
 data_app = typer.Typer(no_args_is_help=True, help="Manage datasets: list, fetch, verify.")
 app.add_typer(data_app, name="data")
@@ -54,6 +57,7 @@ def run(
     first call); results stored as each cell ends."""
     from dlbench.run import suite as suites
     from dlbench.run.session import LAUNCHERS, RunOptions, Session, selected
+    from dlbench.store.database import Store
 
     plugins = State.plugins()
     s = suites.load(suite, plugins, override or ())
@@ -103,7 +107,10 @@ LIST_WHAT = ("plugins", "frameworks", "tasks", "scenarios", "attacks", "suites",
 
 
 @app.command("list")
-def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHAT)}.")] = "plugins") -> int:
+def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHAT)}.")] = "plugins",
+          refresh: Annotated[bool, typer.Option("--refresh", help="Probe devices again (frameworks, devices): "
+                                                "the probe is cached until a package or CUDA_VISIBLE_DEVICES... changes.")] = False,
+          ) -> int:
     """List plugins, frameworks (version, installed, devices), tasks, suites, devices..."""
     plugins = State.plugins()
     if what not in LIST_WHAT:
@@ -123,7 +130,7 @@ def list_(what: Annotated[str, typer.Argument(help=f"One of: {', '.join(LIST_WHA
 
         fws = list(plugins.frameworks)
         installed = [f.name for f in fws if f.availability().installed]
-        devs = probe(plugins, installed)
+        devs = probe(plugins, installed, refresh=refresh)
         for col in ("framework", "version", "installed", "kind", "variants", "precisions", "devices"):
             table.add_column(col)
         for f in fws:
@@ -245,6 +252,7 @@ def report(
     from dlbench.report.terminal import TERMINAL_ROWS
     from dlbench.report.terminal import print_report as print_run
     from dlbench.run.reports import load_run_data, write_reports
+    from dlbench.store.database import Store
 
     plugins = State.plugins()
     st = Store(store, create=False)

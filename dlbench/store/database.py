@@ -51,10 +51,7 @@ from dlbench.report.base import RunData, RunInfo
 from dlbench.result import Measurement, ModelInfo, Result, Stats
 from dlbench.store.liveness import mark_orphaned_runs
 from dlbench.store.schema import upgrade
-from dlbench.store.urls import check_url, redact_url
-
-DEFAULT_DIR = Path("reports")
-DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
+from dlbench.store.urls import DEFAULT_DIR, DEFAULT_URL, check_url, redact_url
 
 metadata = MetaData()
 

@@ -6,13 +6,21 @@ a message made from the parsed URL, or the driver's "could not resolve host" err
 part of the password. A URL with more than one raw ``@`` after ``user:`` is therefore ambiguous:
 :func:`redact_url` hides everything up to its last ``@`` (more than the password, perhaps, never
 less), and :func:`check_url` refuses it before anything connects, naming the fix.
+
+The default store (:data:`DEFAULT_URL`) is named here too, so that the command line can show it in
+``--help`` without importing SQLAlchemy (:mod:`dlbench.store.database` takes 0.5 s to import).
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from dlbench.errors import StoreError
+
+DEFAULT_DIR = Path("reports")
+DEFAULT_URL = f"sqlite:///{DEFAULT_DIR / 'dlbench.db'}"
+"""The store every command uses without ``--store`` (or ``DLBENCH_STORE``)."""
 
 _HIDDEN = "***"
 _PASSWORD_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd)=)[^&;#]*")
@@ -51,4 +59,4 @@ def check_url(url: str) -> None:
                          "name: percent-encode them in --store (@ as %40; a password's : and / as %3A, %2F)")
 
 
-__all__ = ["check_url", "redact_url"]
+__all__ = ["DEFAULT_DIR", "DEFAULT_URL", "check_url", "redact_url"]
