@@ -145,16 +145,28 @@ def test_missing_attacks_make_the_verdict_insufficient(artifacts: Path) -> None:
     assert res.metrics["audit_passed"] == 0.0  # a check that did not run is no pass
 
 
-def test_too_few_pgd_steps_escalate_instead_of_failing(artifacts: Path) -> None:
-    res = cell("torch", "quick", artifacts, pgd_steps=1)
+@pytest.mark.parametrize(
+    "over",
+    [{"pgd_steps": 1},  # FGSM breaks examples a 1-step PGD misses at 64/255
+     {"pgd_steps": 1, "epsilons": [0, 32]}],  # doubling the steps moves PGD at 32/255
+    ids=["fgsm-beats-short-pgd", "pgd-not-converged"],
+)
+def test_too_few_pgd_steps_escalate_instead_of_failing(over: dict[str, Any],
+                                                        artifacts: Path) -> None:
+    res = cell("torch", "quick", artifacts, **over)
     v = verdict_of(res)
-    assert v["verdict"] != "failed", v
+    assert v["verdict"] != "failed", v  # a short budget is no evidence of masking
     assert any(w.startswith("attack budget:") for w in v["warnings"]), v
     esc = res.details["pgd_escalation"]
     assert esc["steps"][0] == 1 and esc["steps"][-1] > 1 and esc["cap"] == 4
     for eps, by_steps in esc["metric"].items():  # the strongest figure per epsilon is reported
+        assert len(by_steps) > 1
         assert res.metrics[f"robust_pgd_eps{eps}"] == min(by_steps.values())
     assert any(p.get("steps", 1) > 1 for p in curve(res, "pgd"))
+    converged = checks_of(res)["pgd_converged"]
+    assert converged["evidence"].startswith("escalated from 1 steps")
+    if "epsilons" in over:
+        assert "1 steps" in v["warnings"][0] and converged["passed"] is not None
 
 
 # -- what the reports show -------------------------------------------------------------------------
