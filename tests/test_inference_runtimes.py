@@ -152,3 +152,20 @@ def test_robustness_runs_the_black_box_attacks_and_skips_gradient_ones(name: str
     assert "noise" in attacks and "fgsm" not in attacks
     assert "inference runtime" in str(r.details)  # the reason fgsm and the gradient checks skip
     assert r.details.get("audit_verdict") != "passed"
+
+
+def test_inference_suite_puts_the_runtimes_beside_the_compiled_modes() -> None:
+    from dlbench.run.suite import load
+
+    plugins = get_plugins()
+    cells = load("inference", plugins).cells(plugins)
+    speed = {(c.framework, c.params["variant"], c.params["precision"]) for c in cells
+             if c.scenario == "speed"}
+    assert {("torch", "eager", "fp32"), ("torch", "compiled", "fp32"), ("tensorflow", "graph", "fp32"),
+            ("tensorflow", "compiled", "fp32"), ("jax", "compiled", "fp32"),
+            ("onnxruntime", "all", "fp32"), ("onnxruntime", "all", "int8"),
+            ("openvino", "latency", "fp32")} == speed
+    assert {c.params["batch_size"] for c in cells if c.scenario == "speed"} == {1, 64}
+    assert all(c.params["mode"] == "infer" for c in cells if c.scenario == "speed")
+    runtimes = [c for c in cells if c.scenario == "accuracy" and c.framework in ("onnxruntime", "openvino")]
+    assert len(runtimes) == 2 and all(c.params["trained_by"] == "torch" for c in runtimes)

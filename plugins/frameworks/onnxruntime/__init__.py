@@ -49,6 +49,8 @@ class OnnxRuntimeFramework(InferenceFramework):
     params: ClassVar[dict[str, Param]] = {
         **InferenceFramework.params,
         "variant": Param("all", "graph optimisation level: all, extended, basic or disabled", variants),  # its own default
+        "precision": Param("fp32", "fp32, or int8 (dynamic quantisation of MatMul and Conv weights)",
+                           precisions),
     }
 
     def availability(self) -> Any:
