@@ -12,6 +12,7 @@ compiles again. Inputs and outputs are host NumPy arrays and every call is synch
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -98,9 +99,9 @@ class InferenceFramework(Framework):
         self.threads = int(threads) if threads else None
         np.random.seed(seed % 2**32)
 
+    @abstractmethod
     def compiler(self, options: BuildOptions) -> Compiler:
         """How this runtime compiles ONNX bytes for ``options`` (device, variant, precision)."""
-        raise NotImplementedError
 
     def build(self, spec: ModelSpec, weights: Mapping[str, np.ndarray],
               options: BuildOptions) -> Model:

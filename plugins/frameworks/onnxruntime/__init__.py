@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dlbench.api import BuildOptions, Param, UnsupportedError, hookimpl
+from dlbench.api import Availability, BuildOptions, Param, UnsupportedError, hookimpl
 
 from .._inference import Compiler, InferenceFramework
 
@@ -53,10 +53,10 @@ class OnnxRuntimeFramework(InferenceFramework):
                            precisions),
     }
 
-    def availability(self) -> Any:
+    def availability(self) -> Availability:
         avail = super().availability()
         if not avail.installed:
-            return type(avail)(False, None, avail.reason.replace("[onnxruntime]", "[onnx]"))
+            return Availability(False, None, avail.reason.replace("[onnxruntime]", "[onnx]"))
         return avail
 
     def devices(self) -> list[str]:
@@ -66,6 +66,9 @@ class OnnxRuntimeFramework(InferenceFramework):
 
     def compiler(self, options: BuildOptions) -> Compiler:
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import (
+            NotImplemented as NotImplementedKernel,
+        )
 
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[options.variant])
@@ -83,7 +86,7 @@ class OnnxRuntimeFramework(InferenceFramework):
                 data = quantize_int8(data)
             try:
                 session = ort.InferenceSession(data, so, providers=[provider])
-            except Exception as exc:  # a quantised op without a kernel on this provider
+            except NotImplementedKernel as exc:  # e.g. a quantised op with no kernel on this provider
                 raise UnsupportedError(f"onnxruntime cannot run this model at {options.precision} "
                                        f"on {options.device}: {str(exc).splitlines()[0]}") from None
             output = session.get_outputs()[0].name
