@@ -357,6 +357,7 @@ class RobustnessScenario(Scenario):
             "attack": run.attack,
             "kind": run.kind,
             "epsilon": run.epsilon,
+            "unit": target.budget.unit,
             "metric": run.metric,
             "ci_low": run.ci_low,
             "ci_high": run.ci_high,
