@@ -191,7 +191,7 @@ def test_spec_shapes_and_perturbation_nodes(task: NlpTask, model: str) -> None:
     assert spec.node("pool").inputs[1] == "mask"
 
 
-@pytest.mark.parametrize("model", ["bag", "transformer"])
+@pytest.mark.parametrize("model", ["bag", "transformer", "bert"])
 def test_padding_does_not_change_outputs(task: NlpTask, model: str) -> None:
     params = {"model": model, "max_len": 16, "vocab_size": 50}
     spec = task.model_spec(params)
@@ -312,3 +312,75 @@ def test_torch_bag_model_reaches_the_guide_levels(task: NlpTask, sentiment, spam
     # after 3 epochs; spam macro-F1 0.959 after 2
     assert _torch_train(task, sentiment, {}, 3)["accuracy"] >= 0.75
     assert _torch_train(task, spam, {"dataset": "spam"}, 2)["macro_f1"] >= 0.90
+
+
+# ---------------------------------------------------------------------------------------------
+# BERT family
+# ---------------------------------------------------------------------------------------------
+
+def _bert_by_formula(layers: int, d: int, vocab: int = 30522, positions: int = 512,
+                     classes: int = 2, seq: int = 128) -> tuple[int, int]:
+    """(parameters, multiply-adds per sequence) of a post-LN BERT classifier written out by hand,
+    independent of the spec: embeddings + LayerNorm, per layer Q/K/V/O + two LayerNorms + a 4d
+    feed-forward, the tanh pooler, the classifier."""
+    ffn = 4 * d
+    per_layer = 4 * (d * d + d) + 2 * d + (d * ffn + ffn) + (ffn * d + d) + 2 * d
+    params = vocab * d + positions * d + 2 * d + layers * per_layer + (d * d + d) + (d * classes + classes)
+    layer_macs = 4 * seq * d * d + 2 * seq * seq * d + 2 * seq * d * ffn  # projections, QK^T and AV, FFN
+    return params, layers * layer_macs + d * d + d * classes
+
+
+BERT_BASE = {"model": "bert", "size": "base", "max_len": 128, "vocab_size": 30522}
+
+
+def test_bert_base_parameters_and_flops() -> None:
+    task = NlpTask()
+    spec = task.model_spec(BERT_BASE)
+    params, macs = _bert_by_formula(12, 768)
+    assert spec.parameter_count() == params
+    # the published 110M (109.48M in Hugging Face's BertModel, whose 1,536 token-type weights
+    # this spec leaves out and whose 1,538 classifier weights it adds)
+    assert params == 109_482_240 - 2 * 768 + (768 * 2 + 2)
+    assert spec.flops_per_example() == 2 * macs  # about 22.3 GFLOPs per 128-token sequence
+    shapes = spec.shapes()
+    assert shapes["layer11_norm2"] == (128, 768) and shapes["layer11_ffn1"] == (128, 3072)
+    assert spec.node("layer0_attention").attrs["num_heads"] == 12
+    assert spec.node("layer0_ffn1").attrs["activation"] == "gelu"
+
+
+@pytest.mark.parametrize("size,layers,d,heads", [("tiny", 2, 128, 2), ("mini", 4, 256, 4),
+                                                 ("small", 4, 512, 8)])
+def test_bert_miniatures(size: str, layers: int, d: int, heads: int) -> None:
+    task = NlpTask()
+    spec = task.model_spec({"model": "bert", "size": size})  # the task's vocab (8000) and max_len (64)
+    assert spec.parameter_count() == _bert_by_formula(layers, d, vocab=8000, seq=64)[0]
+    attention = [n for n in spec.nodes if n.op == "MultiHeadSelfAttention"]
+    assert len(attention) == layers and {n.attrs["num_heads"] for n in attention} == {heads}
+    assert all(n.inputs[1] == "mask" for n in attention)  # padded keys are ignored
+    assert spec.node("pool").inputs == (f"layer{layers - 1}_norm2", "mask")  # mean over real tokens
+    assert spec.shapes()["embedding"] == (64, d)
+    assert task.perturbation({}).embedding_nodes == ("embedding",)
+
+
+def test_bert_synthetic_inputs_have_the_real_shapes() -> None:
+    task = NlpTask()
+    spec = task.model_spec(BERT_BASE)
+    xs, y = task.synthetic_batch(spec, 2, np.random.default_rng(0), BERT_BASE)
+    assert xs["tokens"].shape == xs["mask"].shape == (2, 128)
+    assert xs["tokens"].max() < 30522 and set(np.unique(xs["mask"])) <= {0.0, 1.0}
+
+
+BERT_PARITY = {"model": "bert", "size": "tiny", "max_len": 8, "vocab_size": 50}
+
+
+def _bert_parity_frameworks() -> list[str]:
+    from tests.test_vision_task import _parity_frameworks
+
+    return _parity_frameworks()
+
+
+@pytest.mark.parametrize("fw_name", _bert_parity_frameworks())
+def test_bert_parity_on_every_framework(fw_name: str) -> None:
+    from tests.test_vision_task import assert_family_parity
+
+    assert_family_parity(fw_name, "nlp", BERT_PARITY)

