@@ -149,7 +149,8 @@ def test_a_wildcards_unoffered_cells_are_skipped_in_the_parent(tmp_path, plugin_
     suite.write_text("name: s\nmatrix:\n  - scenario: accuracy\n    tasks: [blobs]\n    frameworks: installed\n"
                      "    params: {epochs: 1, variant: [eager, compiled]}\n")
     db = f"sqlite:///{tmp_path}/r.db"
-    builtins = [a for fw in ("torch", "tensorflow", "jax", "keras", "sklearn") for a in ("--disable-plugin", fw)]
+    builtins = [a for fw in ("torch", "tensorflow", "jax", "keras", "sklearn", "onnxruntime",
+                             "openvino") for a in ("--disable-plugin", fw)]
     res = run_cli("--plugins-dir", str(plugin_dir), *builtins, "run", str(suite), "--store", db,
                   "--report", "json", "--output-dir", str(tmp_path / "out"))
     assert res.returncode == 0, res.stderr

@@ -169,3 +169,26 @@ def test_inference_suite_puts_the_runtimes_beside_the_compiled_modes() -> None:
     assert all(c.params["mode"] == "infer" for c in cells if c.scenario == "speed")
     runtimes = [c for c in cells if c.scenario == "accuracy" and c.framework in ("onnxruntime", "openvino")]
     assert len(runtimes) == 2 and all(c.params["trained_by"] == "torch" for c in runtimes)
+
+
+def test_a_wildcard_asking_for_eager_keeps_the_runtime_cells_to_skip(tmp_path: Path) -> None:
+    """``frameworks: installed`` with ``variant: eager`` loads (no SuiteError): the runtimes' cells
+    are kept and their framework says why they cannot run; a block naming them is refused."""
+    from dlbench.errors import SuiteError
+    from dlbench.run import suite as suites
+
+    plugins = get_plugins()
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmatrix:\n  - scenario: speed\n    tasks: [vision]\n"
+                    "    frameworks: installed\n    params: {variant: eager}\n")
+    cells = suites.load(str(path), plugins).cells(plugins)
+    for name in ("onnxruntime", "openvino"):
+        if not plugins.frameworks.get(name).availability().installed:
+            continue
+        cell = next(c for c in cells if c.framework == name)
+        reason = plugins.frameworks.get(name).unsupported(cell.device, cell.params)
+        assert reason is not None and f"{name} has no variant 'eager'" in reason
+    path.write_text("name: s\nmatrix:\n  - scenario: speed\n    tasks: [vision]\n"
+                    "    frameworks: [onnxruntime]\n    params: {variant: eager}\n")
+    with pytest.raises(SuiteError, match="onnxruntime has no variant 'eager'"):
+        suites.load(str(path), plugins).cells(plugins)

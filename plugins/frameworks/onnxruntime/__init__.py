@@ -48,9 +48,11 @@ class OnnxRuntimeFramework(InferenceFramework):
     device_kinds = ("cpu", "cuda")
     params: ClassVar[dict[str, Param]] = {
         **InferenceFramework.params,
-        "variant": Param("all", "graph optimisation level: all, extended, basic or disabled", variants),  # its own default
+        # their own defaults; no choices here, so a wildcard block asking for another framework's
+        # variant keeps this framework's cell and skips it with the reason (Framework.unsupported)
+        "variant": Param("all", "graph optimisation level: all, extended, basic or disabled", type=str),
         "precision": Param("fp32", "fp32, or int8 (dynamic quantisation of MatMul and Conv weights)",
-                           precisions),
+                           type=str),
     }
 
     def availability(self) -> Availability:

@@ -34,7 +34,9 @@ class OpenVinoFramework(InferenceFramework):
     device_kinds = ("cpu",)
     params: ClassVar[dict[str, Param]] = {
         **InferenceFramework.params,
-        "variant": Param("latency", "performance hint: latency or throughput", variants),  # its own default
+        # its own default; no choices here, so a wildcard block asking for another framework's
+        # variant keeps this framework's cell and skips it with the reason (Framework.unsupported)
+        "variant": Param("latency", "performance hint: latency or throughput", type=str),
     }
 
     def devices(self) -> list[str]:
