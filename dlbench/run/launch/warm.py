@@ -47,8 +47,9 @@ class WarmLimits:
     """Resident bytes above which a worker is replaced after its cell."""
     max_growth: int = 2 * GiB
     """Growth in resident bytes since its first cell after which a worker is replaced."""
-    max_idle: int = 2
-    """Workers kept waiting between cells (of different groups)."""
+    max_idle: int = 6
+    """Workers kept waiting between cells (one per group: a suite's accuracy, parity and
+    robustness blocks over five frameworks reuse five workers)."""
 
 
 @dataclass
