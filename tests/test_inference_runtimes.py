@@ -192,3 +192,18 @@ def test_a_wildcard_asking_for_eager_keeps_the_runtime_cells_to_skip(tmp_path: P
                     "    frameworks: [onnxruntime]\n    params: {variant: eager}\n")
     with pytest.raises(SuiteError, match="onnxruntime has no variant 'eager'"):
         suites.load(str(path), plugins).cells(plugins)
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_every_variant_agrees_with_numpy(name: str) -> None:
+    """Each graph optimisation level (ONNX Runtime) or performance hint (OpenVINO) computes the
+    same outputs: the optimisations fuse, they do not change the numbers beyond fp32 rounding."""
+    fw = get_plugins().frameworks.get(name)
+    for spec_name in ("residual_block", "attention_causal_masked"):
+        spec = layer_specs()[spec_name]
+        w = spec.init_weights(3)
+        x, _ = example_inputs(spec, 4, 1)
+        expected = spec_numpy.forward(spec, w, x)
+        for variant in fw.variants:
+            got = fw.build(spec, w, BuildOptions(variant=variant)).predict(x)
+            assert relative_error(got, expected) <= 1e-4, (spec_name, variant)
