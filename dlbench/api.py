@@ -66,6 +66,7 @@ from dlbench.framework import (
 from dlbench.measure.parity import gradient_inputs, mask_inputs
 from dlbench.onnx_export import OPSET as ONNX_OPSET
 from dlbench.onnx_export import to_onnx, to_onnx_bytes
+from dlbench.onnx_import import ImportedSpec, import_model
 from dlbench.params import Param
 from dlbench.report.base import Reporter, RunData, RunInfo
 from dlbench.result import Measurement, Result
@@ -142,6 +143,7 @@ __all__ = [
     # the neutral model spec
     "ACTIVATIONS", "MASK_FILL", "ModelSpec", "Node", "OPS", "SpecBuilder", "check_weights",
     "conv_out", "conv_pads", "same_padding", "STATE_PARAMS", "ONNX_OPSET", "to_onnx", "to_onnx_bytes",
+    "ImportedSpec", "import_model",
     # tasks and datasets
     "Corruption", "Dataset", "PerturbationDomain", "Task", "find_corruption",
     "DatasetInfo", "FileEntry", "atomic_writer", "derived_dir", "files_from_sums",

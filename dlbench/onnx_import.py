@@ -79,7 +79,7 @@ def import_model(value: Mapping[str, Any], inputs: TaskInputs, output: Shape) ->
     spec = import_onnx(path, inputs)
     got = spec.shapes()[spec.output]
     if got != tuple(output):
-        raise DlbenchError(f"{path}: the model outputs {('N', *got)}, the task needs {('N', *output)}: "
+        raise DlbenchError(f"{path}: the model outputs {_shape(('N', *got))}, the task needs {_shape(('N', *output))}: "
                            "export the model with the task's number of outputs")
     return spec
 
@@ -167,6 +167,8 @@ def _convert(path: str, digest: str, model: Any, inputs: TaskInputs) -> Imported
         if n.op_type == "Constant" and "value" in attrs:
             consts[n.output[0]] = numpy_helper.to_array(attrs["value"])
             continue
+        if _fold(n, consts):
+            continue
         nodes.append(OnnxNode(n.op_type, n.name, tuple(n.input), tuple(n.output), attrs))
     _mark_reshape_ranks(nodes, shape_inference, model)
     notes: list[str] = []
@@ -195,6 +197,22 @@ def _convert(path: str, digest: str, model: Any, inputs: TaskInputs) -> Imported
                         notes=tuple(notes + conv.notes), feeds=feeds, fetch=fetch, fetch_layout=out.layout)
     check_weights(spec, spec.weights)
     return spec
+
+
+def _fold(node: Any, consts: dict[str, np.ndarray]) -> bool:
+    """Evaluate a node whose inputs are all constants (a weight's Transpose, a Cast...) with
+    ``onnx.reference``, adding its outputs to ``consts``; False when it is not one or fails."""
+    ins = [i for i in node.input if i]
+    if not ins or not all(i in consts for i in ins) or node.domain not in ("", "ai.onnx"):
+        return False
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        outs = ReferenceEvaluator(node).run(None, {i: consts[i] for i in ins})
+    except Exception:  # noqa: BLE001 - not foldable here: the node is converted (or reported)
+        return False
+    consts.update({name: np.asarray(v) for name, v in zip(node.output, outs, strict=False) if name})
+    return True
 
 
 def _spec_name(path: str, digest: str) -> str:
@@ -267,10 +285,10 @@ def _inputs(path: str, graph: Any, consts: Mapping[str, Any], task: TaskInputs, 
             raise DlbenchError(f"{path}: input {v.name!r} is {onnx_dtype}, the task feeds {dtype}: "
                                "export the model with a float32 input (int32/int64 for ids)")
         if len(dims) != len(shape) + 1:
-            raise DlbenchError(f"{path}: input {v.name!r} has shape {tuple(dims)}, the task feeds "
-                               f"{want}: export the model for the task's input shape")
+            raise DlbenchError(f"{path}: input {v.name!r} has shape {_shape(dims)}, the task feeds "
+                               f"{_shape(want)}: export the model for the task's input shape")
         if isinstance(dims[0], int):
-            raise DlbenchError(f"{path}: input {v.name!r} has a fixed batch of {dims[0]} {tuple(dims)}: "
+            raise DlbenchError(f"{path}: input {v.name!r} has a fixed batch of {dims[0]} {_shape(dims)}: "
                                "export it with a dynamic batch axis (torch.onnx.export(..., "
                                f"dynamic_axes={{{v.name!r}: {{0: 'batch'}}}}))")
         uses_conv = any(n.op == "Conv" and v.name in n.inputs for n in conv.onnx_nodes)
@@ -280,8 +298,8 @@ def _inputs(path: str, graph: Any, consts: Mapping[str, Any], task: TaskInputs, 
         layout = next((lay for lay in layouts if _fits(dims[1:], _order(shape, lay))), None)
         if layout is None:
             lay = layouts[0]
-            raise DlbenchError(f"{path}: input {v.name!r} has shape {tuple(dims)}, the task feeds "
-                               f"{('N', *_order(shape, lay))}{' (channels-first)' if lay == 'cf' else ''}: "
+            raise DlbenchError(f"{path}: input {v.name!r} has shape {_shape(dims)}, the task feeds "
+                               f"{_shape(('N', *_order(shape, lay)))}{' (channels-first)' if lay == 'cf' else ''}: "
                                "export the model for the task's input shape, or set the task's "
                                "shape parameters (e.g. image_size, channels) to the model's")
         for d, size in zip(dims[1:], _order(shape, layout), strict=True):
@@ -294,6 +312,10 @@ def _inputs(path: str, graph: Any, consts: Mapping[str, Any], task: TaskInputs, 
         conv.values[v.name] = Value(node, layout)
         feeds.append(Feed(spec_name, v.name, layout, "int64" if onnx_dtype == "int64" else onnx_dtype))
     return tuple(feeds)
+
+
+def _shape(dims: Any) -> str:
+    return "(" + ", ".join(str(d) for d in dims) + ")"
 
 
 def _order(shape: Shape, layout: str) -> Shape:

@@ -129,6 +129,11 @@ class Converter:
         for i, n in enumerate(self.onnx_nodes):
             if i not in live or i in self.consumed:
                 continue
+            known = n.op in ACTIVATION_OPS or n.op in PASS_THROUGH or n.op in handlers or i in self.gelus
+            if known and any(x in self.values and self.values[x].layout == "broken" for x in n.inputs):
+                for out in n.outputs:  # downstream of a reported node: not blamed for it
+                    self.values.setdefault(out, Value("", "broken"))
+                continue
             try:
                 if n.op in ACTIVATION_OPS:
                     self.activation(n, ACTIVATION_OPS[n.op])

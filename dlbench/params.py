@@ -28,9 +28,19 @@ class Param:
     min: float | None = None
     max: float | None = None
     exclusive_min: bool = False
+    files: tuple[str, ...] = ()
+    """File formats a value may name instead of a choice, as ``{format: path}`` (a task's
+    ``model: {onnx: path/to/model.onnx}``); the suite resolves the path (:mod:`dlbench.run.model_files`)."""
 
     def validate(self, name: str, value: Any) -> str | None:
         """Return an error message for a bad value, or None."""
+        if self.files and isinstance(value, dict):
+            fmt = next(iter(value), None)
+            if len(value) != 1 or fmt not in self.files or not isinstance(value[fmt], str) \
+                    or not value[fmt].strip():
+                forms = " or ".join(f"{{{f}: path/to/model.{f}}}" for f in self.files)
+                return f"{name}={value!r}: give {forms}"
+            return None
         if self.choices is not None and value not in self.choices:
             return f"{name}={value!r}: choose one of {', '.join(map(str, self.choices))}"
         if self.type is not None and value is not None:

@@ -45,12 +45,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from dlbench.cell import Cell
-from dlbench.errors import SuiteError, choices
+from dlbench.errors import DlbenchError, SuiteError, choices
 from dlbench.framework import Framework
 from dlbench.measure.sampler import MAX_SECONDS, Budget
 from dlbench.params import COMMON_PARAMS, SEED_MAX, Param
 from dlbench.plugins import Plugins
-from dlbench.run import yamlfile
+from dlbench.run import model_files, yamlfile
 from dlbench.run.gate_schema import GateSchema
 
 SUITES_PACKAGE = "dlbench.suites"
@@ -501,6 +501,7 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
                     if err:
                         owner = f"{fw_name} " if k in fw_params else ""
                         raise SuiteError(f"{sources[k]}: {owner}{err}")
+            given = {k: _with_files(declared[k], v, suite.path, sources[k], k) for k, v in given.items()}
             keys = list(given)
             n = math.prod(len(_listify(given[k])) for k in keys) * len(block.devices)
             if len(cells) + n > MAX_CELLS:
@@ -513,6 +514,9 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
                 problem = scenario.check(params)
                 if problem:
                     raise SuiteError(f"{where}.params: {problem}")
+                files = [k for k in keys if declared[k].files and isinstance(params[k], dict)]
+                if files:  # a file the suite names as a model is read and checked at load
+                    _check_model_file(task, params, sources[files[0]])
                 for device in block.devices:
                     row = {"framework": fw_name, "task": task_name, "device": device, **params}
                     if any(all(row.get(k) == v for k, v in ex.items()) for ex in block.exclude):
@@ -527,6 +531,23 @@ def _expand(block: Block, index: int, suite: Suite, plugins: Plugins) -> list[Ce
     if excluded and not cells:
         raise SuiteError(f"{where}.exclude: excludes every cell of the block; narrow it or remove the block")
     return cells
+
+
+def _with_files(param: Param, value: Any, suite_path: Path | None, where: str, name: str) -> Any:
+    """``value`` with every ``{format: path}`` of a file parameter resolved (model_files)."""
+    if not param.files:
+        return value
+    resolved = [model_files.resolve(v, suite_path, where, name) if isinstance(v, dict) else v
+                for v in _listify(value)]
+    return resolved if isinstance(value, list) else resolved[0]
+
+
+def _check_model_file(task: Any, params: dict[str, Any], where: str) -> None:
+    """Read the model file a cell names now (at load), so a bad one is one line before any cell runs."""
+    try:
+        task.model_spec(params)
+    except DlbenchError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
 
 
 def _check_exclude(block: Block, where: str, params: set[str]) -> None:

@@ -4,7 +4,9 @@ The ``reference`` parameter names it: a framework (outputs, the loss, input grad
 after one training step are compared as relative errors; fp32 gated at 1e-4, bf16 reported, not
 gated), ``numpy`` (the float64 forward pass and loss of :mod:`dlbench.spec_numpy`: outputs and
 loss), or ``auto`` (the default): the first installed neural framework by name. The reference
-framework itself is compared with the NumPy float64 reference.
+framework itself is compared with the NumPy float64 reference. A model imported from the user's
+ONNX file (:class:`~dlbench.onnx_import.ImportedSpec`) is also compared with ONNX Runtime running
+the original file (check ``onnx_file``, reference ``onnxruntime:<file>``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dlbench import spec_numpy
 from dlbench.errors import UnsupportedError
 from dlbench.framework import TrainConfig
 from dlbench.measure import parity
+from dlbench.onnx_import import ImportedSpec, run_original
 from dlbench.params import Param
 from dlbench.result import Result
 from dlbench.scenarios.base import Scenario
@@ -88,6 +91,8 @@ class ParityScenario(Scenario):
             rows.extend({**asdict(row), "reference": ref_name}
                         for row in parity.measure_parity(reference, candidate, xs, y,
                                                          train=ctx.framework.trains))
+        if isinstance(spec, ImportedSpec):
+            rows.append(_onnx_file_row(ctx, spec, candidate, xs))
         ctx.result.details["parity"] = rows
         for row in rows:
             ctx.result.metrics[f"rel_error_{row['check']}"] = float(row["rel_error"])
@@ -126,3 +131,16 @@ def resolve_reference(ctx: CellContext) -> str:
             return str(fw.name)
     return NUMPY
 
+
+
+def _onnx_file_row(ctx: CellContext, spec: ImportedSpec, candidate: Any, xs: Any) -> dict[str, Any]:
+    """The candidate's outputs against ONNX Runtime on the user's original file."""
+    tol = FP32_TOLERANCE if ctx.params.get("precision", "fp32") == "fp32" else None
+    try:
+        expected = run_original(spec, xs)
+    except ImportError:
+        raise UnsupportedError("parity of an imported ONNX model needs onnxruntime (the reference "
+                               "that runs the original file): pip install onnxruntime") from None
+    err = parity.relative_error(candidate.predict(xs), expected)
+    return {"check": "onnx_file", "rel_error": err, "tolerance": tol,
+            "passed": None if tol is None else err <= tol, "reference": f"onnxruntime:{spec.source}"}

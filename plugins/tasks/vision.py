@@ -52,6 +52,7 @@ from dlbench.api import (
     Task,
     TrainConfig,
     hookimpl,
+    import_model,
     require,
 )
 
@@ -112,8 +113,9 @@ class VisionTask(Task):
         "dataset": Param("digits", "digits (8x8, bundled, offline); mnist (10k test set split "
                          "8,000/2,000); mnist-5k (5k training digits, tested on the 10k test set)",
                          DATASETS),
-        "model": Param("cnn", "cnn (conv-pool-conv-pool-dense), mlp, or resnet (size sets it)",
-                       ("cnn", "mlp", "resnet")),
+        "model": Param("cnn", "cnn (conv-pool-conv-pool-dense), mlp, resnet (size sets it), or "
+                       "{onnx: path/to/model.onnx}: your model (NCHW or NHWC input, dynamic batch)",
+                       ("cnn", "mlp", "resnet"), files=("onnx",)),
         "activation": Param("relu", "hidden activation of cnn and mlp (resnet: relu)", ACTIVATIONS),
         "size": Param("tiny", "resnet: tiny (widths 8-16-32-64, one basic block per stage), "
                       "resnet18, resnet34, resnet50", tuple(SIZES)),
@@ -181,6 +183,8 @@ class VisionTask(Task):
     def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:
         model, act = (self._p(params, k) for k in ("model", "activation"))
         side, channels, classes = self._side(params), self._p(params, "channels"), self._p(params, "classes")
+        if isinstance(model, Mapping):
+            return import_model(model, {"image": ((side, side, channels), "float32")}, (classes,))
         if model == "resnet":
             size = self._resnet_size(params)
             label = self._p(params, "size")
@@ -241,6 +245,8 @@ class VisionTask(Task):
 
     def describe(self, params: Mapping[str, Any]) -> str:
         which, model, act = (self._p(params, k) for k in ("dataset", "model", "activation"))
+        if isinstance(model, Mapping):
+            return f"{which} digits, ONNX model {Path(model['onnx']).name}"
         if model == "resnet":
             model = f"resnet {self._p(params, 'size')}"
         return f"{which} digits, {model} ({act})"
