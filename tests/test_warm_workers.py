@@ -257,3 +257,97 @@ def test_warm_group_follows_the_scenario_and_the_framework_settings(probe_dir):
     sweep = Cell("scalability", "blobs", "numpyfw", "cpu", {"axis": "train_fraction"})
     assert warm_group(plugins, on, sweep, 1) is not None
     assert warm_group(plugins, on, sweep.with_params(axis="batch_size"), 1) is None
+
+
+# Two warm cells that each wait for the other (deadlock unless they run at once), then a cold
+# cell that records whether both had ended before it started.
+BARRIER = '''
+import os, pathlib, time
+from dlbench.api import Param, Scenario, hookimpl
+
+
+class Barrier(Scenario):
+    name = "barrier"
+    warm_ok = True
+    needs_data = False
+    params = {"me": Param("a", "this cell's mark", ("a", "b"))}
+
+    def run(self, ctx):
+        folder = pathlib.Path(os.environ["BARRIER_DIR"])
+        me = ctx.params["me"]
+        (folder / me).write_text(str(os.getpid()))
+        other = folder / ("b" if me == "a" else "a")
+        while not other.exists():
+            time.sleep(0.05)
+        ctx.result.metrics["met"] = 1.0
+        (folder / f"{me}.done").write_text("")
+
+
+class Alone(Scenario):
+    name = "alone"
+    needs_data = False
+
+    def run(self, ctx):
+        folder = pathlib.Path(os.environ["BARRIER_DIR"])
+        ctx.result.metrics["after_both"] = float((folder / "a.done").exists() and (folder / "b.done").exists())
+
+
+@hookimpl
+def dlbench_register_scenarios(register):
+    register(Barrier())
+    register(Alone())
+'''
+
+BARRIER_SUITE = """
+name: w
+timeout: 60
+matrix:
+  - scenario: barrier
+    tasks: [blobs]
+    frameworks: [numpyfw]
+    params: {me: [a, b]}
+  - scenario: alone
+    tasks: [blobs]
+    frameworks: [numpyfw]
+"""
+
+
+def test_parallel_cells_run_warm_cells_at_once_and_a_fresh_cell_alone(tmp_path, plugin_dir, monkeypatch):
+    (plugin_dir / "barrier_scenarios.py").write_text(BARRIER)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    monkeypatch.setenv("BARRIER_DIR", str(barrier))
+    monkeypatch.setattr(warm, "idle_cores", lambda: 2)  # whatever the load of the test machine
+    plugins = get_plugins(PluginConfig(plugins_dirs=(str(plugin_dir),)))
+    opts = RunOptions()
+    cells = [Cell("barrier", "blobs", "numpyfw", "cpu", {"me": me, "variant": "eager"}, timeout=60) for me in "ab"]
+    alone = Cell("alone", "blobs", "numpyfw", "cpu", {"variant": "eager"}, timeout=60)
+    jobs = [Job(c, group=warm_group(plugins, opts, c, 1)) for c in (*cells, alone)]
+    assert jobs[0].group == jobs[1].group is not None and jobs[2].group is None
+    cfg = LaunchConfig(PluginConfig(plugins_dirs=(str(plugin_dir),)), tmp_path / "artifacts", tmp_path / "logs")
+    launcher = WarmLauncher(cfg, parallel=2)
+    try:
+        results = {r.cell.scenario + r.cell.params.get("me", ""): r for r in launcher.run_many(jobs)}
+    finally:
+        launcher.close()
+    assert [results[k].status for k in ("barriera", "barrierb", "alone")] == ["ok"] * 3, \
+        [(r.cell.key, r.error) for r in results.values()]
+    assert _pid(results["barriera"]) != _pid(results["barrierb"])  # one group, two workers at once
+    assert results["alone"].metrics["after_both"] == 1.0  # the fresh cell ran after both ended
+
+
+def test_one_cell_at_a_time_by_default(tmp_path, plugin_dir, monkeypatch):
+    """Without ``parallel`` the two barrier cells cannot meet: the first times out, alone."""
+    (plugin_dir / "barrier_scenarios.py").write_text(BARRIER)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    monkeypatch.setenv("BARRIER_DIR", str(barrier))
+    monkeypatch.setattr(warm, "idle_cores", lambda: 2)
+    cfg = LaunchConfig(PluginConfig(plugins_dirs=(str(plugin_dir),)), tmp_path / "artifacts", tmp_path / "logs")
+    launcher = WarmLauncher(cfg)
+    cell = Cell("barrier", "blobs", "numpyfw", "cpu", {"me": "a", "variant": "eager"}, timeout=3)
+    try:
+        first = launcher.run_job(Job(cell, group="g"))
+    finally:
+        launcher.close()
+    assert first.status == "timeout" and not (barrier / "b").exists()

@@ -48,6 +48,8 @@ def run(
     fresh_processes: Annotated[bool, typer.Option(
         "--fresh-processes", help="Every cell in a fresh process (default: cells that time no first call, "
                                   "such as accuracy, share a warm worker per framework and device).")] = False,
+    parallel_cells: Annotated[int, typer.Option(
+        min=1, max=64, help="Run up to N warm cells at once while cores are idle (never beside a speed cell).")] = 1,
     override: Annotated[list[str] | None, typer.Option(
         "-o", "--override", metavar="KEY=VALUE",
         help="Override a suite field, validated like the file and stored with the run (repeatable): "
@@ -76,7 +78,7 @@ def run(
     if resume is not None:
         resume_id = st.latest_run_id(s.name) if resume == "latest" else parse_run_id(resume, "--resume")
     opts = RunOptions(output_dir, launcher, resume_id, select, reporters, quiet, ray_address, cpus_per_cell,
-                      fresh_processes=fresh_processes)
+                      fresh_processes=fresh_processes, parallel_cells=parallel_cells)
     session = Session(s, plugins, opts, st)
     try:
         with _sigterm_interrupts():

@@ -79,6 +79,9 @@ class RunOptions:
     fresh_processes: bool = False
     """Every cell in a fresh process; False (default): with the subprocess launcher, the cells
     that time no first call share a warm worker per group (:mod:`dlbench.run.launch.warm`)."""
+    parallel_cells: int = 1
+    """Warm cells run at once at most while the machine has idle cores (never beside a fresh
+    process's cell); 1: one cell at a time."""
 
 
 @dataclass
@@ -122,7 +125,9 @@ class Session:
             return InlineLauncher(cfg)
         if self.options.launcher == "ray":
             return RayLauncher(cfg, self.options.ray_address, self.options.cpus_per_cell)
-        return SubprocessLauncher(cfg) if self.options.fresh_processes else WarmLauncher(cfg)
+        if self.options.fresh_processes:
+            return SubprocessLauncher(cfg)
+        return WarmLauncher(cfg, parallel=self.options.parallel_cells)
 
     def _precheck(self, cell: Cell) -> Result | None:
         """Parent-side skips, without importing any framework."""

@@ -15,25 +15,34 @@ would be (``crashed`` with its exit, ``timeout``), and the group's next cell sta
 worker is retired after :attr:`WarmLimits.max_cells` cells, above :attr:`WarmLimits.max_rss`
 bytes resident, or once it grew :attr:`WarmLimits.max_growth` bytes past its size after its first
 cell; at most :attr:`WarmLimits.max_idle` wait between cells (the least recently used goes).
+
+With ``parallel`` N > 1 (``dlbench run --parallel-cells N``; off by default) consecutive warm
+cells run up to N at once, each in its own worker, as far as the machine has idle cores, and a
+fresh job waits until they have all ended: nothing runs beside a speed cell.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from dlbench.cell import Cell
 from dlbench.result import Result
-from dlbench.run.launch.base import Job, LaunchConfig, tail_file
+from dlbench.run.launch.base import Job, LaunchConfig, as_job, tail_file
 from dlbench.run.launch.subprocess import SubprocessLauncher, finished, kill_group, lost
 
 GiB = 1024**3
@@ -52,7 +61,7 @@ class WarmLimits:
     robustness blocks over five frameworks reuse five workers)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     proc: subprocess.Popen[bytes]
     requests: IO[str]
@@ -120,10 +129,44 @@ class WarmLauncher(SubprocessLauncher):
 
     name = "subprocess"
 
-    def __init__(self, config: LaunchConfig, limits: WarmLimits | None = None) -> None:
+    def __init__(self, config: LaunchConfig, limits: WarmLimits | None = None, parallel: int = 1) -> None:
         super().__init__(config)
         self.limits = limits or WarmLimits()
+        self.parallel = max(1, int(parallel))
+        """Warm cells run at once at most (each in its own worker), as far as cores are idle."""
         self._idle: OrderedDict[str, _Worker] = OrderedDict()
+        self._busy: set[_Worker] = set()
+        self._lock = threading.Lock()
+
+    def run_many(self, jobs: Iterable[Job | Cell]) -> Iterator[Result]:
+        """One job at a time (``parallel`` 1), else consecutive warm jobs up to ``parallel`` at
+        once while the machine has idle cores (:func:`idle_cores`), yielded as each ends; a
+        fresh job waits until every warm cell has ended and runs alone."""
+        if self.parallel == 1:
+            yield from super().run_many(jobs)
+            return
+        running: set[Future[Result]] = set()
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="dlbench-warm") as pool:
+            try:
+                for item in jobs:
+                    job = as_job(item)
+                    limit = 1 if job.group is None else max(1, min(self.parallel, idle_cores() + len(running)))
+                    while running and (job.group is None or len(running) >= limit):
+                        done, running = wait(running, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            yield future.result()
+                    if job.group is None:
+                        yield self.run_job(job)
+                    else:
+                        running.add(pool.submit(self.run_job, job))
+                for future in as_completed(running):
+                    yield future.result()
+            except BaseException:  # Ctrl-C, a store error: the cells still running go with us
+                with self._lock:
+                    busy = list(self._busy)
+                for worker in busy:
+                    kill_group(worker.proc)
+                raise
 
     def execute(self, job: Job) -> Result:
         if job.group is None:
@@ -137,16 +180,31 @@ class WarmLauncher(SubprocessLauncher):
 
     def retire(self) -> None:
         """Stop every idle worker."""
-        while self._idle:
-            self._idle.popitem(last=False)[1].stop()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return
+                worker = self._idle.popitem(last=False)[1]
+            worker.stop()
 
     def _execute_warm(self, job: Job, group: str) -> Result:
-        cell = job.cell
         self.config.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.config.logs_dir / f"{job.log_name}.log"
         started = time.time()
         log_path.write_text("")  # this cell's log, new (the worker appends to it)
-        worker = self._idle.pop(group, None) or self._start(job, log_path)
+        with self._lock:
+            worker = self._idle.pop(group, None)
+        worker = worker or self._start(job, log_path)
+        with self._lock:
+            self._busy.add(worker)
+        try:
+            return self._run_in(worker, job, group, log_path, started)
+        finally:
+            with self._lock:
+                self._busy.discard(worker)
+
+    def _run_in(self, worker: _Worker, job: Job, group: str, log_path: Path, started: float) -> Result:
+        cell = job.cell
         n = worker.cells
         payload, out = worker.folder / f"payload-{n}.json", worker.folder / f"result-{n}.json"
         payload.write_text(json.dumps(self.config.payload(cell)))
@@ -197,9 +255,22 @@ class WarmLauncher(SubprocessLauncher):
         spent = worker.cells >= limits.max_cells or worker.proc.poll() is not None
         big = rss is not None and (rss > limits.max_rss or
                                    (worker.first_rss is not None and rss - worker.first_rss > limits.max_growth))
-        if spent or big:
-            worker.stop()
-            return
-        self._idle[group] = worker
-        while len(self._idle) > max(limits.max_idle, 1):
-            self._idle.popitem(last=False)[1].stop()
+        retired = [worker] if spent or big else []
+        with self._lock:
+            if not retired:
+                if group in self._idle:  # two ran at once: one waits, the other goes
+                    retired.append(self._idle.pop(group))
+                self._idle[group] = worker
+            while len(self._idle) > max(limits.max_idle, 1):
+                retired.append(self._idle.popitem(last=False)[1])
+        for w in retired:
+            w.stop()
+
+
+def idle_cores() -> int:
+    """Cores this machine leaves idle now: its CPUs less the 1-minute load average (rounded up)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 0
+    return max(0, (os.cpu_count() or 1) - math.ceil(load))
