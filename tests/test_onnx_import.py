@@ -20,6 +20,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
+from torch import nn  # noqa: E402
+
 from dlbench import spec_numpy  # noqa: E402
 from dlbench.errors import DlbenchError, SuiteError  # noqa: E402
 from dlbench.framework import BuildOptions, TrainConfig  # noqa: E402
@@ -28,7 +30,6 @@ from dlbench.onnx_import import ImportedSpec, import_onnx, run_original  # noqa:
 from dlbench.plugins import get_plugins  # noqa: E402
 from tests.test_parity_layers import FRAMEWORKS, SWEEP_VARIANT  # noqa: E402
 
-nn = torch.nn
 IMAGE = {"image": ((8, 8, 1), "float32")}
 TOL = 1e-4
 
@@ -90,6 +91,7 @@ def make(cls: type[nn.Module], seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):  # non-trivial running statistics and affine
+                assert m.running_mean is not None and m.running_var is not None
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
