@@ -232,6 +232,8 @@ class Task(ABC):
 
 
 def _int_input_range(spec: ModelSpec, input_name: str) -> int:
-    """Upper bound for random ids: the smallest table an Embedding reads this input with."""
-    highs = [n.attrs["input_dim"] for n in spec.nodes if n.op == "Embedding" and n.inputs[0] == input_name]
+    """Upper bound for random ids: the smallest table an Embedding or EmbeddingBag reads this
+    input with."""
+    highs = [n.attrs["input_dim"] for n in spec.nodes
+             if n.op in ("Embedding", "EmbeddingBag") and n.inputs[0] == input_name]
     return min(highs) if highs else 2

@@ -25,6 +25,11 @@ Models (parameter ``model``), over inputs ``user`` and ``item`` (int32, shape ``
   item bias (embeddings of width 1). ``activation`` is unused.
 * ``ncf``: the MLP tower of neural collaborative filtering: concatenated embeddings, Dense
   ``2 * factors`` and ``factors`` with ``activation``, then Dense(1).
+* ``dlrm`` (:mod:`._dlrm`): DLRM of ``size`` ``tiny`` (MovieLens: user, item, the item's genres
+  as a multi-hot bag, the user's age group, gender and occupation as tables of ``factors`` dims,
+  four dense features, the pairwise dot interaction, MLPs; it also reads those inputs, from
+  ``u.user`` and ``u.item``) or ``mlperf`` (MLPerf's DLRM shape, tables capped at ``table_rows``;
+  speed cells only). ``activation`` is unused (DLRM's MLPs are ReLU).
 
 Baselines (:meth:`RecsysTask.classic_model`): rating: regularised user/item biases fitted by
 alternating least squares; ranking: item popularity. Targets for time-to-accuracy: RMSE 0.95
@@ -52,12 +57,15 @@ from dlbench.api import (
     Param,
     PerturbationDomain,
     SpecBuilder,
+    SuiteError,
     Task,
     TrainConfig,
     find_corruption,
     hookimpl,
     require,
 )
+
+from ._dlrm import mlperf_spec, prefix_masks, read_side_information, tiny_spec
 
 SPLIT_SEED = 0
 """Seed of the rating split and of negative sampling: fixed for every cell and seed."""
@@ -75,6 +83,7 @@ ML100K_INFO = DatasetInfo(
         ("README", "d5f41f88d1a96b8faefed3c2f51fce1fca3be1ba6ab0d06e346898ffae920de9"),
         ("u.data", "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"),
         ("u.item", "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701"),
+        ("u.user", "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c"),
     )),
     licence="GroupLens research licence: research use only, no redistribution",
     citation="F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and "
@@ -269,8 +278,12 @@ class RecsysTask(Task):
     params: ClassVar[dict[str, Param]] = {
         "objective": Param("rating", "rating: explicit ratings, MSE; ranking: implicit, "
                            "leave-one-out HR@10/NDCG@10", ("rating", "ranking")),
-        "model": Param("mf", "mf: matrix factorisation with biases; ncf: MLP over embeddings",
-                       ("mf", "ncf")),
+        "model": Param("mf", "mf: matrix factorisation with biases; ncf: MLP over embeddings; "
+                       "dlrm: DLRM of size", ("mf", "ncf", "dlrm")),
+        "size": Param("tiny", "dlrm: tiny (MovieLens features) or mlperf (MLPerf's DLRM, speed "
+                      "cells only)", ("tiny", "mlperf")),
+        "table_rows": Param(100_000, "dlrm mlperf: rows per table at most (40000000: MLPerf's)",
+                            type=int, min=1, max=40_000_000),
         "activation": Param("relu", "hidden activation of ncf (mf has none)", ACTIVATIONS),
         "factors": Param(32, "embedding dimension", type=int, min=1),
         "negatives": Param(4, "ranking: sampled negatives per training positive", type=int, min=1,
@@ -308,6 +321,21 @@ class RecsysTask(Task):
 
     def load(self, params: Mapping[str, Any]) -> Dataset:
         p = self.resolve(params)
+        if p["model"] == "dlrm" and p["size"] != "tiny":
+            raise SuiteError(f"task recsys: dlrm size {p['size']!r} has Criteo's shapes, not "
+                             "MovieLens's: use it in speed cells only (no data), or size: tiny")
+        dataset = self._load(p)
+        if p["model"] != "dlrm":
+            return dataset
+        y = np.asarray(dataset.y_train)
+        observed = y > 0.5 if p["objective"] == "ranking" else np.ones(len(y), bool)
+        side = read_side_information(require(ML100K_INFO), N_USERS, N_ITEMS,
+                                     dataset.x_train["user"][observed], dataset.x_train["item"][observed])
+        return Dataset(side.features(dataset.x_train["user"], dataset.x_train["item"]), dataset.y_train,
+                       side.features(dataset.x_test["user"], dataset.x_test["item"]), dataset.y_test,
+                       dataset.num_classes, dataset.name, {**dataset.meta, "side_information": side})
+
+    def _load(self, p: Mapping[str, Any]) -> Dataset:
         data = read_ratings(require(ML100K_INFO))
         if p["objective"] == "rating":
             tr, te = rating_split(len(data))
@@ -330,6 +358,8 @@ class RecsysTask(Task):
     def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:
         p = self.resolve(params)
         k = p["factors"]
+        if p["model"] == "dlrm":
+            return tiny_spec(N_USERS, N_ITEMS, k) if p["size"] == "tiny" else mlperf_spec(p["table_rows"])
         b = SpecBuilder(f"recsys-{p['model']}")
         user = b.input("user", (1,), "int32")
         item = b.input("item", (1,), "int32")
@@ -347,9 +377,18 @@ class RecsysTask(Task):
         return b.build(out)
 
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
-        if self.resolve(params)["objective"] == "rating":
+        """MSE for ratings; binary cross-entropy on logits for ranking and for MLPerf's DLRM (a
+        click-through model, whatever the objective)."""
+        p = self.resolve(params)
+        if p["objective"] == "rating" and not (p["model"] == "dlrm" and p["size"] == "mlperf"):
             return TrainConfig(loss="mse", optimizer="adam", learning_rate=1e-3)
         return TrainConfig(loss="binary_cross_entropy", optimizer="adam", learning_rate=1e-3)
+
+    def synthetic_batch(self, spec: ModelSpec, batch_size: int, rng: np.random.Generator,
+                        params: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Random ids in range; dlrm's genre mask a {0, 1} prefix (at least one genre)."""
+        xs, y = super().synthetic_batch(spec, batch_size, rng, params)
+        return prefix_masks(xs, rng), y
 
     def default_epochs(self, params: Mapping[str, Any]) -> int:
         """3: at batch 32, MF's test RMSE is lowest near epoch 3 and then rises (no weight decay:
@@ -396,6 +435,8 @@ class RecsysTask(Task):
 
     def describe(self, params: Mapping[str, Any]) -> str:
         p = self.resolve(params)
+        if p["model"] == "dlrm" and p["size"] == "mlperf":
+            return f"DLRM (MLPerf shape, tables of at most {p['table_rows']} rows)"
         return f"MovieLens 100K {p['objective']}, {p['model']} ({p['factors']} factors)"
 
     def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
@@ -406,7 +447,11 @@ class RecsysTask(Task):
         """Dropped or random *training* interactions (random ratings are 1-5 stars, centred)."""
         mean = dataset.meta.get("global_mean")
         targets = np.array([1.0]) if mean is None else np.arange(1.0, 6.0) - float(mean)
-        return corrupt_interactions(dict(x), y, corruption, level, rng, N_USERS, N_ITEMS, targets)
+        x2, y2 = corrupt_interactions(dict(x), y, corruption, level, rng, N_USERS, N_ITEMS, targets)
+        side = dataset.meta.get("side_information")
+        if side is not None:  # dlrm: the new pairs' features (activity counts of the clean data)
+            x2 = side.features(x2["user"], x2["item"])
+        return x2, y2
 
 
 # ---------------------------------------------------------------------------------------------

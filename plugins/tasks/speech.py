@@ -13,6 +13,14 @@ Splits: ``official`` (takes 0-4 test: 300; takes 5-49 train: 2,700), or ``speake
 recordings of ``holdout_speaker`` are the test split; the other five speakers train).
 Train order is by file name (the accuracy scenario shuffles it with the cell's seed).
 
+Models (parameter ``model``): ``cnn`` (Conv2D over time x mel), ``cnn1d`` (Conv1D, mels as
+channels), and ``encoder`` (:mod:`._speech_encoder`: conv subsampling + a pre-LN Transformer
+encoder of ``size`` tiny/small/base, mean-pooled over the real frames), which also reads the
+input ``mask`` (float32 ``(16,)``: the clip's real length after the 4x subsampling, from
+:func:`._speech_encoder.frame_mask`). Speed cells read no data: ``frames`` and ``mels`` give
+other input shapes there (``frames: 1000, mels: 80`` is 10 s of 80-band features at a 10 ms
+hop, the shape of LibriSpeech encoders); accuracy cells need the features' 64 x 40.
+
 Robustness: attacks perturb the log-mel features (the model's input), within [0, 1]; suites
 give epsilon in dB of log-mel power, and one dB is ``1 / 80`` feature units (``DB_PER_UNIT``).
 """
@@ -40,6 +48,7 @@ from dlbench.api import (
     Param,
     PerturbationDomain,
     SpecBuilder,
+    SuiteError,
     Task,
     TrainConfig,
     atomic_writer,
@@ -62,6 +71,8 @@ from ._audio import (
     mfcc_stats,
 )
 from ._classify import ClassicClassifier, classification_metrics, param
+from ._speech_encoder import SIZES as ENCODER_SIZES
+from ._speech_encoder import encoder_spec, frame_mask
 
 FSDD_URL = ("https://raw.githubusercontent.com/Jakobovski/free-spoken-digit-dataset/"
             "v1.0.10/{path}")
@@ -70,6 +81,9 @@ FEATURES = LogMelConfig()
 FEATURE_VERSION = 1
 DB_PER_UNIT = DB_RANGE
 """Feature units are ``1 / DB_PER_UNIT``: an epsilon of ``e`` dB is ``e / DB_PER_UNIT`` in input space."""
+
+EPOCHS_ENCODER = 30
+"""Default epochs of the encoder (see docs/tasks.md for the accuracy it reaches)."""
 
 _MANIFEST = Path(__file__).with_name("data") / "fsdd.sha256"
 
@@ -99,9 +113,16 @@ class SpeechTask(Task):
         "split": Param("official", "official (takes 0-4 test) or speaker (one speaker held out)",
                        ("official", "speaker")),
         "holdout_speaker": Param("theo", "test speaker when split=speaker", SPEAKERS),
-        "model": Param("cnn", "cnn (Conv2D over time x mel) or cnn1d (Conv1D over time, mels as "
-                       "channels)", ("cnn", "cnn1d")),
-        "activation": Param("relu", "hidden activation", ACTIVATIONS),
+        "model": Param("cnn", "cnn (Conv2D over time x mel), cnn1d (Conv1D over time, mels as "
+                       "channels) or encoder (conv subsampling + Transformer of size)",
+                       ("cnn", "cnn1d", "encoder")),
+        "activation": Param("relu", "hidden activation of cnn and cnn1d (encoder: gelu)", ACTIVATIONS),
+        "size": Param("tiny", "encoder: tiny (2 layers, d=64, 2 heads), small (4, 144, 4), "
+                      "base (12, 256, 4)", tuple(ENCODER_SIZES)),
+        "frames": Param(FEATURES.frames, "encoder: log-mel frames per clip; other than 64 only in "
+                        "cells that read no data (speed)", type=int, min=8, max=100_000),
+        "mels": Param(FEATURES.n_mels, "encoder: mel bands; other than 40 only in cells that read "
+                      "no data (speed)", type=int, min=1, max=1024),
     }
     metrics = ("accuracy", "macro_f1")
 
@@ -125,13 +146,27 @@ class SpeechTask(Task):
         if model == "cnn":
             x = x[..., None]
         meta = {"split": desc, "features": FEATURES.to_dict(), "db_per_unit": DB_PER_UNIT}
-        return Dataset({"spectrogram": x[~test]}, y[~test], {"spectrogram": x[test]}, y[test],
+        if model != "encoder":
+            return Dataset({"spectrogram": x[~test]}, y[~test], {"spectrogram": x[test]}, y[test],
+                           num_classes=10, name="fsdd", meta=meta)
+        for name, native in (("frames", FEATURES.frames), ("mels", FEATURES.n_mels)):
+            if self._p(params, name) != native:
+                raise SuiteError(f"task speech: {name}={self._p(params, name)}, but the FSDD "
+                                 f"features have {native}: set {name}: {native}, or use it in "
+                                 "speed cells only (no data)")
+        mask = frame_mask(x)
+        return Dataset({"spectrogram": x[~test], "mask": mask[~test]}, y[~test],
+                       {"spectrogram": x[test], "mask": mask[test]}, y[test],
                        num_classes=10, name="fsdd", meta=meta)
 
     # -- model -----------------------------------------------------------------------------------
     def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:
         model, act = self._p(params, "model"), self._p(params, "activation")
         t, m = FEATURES.frames, FEATURES.n_mels
+        if model == "encoder":
+            size, frames, mels = (self._p(params, k) for k in ("size", "frames", "mels"))
+            name = f"speech-encoder-{size}" + ("" if (frames, mels) == (t, m) else f"-{frames}x{mels}")
+            return encoder_spec(name, ENCODER_SIZES[size], frames, mels, 10)
         b = SpecBuilder(f"speech-{model}-{act}")
         if model == "cnn":
             x = b.input("spectrogram", (t, m, 1))
@@ -152,7 +187,18 @@ class SpeechTask(Task):
         return TrainConfig(loss="cross_entropy", optimizer="adam", learning_rate=1e-3)
 
     def default_epochs(self, params: Mapping[str, Any]) -> int:
-        return 10
+        """10 (the encoder: EPOCHS_ENCODER; it learns more slowly from its random start)."""
+        return EPOCHS_ENCODER if self._p(params, "model") == "encoder" else 10
+
+    def synthetic_batch(self, spec: ModelSpec, batch_size: int, rng: np.random.Generator,
+                        params: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Random features; the encoder's mask a {0, 1} prefix of random length (at least one)."""
+        xs, y = super().synthetic_batch(spec, batch_size, rng, params)
+        if "mask" in xs:
+            length = xs["mask"].shape[1]
+            keep = rng.integers(1, length + 1, size=batch_size)
+            xs["mask"] = (np.arange(length)[None, :] < keep[:, None]).astype(np.float32)
+        return xs, y
 
     def target(self, params: Mapping[str, Any]) -> float | None:
         return 0.9
@@ -182,6 +228,8 @@ class SpeechTask(Task):
         split = self._p(params, "split")
         if split == "speaker":
             split = f"speaker {self._p(params, 'holdout_speaker')} held out"
+        if self._p(params, "model") == "encoder":
+            return f"FSDD ({split}), encoder {self._p(params, 'size')}"
         return f"FSDD ({split}), {self._p(params, 'model')} ({self._p(params, 'activation')})"
 
     def corruptions(self, params: Mapping[str, Any]) -> tuple[Corruption, ...]:
@@ -192,6 +240,8 @@ class SpeechTask(Task):
         """Audio corruptions applied to the log-mel features as the waveform corruption would
         change them (see :func:`._audio.corrupt_logmel`)."""
         feats = corrupt_logmel(x["spectrogram"], corruption, level, rng, DB_PER_UNIT)
+        if "mask" in x:  # the encoder's mask follows the corrupted clip (time_shift moves its end)
+            return {**x, "spectrogram": feats, "mask": frame_mask(feats)}, y
         return {**x, "spectrogram": feats}, y
 
 
