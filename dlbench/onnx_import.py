@@ -33,7 +33,8 @@ MIN_OPSET = 11
 """The oldest default-domain opset read (the op semantics used here hold from 11 on)."""
 SUPPORTED = sorted({*ACTIVATION_OPS, *PASS_THROUGH, "Conv", "BatchNormalization", "Gemm", "MatMul",
                     "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Add",
-                    "Concat", "Gather", "LayerNormalization", "Gelu", "Erf", "Transpose", "Softmax"})
+                    "Concat", "Gather", "LayerNormalization", "Gelu", "Erf", "Transpose", "Softmax",
+                    "ReduceMean"})
 SHOWN = 8
 """Unsupported nodes named in the error line (then "and N more")."""
 

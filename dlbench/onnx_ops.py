@@ -125,6 +125,7 @@ class Converter:
             "GlobalAveragePool": self.global_pool, "Flatten": self.flatten, "Reshape": self.reshape,
             "Add": self.add_op, "Concat": self.concat, "Gather": self.gather,
             "LayerNormalization": self.layer_norm, "Gelu": self.gelu_op, "Transpose": self.transpose,
+            "ReduceMean": self.reduce_mean,
         }
         for i, n in enumerate(self.onnx_nodes):
             if i not in live or i in self.consumed:
@@ -315,6 +316,22 @@ class Converter:
         node = self.add("GlobalAvgPool", n.name or "global_pool", (self._input_node(v),))
         self.out(n, node, "pooled")  # ONNX (N, C, 1, 1): spec (C,)
 
+    def reduce_mean(self, n: OnnxNode) -> None:
+        """A mean over every grid axis (keeping the batch and channels): GlobalAvgPool."""
+        v = self.value(n)
+        x = self._input_node(v)
+        rank = len(self.shape(x)) + 1
+        axes = n.attrs.get("axes")
+        if axes is None and len(n.inputs) > 1 and n.inputs[1]:
+            axes = self.const(n, 1).reshape(-1).tolist()  # opset 18: the axes are an input
+        grid = set(range(2, rank)) if v.layout == "cf" else set(range(1, rank - 1))
+        keep = bool(n.attrs.get("keepdims", 1))
+        if v.layout not in ("cf", "same") or rank < 3 or {int(a) % rank for a in axes or ()} != grid \
+                or (keep and v.layout == "same"):
+            raise Unsupported("only a mean over the grid axes of a feature map (a global average pool)")
+        node = self.add("GlobalAvgPool", n.name or "global_pool", (x,))
+        self.out(n, node, "pooled" if keep else "same")
+
     def flatten(self, n: OnnxNode) -> None:
         if int(n.attrs.get("axis", 1)) != 1:
             raise Unsupported("only axis=1 (keep the batch)")
@@ -358,14 +375,32 @@ class Converter:
             raise Unsupported("only a channels-last <-> channels-first transpose")
 
     def add_op(self, n: OnnxNode) -> None:
-        if any(self.is_const(i) for i in n.inputs):
-            raise Unsupported("an Add of a constant that follows no MatMul")
+        consts = [i for i in n.inputs if self.is_const(i)]
+        if len(consts) == 1 and len(n.inputs) == 2:
+            self._position_embedding(n, consts[0])
+            return
+        if consts:
+            raise Unsupported("an Add of constants")
         vs = [self.value(n, i) for i in range(len(n.inputs))]
         if len({v.layout for v in vs}) != 1 or any(v.layout == "perm" for v in vs) \
                 or len({self.shape(self._input_node(v)) for v in vs}) != 1:
             raise Unsupported("only an Add of equal shapes (no broadcasting)")
         node = self.add("Add", n.name or "add", tuple(self._input_node(v) for v in vs))
         self.out(n, node, vs[0].layout)
+
+    def _position_embedding(self, n: OnnxNode, const: str) -> None:
+        """A sequence plus a constant table of its shape: a learned position embedding."""
+        v = self.value(n, 1 - n.inputs.index(const))
+        x = self._input_node(v)
+        shape = self.shape(x)
+        table = self.consts[const]
+        table = table.reshape(table.shape[1:]) if table.ndim == 3 and table.shape[0] == 1 else table
+        if v.layout != "same" or len(shape) != 2 or table.shape != shape:
+            raise Unsupported("an Add of a constant that follows no MatMul (only a (length, dim) "
+                              "table added to a sequence: a position embedding)")
+        node = self.add("PositionEmbedding", n.name or "position_embedding", (x,), max_len=int(shape[0]))
+        self.weights[f"{node}.positions"] = table
+        self.out(n, node, "same")
 
     def concat(self, n: OnnxNode) -> None:
         vs = [self.value(n, i) for i in range(len(n.inputs))]
