@@ -87,7 +87,8 @@ def family_rows(fw: Framework, spec: ModelSpec, reference: Framework | None = No
     ``reference`` is the torch plugin by default (when installed); ``extra`` goes to
     :class:`BuildOptions` ``extra`` (Keras's ``backend``)."""
     weights, x, y = _case(spec)
-    opts = {"variant": VARIANT.get(fw.name, "eager")} if not extra else {"extra": extra}
+    default = "eager" if "eager" in fw.variants else fw.variants[0]  # runtimes: their first
+    opts = {"variant": VARIANT.get(fw.name, default)} if not extra else {"extra": extra}
 
     def build() -> Model:
         return fw.build(spec, weights, _options(spec, **opts))
