@@ -93,6 +93,11 @@ def import_onnx(path: str | Path, inputs: TaskInputs) -> ImportedSpec:
     except OSError as exc:
         raise DlbenchError(f"{p}: cannot read the ONNX model ({exc.strerror or exc}): give the path "
                            "of a readable .onnx file") from None
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise DlbenchError(f"{p}: reading an ONNX model needs the onnx package: pip install "
+                           "'dlbench[onnx]' (or pip install onnx)") from None
     frozen = tuple(sorted((k, tuple(s), d) for k, (s, d) in inputs.items()))
     return _import(str(p), hashlib.sha256(data).hexdigest(), data, frozen)
 

@@ -473,3 +473,10 @@ def test_the_cli_shows_a_bad_model_file_as_one_line_exit_2(tmp_path: Path) -> No
     out = (proc.stdout + proc.stderr).strip()
     assert proc.returncode == 2, out
     assert "Traceback" not in out and "outside what the suite may read" in out
+
+
+def test_without_the_onnx_package_the_import_is_one_line(torch_net: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(DlbenchError) as exc:
+        import_onnx(torch_net, {"image": ((8, 8, 2), "float32")})
+    _one_line(exc, "needs the onnx package", "pip install")
