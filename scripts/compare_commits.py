@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -62,17 +61,30 @@ def load() -> str:
         return "load unknown"
 
 
-def run(py: Path, suite: str, store: Path, out: Path) -> dict[str, object]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(py), "-m", "dlbench", "run", suite, "--store", f"sqlite:///{store}",
-                           "--output-dir", str(out), "--report", "json", "--quiet"], cwd=store.parent,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+def start(py: Path, suite: str, store: Path, out: Path) -> tuple[subprocess.Popen[str], float]:
+    log = open(store.with_suffix(".stderr"), "w")  # noqa: SIM115 - closed by finish()
+    proc = subprocess.Popen([str(py), "-m", "dlbench", "run", suite, "--store", f"sqlite:///{store}",
+                             "--output-dir", str(out), "--report", "json", "--quiet"], cwd=store.parent,
+                            stdout=subprocess.DEVNULL, stderr=log, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": "0"})
+    proc.log = log  # type: ignore[attr-defined]
+    return proc, time.perf_counter()
+
+
+def finish(proc: subprocess.Popen[str], t0: float) -> dict[str, object]:
+    """Wait for a run: its wall time, and the CPU time of it and of every process it waited for
+    (the cells), from wait4's resource usage."""
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "rc": proc.returncode, "load_after": load(),
-            "tail": proc.stderr.strip().splitlines()[-1:] if proc.returncode else []}
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.log.close()  # type: ignore[attr-defined]
+    tail = Path(proc.log.name).read_text().strip().splitlines()[-1:]  # type: ignore[attr-defined]
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rc": proc.returncode,
+            "load_after": load(), "tail": tail if proc.returncode else []}
+
+
+def run(py: Path, suite: str, store: Path, out: Path) -> dict[str, object]:
+    return finish(*start(py, suite, store, out))
 
 
 def cells(py: Path, store: Path) -> tuple[int, set[str]]:
@@ -89,6 +101,9 @@ def main() -> None:
     ap.add_argument("--suite", default="quick")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/dlbench-commits"))
+    ap.add_argument("--concurrent", action="store_true",
+                    help="run both sides at the same time in each round (when the machine is shared "
+                         "and its load drifts faster than a round lasts)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     commits = {n: sh("git", "rev-parse", c, cwd=REPO).strip() for n, c in (("base", a.base), ("head", a.head))}
@@ -96,6 +111,17 @@ def main() -> None:
     rounds: dict[str, list[dict[str, object]]] = {"base": [], "head": []}
     for i in range(a.rounds):
         order = ("base", "head") if i % 2 == 0 else ("head", "base")
+        if a.concurrent:  # both sides at once: whatever else loads the machine loads both alike
+            before = load()
+            started = {n: start(pys[n], a.suite, a.work / f"{n}.db", a.work / f"{n}-reports") for n in order}
+            for n, (proc, t0) in started.items():
+                res = finish(proc, t0)
+                res["load_before"] = before
+                rounds[n].append(res)
+                print(f"round {i + 1} {n} (concurrent): wall {res['wall_s']:.1f} s, cpu {res['cpu_s']:.1f} s, "
+                      f"rc {res['rc']}; "
+                      f"{res['load_after']}", flush=True)
+            continue
         for n in order:
             before = load()
             res = run(pys[n], a.suite, a.work / f"{n}.db", a.work / f"{n}-reports")
@@ -103,11 +129,14 @@ def main() -> None:
             rounds[n].append(res)
             print(f"round {i + 1} {n}: wall {res['wall_s']:.1f} s, cpu {res['cpu_s']:.1f} s, rc {res['rc']}; "
                   f"{res['load_after']}", flush=True)
-    ratios = [float(h["wall_s"]) / float(b["wall_s"]) for b, h in zip(rounds["base"], rounds["head"], strict=True)]  # type: ignore[arg-type]
+    pairs = list(zip(rounds["base"], rounds["head"], strict=True))
+    ratios = [float(h["wall_s"]) / float(b["wall_s"]) for b, h in pairs]  # type: ignore[arg-type]
+    cpu_ratios = [float(h["cpu_s"]) / float(b["cpu_s"]) for b, h in pairs]  # type: ignore[arg-type]
     geo = math.exp(sum(map(math.log, ratios)) / len(ratios))
     (bid, bcells), (hid, hcells) = cells(pys["base"], a.work / "base.db"), cells(pys["head"], a.work / "head.db")
     summary = {"commits": commits, "suite": a.suite, "rounds": rounds, "wall_ratio_head_over_base": geo,
-               "wall_ratio_range": [min(ratios), max(ratios)], "same_cells": bcells == hcells,
+               "wall_ratio_range": [min(ratios), max(ratios)], "cpu_ratios_head_over_base": cpu_ratios,
+               "same_cells": bcells == hcells,
                "only_base": sorted(bcells - hcells), "only_head": sorted(hcells - bcells)}
     export = a.work / "base-run.json"
     export.write_text(sh(str(pys["base"]), "-m", "dlbench", "export", str(bid), "--store",
@@ -118,7 +147,8 @@ def main() -> None:
     summary["compare_summary"] = ([ln for ln in cmp.stdout.splitlines() if "gated rows" in ln or "cells," in ln][-1:]
                                   or cmp.stderr.strip()[-300:])
     (a.work / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    print(f"head/base wall time: {geo:.2f}x (rounds {', '.join(f'{r:.2f}' for r in ratios)}); "
+    print(f"head/base wall time: {geo:.2f}x (rounds {', '.join(f'{r:.2f}' for r in ratios)}); CPU time "
+          f"{', '.join(f'{r:.2f}' for r in cpu_ratios)}x; "
           f"same cells: {bcells == hcells} ({len(hcells)}); compare: {summary['compare_summary']}")
     print(f"details: {a.work / 'summary.json'}")
 
