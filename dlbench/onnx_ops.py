@@ -353,10 +353,8 @@ class Converter:
             return
         node = self.add("Flatten", n.name or "flatten", (x,))
         if v.layout == "cf":  # ONNX flattens (C, *grid), the spec (*grid, C)
-            cf_shape = (shape[-1], *shape[:-1])
             spec_index = np.arange(math.prod(shape)).reshape(shape)
             perm = np.transpose(spec_index, (len(shape) - 1, *range(len(shape) - 1))).reshape(-1)
-            assert perm.size == math.prod(cf_shape)
             self.out(n, node, "perm", perm)
         else:
             self.out(n, node, "same")

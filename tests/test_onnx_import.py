@@ -480,3 +480,20 @@ def test_without_the_onnx_package_the_import_is_one_line(torch_net: Path, monkey
     with pytest.raises(DlbenchError) as exc:
         import_onnx(torch_net, {"image": ((8, 8, 2), "float32")})
     _one_line(exc, "needs the onnx package", "pip install")
+
+
+def test_the_onnx_file_check_fails_when_the_framework_differs_from_the_file(
+        torch_net: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbench.scenarios import parity as parity_scenario
+    from tests.robustness_helpers import run_cell
+
+    def shifted(spec: ImportedSpec, xs: dict[str, np.ndarray]) -> np.ndarray:
+        return run_original(spec, xs) * 1.01  # a file that computes 1% more than the import
+
+    monkeypatch.setattr(parity_scenario, "run_original", shifted)
+    r = run_cell("vision", "torch", {"model": {"onnx": str(torch_net)}, "reference": "numpy"}, tmp_path,
+                 scenario="parity")
+    assert r.status == "failed"
+    rows = {row["check"]: row for row in r.details["parity"]}
+    assert rows["onnx_file"]["passed"] is False and rows["outputs"]["passed"]
+    assert r.error and "onnx_file rel. error" in r.error and f"(against onnxruntime:{torch_net})" in r.error

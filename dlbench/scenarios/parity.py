@@ -102,6 +102,8 @@ class ParityScenario(Scenario):
             ctx.result.status = "failed"
             ctx.result.error = (f"parity failed against {rows[0]['reference']}: " +
                                 ", ".join(f"{r['check']} rel. error {r['rel_error']:.2e} > {r['tolerance']:g}"
+                                          + (f" (against {r['reference']})" if r["reference"] != rows[0]["reference"]
+                                             else "")
                                           for r in rows if r["passed"] is False))
 
     # -- reports -----------------------------------------------------------------------------------
