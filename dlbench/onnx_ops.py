@@ -132,8 +132,8 @@ class Converter:
                 continue
             known = n.op in ACTIVATION_OPS or n.op in PASS_THROUGH or n.op in handlers or i in self.gelus
             if known and any(x in self.values and self.values[x].layout == "broken" for x in n.inputs):
-                for out in n.outputs:  # downstream of a reported node: not blamed for it
-                    self.values.setdefault(out, Value("", "broken"))
+                for out in (*n.outputs, *([self.gelus[i]] if i in self.gelus else [])):
+                    self.values.setdefault(out, Value("", "broken"))  # downstream: not blamed
                 continue
             try:
                 if n.op in ACTIVATION_OPS:

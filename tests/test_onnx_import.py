@@ -497,3 +497,23 @@ def test_the_onnx_file_check_fails_when_the_framework_differs_from_the_file(
     rows = {row["check"]: row for row in r.details["parity"]}
     assert rows["onnx_file"]["passed"] is False and rows["outputs"]["passed"]
     assert r.error and "onnx_file rel. error" in r.error and f"(against onnxruntime:{torch_net})" in r.error
+
+
+@pytest.mark.parametrize("opset", [13, 18, 20])
+def test_other_opsets_import_with_parity(opset: int, tmp_path: Path) -> None:
+    """Opset 18 gives ReduceMean its axes as an input, 20 writes torch's GELU as one Gelu node."""
+    wide = export(WideNet, torch.zeros(2, 1, 8, 8), tmp_path / "wide.onnx", opset=opset)
+    assert ("Gelu" in _ops(wide)) == (opset >= 20)
+    spec = import_onnx(wide, IMAGE)
+    xs = _images()
+    assert relative_error(spec_numpy.forward(spec, spec.init_weights(0), xs), run_original(spec, xs)) <= TOL
+    seq = export(SeqNet, torch.zeros(2, 4, dtype=torch.int64), tmp_path / "seq.onnx", name="ids", opset=opset)
+    if opset < 17:  # no LayerNormalization before 17: torch writes its arithmetic, which is refused
+        with pytest.raises(DlbenchError) as exc:
+            import_onnx(seq, {"ids": ((4,), "int32")})
+        msg = _one_line(exc, "ReduceMean (", "Sqrt (", "Pow (")
+        assert "Flatten (" not in msg and "Gemm (" not in msg, msg  # nodes after them are not blamed
+        return
+    spec = import_onnx(seq, {"ids": ((4,), "int32")})
+    ids = {"ids": np.random.default_rng(0).integers(0, 20, (3, 4)).astype(np.int32)}
+    assert relative_error(spec_numpy.forward(spec, spec.init_weights(0), ids), run_original(spec, ids)) <= TOL
