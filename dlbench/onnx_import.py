@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from dlbench.errors import DlbenchError
-from dlbench.onnx_ops import ACTIVATION_OPS, PASS_THROUGH, Converter, OnnxNode
+from dlbench.onnx_ops import ACTIVATION_OPS, PASS_THROUGH, Converter
+from dlbench.onnx_patterns import OnnxNode
 from dlbench.spec import ModelSpec, Shape, check_weights
 
 MIN_OPSET = 11

@@ -17,27 +17,24 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dlbench.spec import ModelSpec, Node, Shape, same_padding
+from dlbench.onnx_patterns import (
+    OnnxNode,
+    Unsupported,
+    conv_padding,
+    find_gelus,
+    other_input,
+    square,
+)
+from dlbench.spec import ModelSpec, Node, Shape
 
 ACTIVATION_OPS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
 PASS_THROUGH = ("Identity", "Dropout")
-
-
-@dataclass(frozen=True)
-class OnnxNode:
-    """One ONNX node, decoded (attributes as Python values)."""
-
-    op: str
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,10 +44,6 @@ class Value:
     node: str
     layout: str
     perm: np.ndarray | None = None
-
-
-class Unsupported(Exception):
-    """This node cannot become spec nodes; the message says why (collected, reported once)."""
 
 
 class Converter:
@@ -174,43 +167,9 @@ class Converter:
         self.activation(n, "gelu")
 
     def find_gelus(self) -> None:
-        """Mark every 0.5 x (1 + erf(x / sqrt 2)), in the orders exporters write it: the node
-        that divides by sqrt 2 becomes one gelu Activation, the rest of the pattern is consumed."""
-        for i, first in enumerate(self.onnx_nodes):
-            found = self._gelu_at(first)
-            if found is not None:
-                output, chain = found
-                self.gelus[i] = output
-                self.consumed.update(self.onnx_nodes.index(c) for c in chain)
-
-    def _gelu_at(self, first: OnnxNode) -> tuple[str, list[OnnxNode]] | None:
-        if first.op not in ("Div", "Mul") or len(first.inputs) != 2:
-            return None
-        c = _scalar(self.consts, first.inputs[1])
-        if c is None or not ((first.op == "Div" and abs(c - math.sqrt(2.0)) < 1e-4)
-                             or (first.op == "Mul" and abs(c - 1.0 / math.sqrt(2.0)) < 1e-4)):
-            return None
-        x = first.inputs[0]
-        erf = self.sole_consumer(first.outputs[0])
-        add = self.sole_consumer(erf.outputs[0]) if erf is not None and erf.op == "Erf" else None
-        if erf is None or add is None or add.op != "Add" \
-                or _scalar(self.consts, _other(add, erf.outputs[0])) != 1.0:
-            return None
-        m1 = self.sole_consumer(add.outputs[0])
-        if m1 is None or m1.op != "Mul":
-            return None
-        other = _other(m1, add.outputs[0])
-        if other == x or _scalar(self.consts, other) == 0.5:  # then * 0.5, or * x
-            m2 = self.sole_consumer(m1.outputs[0])
-            o2 = _other(m2, m1.outputs[0]) if m2 is not None and m2.op == "Mul" else None
-            if m2 is None or o2 is None or not (_scalar(self.consts, o2) == 0.5 if other == x else o2 == x):
-                return None
-            return m2.outputs[0], [erf, add, m1, m2]
-        half = next((h for h in self.onnx_nodes if other in h.outputs), None)  # (0.5 x) * (1 + erf)
-        if half is None or half.op != "Mul" or _scalar(self.consts, _other(half, x)) != 0.5 \
-                or len(self.consumers.get(half.outputs[0], [])) != 1:
-            return None
-        return m1.outputs[0], [erf, add, m1, half]
+        """Mark every erf-form GELU (:func:`dlbench.onnx_patterns.find_gelus`)."""
+        self.gelus, chained = find_gelus(self.onnx_nodes, self.consts, self.consumers)
+        self.consumed.update(chained)
 
     def conv(self, n: OnnxNode) -> None:
         v = self.value(n)
@@ -218,13 +177,13 @@ class Converter:
         rank = w.ndim - 2
         if rank not in (1, 2) or v.layout != "cf":
             raise Unsupported("only 1-D and 2-D convolutions of channels-first maps")
-        k = _square(n, "kernel_shape", list(w.shape[2:]))
-        stride = _square(n, "strides", [1] * rank)
+        k = square(n, "kernel_shape", list(w.shape[2:]))
+        stride = square(n, "strides", [1] * rank)
         if any(d != 1 for d in n.attrs.get("dilations", [1] * rank)):
             raise Unsupported("dilated convolutions")
         groups = int(n.attrs.get("group", 1))
         x = self._input_node(v)
-        padding = _padding(n, self.shape(x)[:-1], k, stride)
+        padding = conv_padding(n, self.shape(x)[:-1], k, stride)
         kernel = np.transpose(w, (*range(2, w.ndim), 1, 0))
         bias = self.consts.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
         if len(n.inputs) > 2 and n.inputs[2] and bias is None:
@@ -288,7 +247,7 @@ class Converter:
         outputs = n.outputs
         add = self.sole_consumer(n.outputs[0])
         if add is not None and add.op == "Add":
-            other = _other(add, n.outputs[0])
+            other = other_input(add, n.outputs[0])
             b = self.consts.get(other) if other else None
             if b is not None and b.size == w.shape[1]:
                 bias, outputs = b.reshape(-1), add.outputs
@@ -301,8 +260,8 @@ class Converter:
         rank = len(self.shape(x)) - 1
         if v.layout != "cf" or rank not in (1, 2):
             raise Unsupported("only 1-D and 2-D pools of channels-first maps")
-        k = _square(n, "kernel_shape", None)
-        if _square(n, "strides", [1] * rank) != k or any(n.attrs.get("pads", [0])) \
+        k = square(n, "kernel_shape", None)
+        if square(n, "strides", [1] * rank) != k or any(n.attrs.get("pads", [0])) \
                 or n.attrs.get("ceil_mode", 0) or any(d != 1 for d in n.attrs.get("dilations", [1])) \
                 or n.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             raise Unsupported("only unpadded pools whose stride equals the window")
@@ -434,44 +393,3 @@ class Converter:
         node = self.add("LayerNorm", n.name or "layer_norm", (x,), epsilon=float(n.attrs.get("epsilon", 1e-5)))
         self.weights[f"{node}.gamma"], self.weights[f"{node}.beta"] = gamma, beta
         self.out(n, node, v.layout)
-
-
-def _other(n: OnnxNode, known: str) -> str | None:
-    """The input of a two-input node that is not ``known`` (None when ``known`` is not one)."""
-    if len(n.inputs) != 2 or known not in n.inputs:
-        return None
-    a, b = n.inputs
-    return b if a == known else a
-
-
-def _scalar(consts: Mapping[str, np.ndarray], name: str | None) -> float | None:
-    if name is None or name not in consts or consts[name].size != 1:
-        return None
-    return round(float(consts[name].reshape(())), 6)
-
-
-def _square(n: OnnxNode, attr: str, default: list[int] | None) -> int:
-    vals = list(n.attrs.get(attr, default or []))
-    if not vals or len(set(vals)) != 1:
-        raise Unsupported(f"{attr}={vals}: only square windows and equal strides")
-    return int(vals[0])
-
-
-def _padding(n: OnnxNode, grid: Shape, k: int, stride: int) -> str | int:
-    """The spec padding an ONNX convolution's ``pads``/``auto_pad`` mean on this grid."""
-    auto = n.attrs.get("auto_pad", "NOTSET")
-    if auto == "SAME_UPPER":
-        return "same"
-    if auto == "VALID":
-        return "valid"
-    if auto != "NOTSET":
-        raise Unsupported(f"auto_pad={auto}")
-    pads = list(n.attrs.get("pads", [0] * 2 * len(grid)))
-    begins, ends = pads[: len(grid)], pads[len(grid):]
-    if set(pads) == {0}:
-        return "valid"
-    if len(set(pads)) == 1:
-        return int(pads[0])
-    if all((b, e) == same_padding(s, k, stride) for b, e, s in zip(begins, ends, grid, strict=True)):
-        return "same"
-    raise Unsupported(f"pads={pads}: only symmetric padding or TensorFlow's same")
