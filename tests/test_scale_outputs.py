@@ -88,3 +88,21 @@ def test_many_latency_distributions_become_lines_and_latency_is_on_a_log_axis():
         many.append(r)
     (chart,) = latency_charts(many, Colors(), {"speed": SpeedScenario()})
     assert {t.type for t in chart.figure.data} == {"scatter"} and len(chart.figure.data) == 1
+
+
+def test_history_draws_the_cells_that_moved_most():
+    from dlbench.report.trends import MAX_HISTORY_LINES, history_charts
+
+    rng = np.random.default_rng(3)
+    results, history = [], {}
+    for i in range(MAX_HISTORY_LINES + 10):
+        # cell i moved by i percent from run 1 to run 2 and stayed there in this run (3)
+        r = speed(f"fw{i:02d}", "infer", 8, "eager", 100.0 * (1 + i / 100), rng)
+        results.append(r)
+        history[r.cell.key] = [{"key": r.cell.key, "run_id": k, "name": "throughput",
+                                "median": 100.0 * (1 + i / 100) ** (k - 1), "ci_low": 99.0, "ci_high": 101.0}
+                               for k in (1, 2)]
+    (chart,) = history_charts(results, history, 3, {"speed": SpeedScenario()})
+    names = {t.name for t in chart.figure.data}
+    assert len(names) == MAX_HISTORY_LINES and "of 30 cells that moved most" in chart.title
+    assert any("fw29[" in n for n in names) and not any("fw00[" in n for n in names)

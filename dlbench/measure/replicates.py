@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy import stats as st
+from scipy import special
 
 from dlbench.result import Measurement, Result
 from dlbench.stats import summarize
@@ -139,11 +139,11 @@ def between_process_ci(medians: Sequence[float], log_ses: Sequence[float] | None
     log = bool(np.all(x > 0))
     y = np.log(x) if log else x
     centre = float(y.mean())
-    t = float(st.t.ppf(0.5 + confidence / 2, k - 1))
+    t = float(special.stdtrit(k - 1, 0.5 + confidence / 2))  # Student's t quantile
     half = t * float(y.std(ddof=1)) / math.sqrt(k)
     ses = [s for s in (log_ses or []) if math.isfinite(s) and s > 0]
     if log and ses:
-        z = float(st.norm.ppf(0.5 + confidence / 2))
+        z = float(special.ndtri(0.5 + confidence / 2))  # normal quantile
         half = max(half, z * math.sqrt(float(np.mean(np.square(ses))) / k))
     if log:
         return math.exp(centre - half), math.exp(centre + half)
@@ -165,7 +165,7 @@ def heterogeneity(ms: Sequence[Measurement]) -> tuple[float, float]:
     w = 1.0 / np.square(np.maximum([se for _, se in pairs], floor))
     theta = float(np.sum(w * y) / np.sum(w))
     q = float(np.sum(w * np.square(y - theta)))
-    return float(st.chi2.sf(q, len(pairs) - 1)), float(spread)
+    return float(special.chdtrc(len(pairs) - 1, q)), float(spread)  # chi-squared upper tail
 
 
 # ------------------------------------------------------------------------------------------------

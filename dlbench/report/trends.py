@@ -4,6 +4,7 @@ baseline run."""
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -48,6 +49,15 @@ def history_points(rows: list[dict[str, Any]], figure: str) -> list[dict[str, An
     return sorted(points.values(), key=lambda p: as_float(p["run_id"]))
 
 
+MAX_HISTORY_LINES = 20
+"""Cells a history chart draws: those whose headline moved most from their first run to this one."""
+
+
+def _change(pts: list[dict[str, Any]]) -> float:
+    first, last = as_float(pts[0]["value"]), as_float(pts[-1]["value"])
+    return abs(math.log(last / first)) if first > 0 and last > 0 else 0.0
+
+
 def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]]],
                    run_id: int, scenarios: Scenarios | None = None) -> list[Chart]:
     """Per scenario and task: the headline figure of each cell across runs (this run last);
@@ -61,6 +71,7 @@ def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]
     charts = []
     for group, keys in by_group.items():
         fig, values = _new_figure(), []
+        lines: list[tuple[str, list[dict[str, Any]]]] = []
         for key in keys:
             r = current.get(key)
             h = headline(r, scenarios) if r is not None and r.status == "ok" else None
@@ -69,8 +80,10 @@ def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]
                 pts.append({"run_id": run_id, "commit": with_flags("this run", h.flags),
                             "value": h.value,
                             "ci_low": h.ci_low, "ci_high": h.ci_high})
-            if len(pts) < 2:
-                continue
+            if len(pts) >= 2:
+                lines.append((key, pts))
+        shown = sorted(lines, key=lambda kp: -_change(kp[1]))[:MAX_HISTORY_LINES]
+        for key, pts in sorted(shown):
             values += [p["value"] for p in pts]
             fig.add_trace(go.Scatter(
                 x=[p["run_id"] for p in pts], y=[p["value"] for p in pts],
@@ -82,6 +95,8 @@ def history_charts(results: list[Result], history: dict[str, list[dict[str, Any]
             continue
         pos = [v for v in values if v > 0]
         title = f"History — {group}"
+        if len(lines) > len(shown):
+            title += f" (the {len(shown)} of {len(lines)} cells that moved most; report.json holds all)"
         _layout(fig, title, "run", "headline median",
                 log_y=bool(pos) and max(pos) / min(pos) > 50)
         fig.update_xaxes(tickformat="d")
