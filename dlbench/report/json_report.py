@@ -24,6 +24,8 @@ def _clean(o: Any) -> Any:
     if isinstance(o, dict):
         return {str(k): _clean(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
+        if all(type(v) is float for v in o):  # raw samples: no call per value
+            return [v if math.isfinite(v) else None for v in o]
         return [_clean(v) for v in o]
     if o is None or isinstance(o, (str, int, bool)):
         return o
