@@ -117,6 +117,10 @@ def test_accuracy_cells_share_a_worker_speed_and_cold_scenarios_do_not(tmp_path,
         if r.details["worker"]["cells_before"] > 0:
             assert "first_call_s" not in r.metrics and "first_epoch_s" not in r.metrics
             assert r.measurement("first_call") is None
+            # nor its peak host memory as the cell's (it holds what earlier cells loaded)
+            assert "peak_host_memory_mb" not in r.metrics
+            if r in acc:  # the accuracy scenario measures it: kept as the worker's
+                assert r.details["worker"]["peak_host_memory_mb"] > 0
     assert {int(r.metrics["pid"]) for r in warm} == {_pid(r) for r in warm}
     # each cell's log is its own, even in a shared worker
     logs = {r.cell.params["epochs"]: Path(r.details["log_file"]).read_text() for r in acc}

@@ -181,6 +181,12 @@ FIRST_CALL_FIGURES = ("first_call", "first_call_s", "compile_time_s", "first_epo
 for a cell after its first (its caches, thread pools and compiled kernels are no longer cold)."""
 
 
+WARM_MEMORY_FIGURES = ("peak_host_memory_mb",)
+"""Metrics a warm worker moves into ``details["worker"]`` past its first cell: a process's peak
+resident memory includes what earlier cells loaded (measured: +460 MB on a speech cell after
+vision cells), so it is no cell's own figure. Device memory is reset per cell and stays."""
+
+
 def serve(requests: int, replies: int, tmp: Path | None) -> int:
     """A warm worker (:mod:`dlbench.run.launch.warm`): runs cells one after another in this
     process until its runner closes ``requests``. Each request is one JSON line naming the
@@ -202,9 +208,13 @@ def serve(requests: int, replies: int, tmp: Path | None) -> int:
             result = execute(payload)
             sys.stdout.flush()
             sys.stderr.flush()
+            worker: dict[str, Any] = {"pid": os.getpid(), "cells_before": n, "warm": True}
             if n:
                 _drop_first_calls(result)
-            result.details["worker"] = {"pid": os.getpid(), "cells_before": n, "warm": True}
+                # the worker's resident memory holds what its earlier cells left (libraries, data):
+                # not this cell's peak, so it is kept as the worker's, not compared as a figure
+                worker.update({k: result.metrics.pop(k) for k in WARM_MEMORY_FIGURES if k in result.metrics})
+            result.details["worker"] = worker
             write_atomic(Path(job["result"]), result.to_json())
             watchdog.disarm()
             os.dup2(null, 1)
