@@ -50,3 +50,14 @@ def plugin_dir(tmp_path: Path) -> Path:
     for f in FIXTURE_PLUGINS.glob("*.py"):
         shutil.copy(f, d / f.name)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _keep_cpu_affinity():
+    """A framework set up in this process for one thread pins it to one CPU (XLA's plugins use
+    os.sched_setaffinity); every process a later test starts would inherit that and refuse
+    threads=2. Each test gets the CPUs the session started with back."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    yield
+    if cpus is not None and os.sched_getaffinity(0) != cpus:
+        os.sched_setaffinity(0, cpus)

@@ -153,7 +153,7 @@ def _framework(name: str):
     if name not in plugins.frameworks or not plugins.frameworks.get(name).availability().installed:
         pytest.skip(f"{name} is not installed")
     fw = plugins.frameworks.get(name)
-    fw.setup(1, 0, {})
+    fw.setup(None, 0, {})  # threads as this process has them (TF fixes them when it starts)
     return fw
 
 
