@@ -151,19 +151,20 @@ def test_autosave_compare_and_compare_fail(tiny):
     res = run(tiny, "--dlbench-compare-fail=median:5%")
     res.assert_outcomes(passed=2)
     text = res.stdout.str()
-    if res.ret == 0 and re.search(r"test_sum\[10\] .* \((base|head) [a-z_]+", text):
+    if res.ret == 0 and re.search(r"test_sum\[\d+\] .* \((base|head) [a-z_]+", text):
         # a flagged figure is never a regression (docs/measurement.md): on a machine this busy
         # the real head run could not give a clean figure, so there is nothing to assert
         pytest.skip(f"the head run's figures were flagged by this machine's load: {text[-400:]}")
     assert res.ret == 1
     assert f"dlbench comparison with {Path('.benchmarks') / machine_id() / second.name}" in text
-    assert re.search(r"test_sum\[10\] .* regression", text) and "Performance has regressed:" in text
+    # 4x slower than the baseline: a regression wherever the figure is clean (one may be flagged)
+    assert re.search(r"test_sum\[\d+\] .* regression", text) and "Performance has regressed:" in text
     assert len(_saved(tiny.path)) == 2  # no autosave asked: nothing written
     # run 1 named, made 4x slower than this machine: improvements pass
     _rescale(first, 4.0)
     res = run(tiny, "--dlbench-compare=1", "--dlbench-compare-fail=median:5%")
     assert res.ret == 0 and "Performance has regressed" not in res.stdout.str()
-    assert re.search(r"test_sum\[300\] .* improvement", res.stdout.str())
+    assert re.search(r"test_sum\[\d+\] .* improvement", res.stdout.str())  # wherever clean
     # a file without dlbench cells (pytest-benchmark's own) matches nothing, and says so
     plain = json.loads(first.read_text())
     for b in plain["benchmarks"]:
