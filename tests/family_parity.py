@@ -6,7 +6,8 @@ float64 reference; for a framework that trains, against the torch plugin, ``loss
 ``input_gradient`` (float non-mask inputs), ``weights_after_step`` of one SGD step
 (:func:`dlbench.measure.parity.measure_parity`) and ``outputs_torch``; for a spec with BatchNorm,
 ``running_statistics`` after one step against :func:`dlbench.spec_numpy.batch_norm_state`. The
-tests assert every error <= 1e-4.
+family tests parametrise over :func:`framework_ids` and call :func:`assert_family_parity`, which
+asserts the checks are there and every error <= 1e-4.
 
 Keras fixes its backend at import, so :func:`keras_rows` runs ``tests/family_parity_worker.py``
 in a process of its own per backend; :func:`start_keras` starts it without waiting, so the
@@ -30,6 +31,7 @@ from dlbench import spec_numpy
 from dlbench.framework import BuildOptions, Framework, Model, TrainConfig
 from dlbench.measure.parity import (
     example_inputs,
+    gradient_inputs,
     loss_for,
     measure_parity,
     numpy_output_row,
@@ -68,6 +70,12 @@ def neural_frameworks() -> list[str]:
     """Installed neural frameworks, Keras left out (it runs per backend: :func:`keras_rows`)."""
     return [fw.name for fw in get_plugins().frameworks
             if fw.kind == "neural" and fw.name != "keras" and fw.availability().installed]
+
+
+def framework_ids() -> list[str]:
+    """The ids a family test runs on: :func:`neural_frameworks` and ``keras-<backend>`` per
+    :func:`keras_backends`."""
+    return neural_frameworks() + [f"keras-{b}" for b in keras_backends()]
 
 
 def _case(spec: ModelSpec) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
@@ -137,3 +145,37 @@ def finish_keras(proc: subprocess.Popen[str], timeout: float = 900) -> dict[str,
 def keras_rows(backend: str, task_name: str, params: Mapping[str, Any]) -> dict[str, float]:
     """:func:`family_rows` of the task's spec on Keras with ``backend``, in a fresh process."""
     return finish_keras(start_keras(backend, task_name, params))
+
+
+def expected_checks(spec: ModelSpec, fw_name: str, learns: bool) -> set[str]:
+    """The checks :func:`family_rows` must give for ``spec`` on ``fw_name``: ``outputs`` always;
+    for a framework that trains, ``loss`` and ``weights_after_step`` against torch (not on torch
+    itself), ``input_gradient`` when the spec has float non-mask inputs, and
+    ``running_statistics`` when it has BatchNorm state."""
+    checks = {"outputs"}
+    if not learns:
+        return checks
+    if fw_name != "torch":
+        checks |= {"loss", "weights_after_step"}
+        if gradient_inputs(spec):
+            checks.add("input_gradient")
+    if spec.state_keys():
+        checks.add("running_statistics")
+    return checks
+
+
+def assert_family_parity(fw_name: str, task_name: str, params: Mapping[str, Any]) -> None:
+    """The task's spec for ``params`` on ``fw_name`` (an id of :func:`framework_ids`): the
+    :func:`expected_checks` are there and every relative error <= 1e-4."""
+    from tests.jax_quick import quick_jax
+
+    spec = task_spec(task_name, params)
+    if fw_name.startswith("keras-"):
+        rows, learns = keras_rows(fw_name.split("-", 1)[1], task_name, params), True
+    else:
+        fw = get_plugins().frameworks.get(fw_name)
+        with quick_jax():
+            rows, learns = family_rows(fw, spec), trains(fw)
+    assert expected_checks(spec, fw_name, learns) <= set(rows), rows
+    bad = {k: v for k, v in rows.items() if not v <= 1e-4}
+    assert not bad, f"{fw_name} {task_name}: {bad}"

@@ -14,6 +14,7 @@ from dlbench.builtin.tasks.nlp import NlpTask, Vocabulary, stratified_split, tok
 from dlbench import spec_numpy
 from dlbench.data import registry as dldata
 from dlbench.errors import DatasetError, DlbenchError
+from tests import family_parity
 
 DATA = Path(os.environ.get("DLBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "sms-spam").is_dir(), reason=f"no shared datasets in {DATA}")
@@ -373,14 +374,7 @@ def test_bert_synthetic_inputs_have_the_real_shapes() -> None:
 BERT_PARITY = {"model": "bert", "size": "tiny", "max_len": 8, "vocab_size": 50}
 
 
-def _bert_parity_frameworks() -> list[str]:
-    from tests.test_vision_task import _parity_frameworks
-
-    return _parity_frameworks()
-
-
-@pytest.mark.parametrize("fw_name", _bert_parity_frameworks())
+@pytest.mark.parametrize("fw_name", family_parity.framework_ids())
 def test_bert_parity_on_every_framework(fw_name: str) -> None:
-    from tests.test_vision_task import assert_family_parity
-
-    assert_family_parity(fw_name, "nlp", BERT_PARITY)
+    """Outputs vs NumPy; loss and one SGD step vs torch (token ids take no gradient)."""
+    family_parity.assert_family_parity(fw_name, "nlp", BERT_PARITY)

@@ -127,25 +127,7 @@ def test_load_gives_the_encoder_its_mask(task: Task) -> None:
 
 # -- parity ---------------------------------------------------------------------------------------
 
-FRAMEWORKS = family_parity.neural_frameworks() + [f"keras-{b}" for b in family_parity.keras_backends()]
-
-
-@pytest.mark.parametrize("fw_name", FRAMEWORKS)
+@pytest.mark.parametrize("fw_name", family_parity.framework_ids())
 def test_tiny_encoder_parity_on_every_framework(fw_name: str) -> None:
     """Outputs vs NumPy; loss, input gradients and one SGD step vs torch: all <= 1e-4."""
-    if fw_name.startswith("keras-"):
-        rows = family_parity.keras_rows(fw_name.split("-", 1)[1], "speech", TINY)
-        learns = True
-    else:
-        from tests.jax_quick import quick_jax
-
-        fw = get_plugins().frameworks.get(fw_name)
-        with quick_jax():
-            rows = family_parity.family_rows(fw, family_parity.task_spec("speech", TINY))
-        learns = family_parity.trains(fw)
-    expected = {"outputs"}
-    if learns and fw_name != "torch":
-        expected |= {"loss", "input_gradient", "weights_after_step"}
-    assert expected <= set(rows), rows
-    bad = {k: v for k, v in rows.items() if not v <= 1e-4}
-    assert not bad, f"{fw_name}: {bad}"
+    family_parity.assert_family_parity(fw_name, "speech", TINY)

@@ -14,6 +14,7 @@ from dlbench.framework import BuildOptions
 from dlbench.plugins import get_plugins
 from dlbench.spec import ACTIVATIONS
 from dlbench.task import Task
+from tests import family_parity
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 needs_mnist = pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="needs ../shared/data/mnist")
@@ -267,42 +268,13 @@ def test_resnet50_synthetic_inputs_have_imagenet_shapes(task: Task) -> None:
     assert xs["image"].shape == (2, 224, 224, 3) and y.max() < 1000
 
 
-def _parity_frameworks() -> list[str]:
-    from tests.test_parity_layers import FRAMEWORKS
-
-    keras = get_plugins().frameworks.get("keras") if "keras" in get_plugins().frameworks else None
-    backends = [f"keras-{b}" for b in ("tensorflow", "jax", "torch")
-                if keras is not None and keras.availability().installed
-                and importlib.util.find_spec(b) is not None]
-    return [*FRAMEWORKS, *backends]
-
-
 RESNET_PARITY = {"model": "resnet", "size": "tiny", "depth": 1, "width": 4}
 
 
-def assert_family_parity(fw_name: str, task_name: str, params: dict) -> None:
-    """outputs vs NumPy, loss / input gradients / one SGD step vs torch, running statistics vs
-    NumPy: every relative error <= 1e-4 (tests/family_parity.py)."""
-    from tests.family_parity import family_rows, keras_rows, task_spec, trains
-    from tests.jax_quick import quick_jax
-
-    if fw_name.startswith("keras-"):
-        rows, learns = keras_rows(fw_name.split("-", 1)[1], task_name, params), True
-    else:
-        fw = get_plugins().frameworks.get(fw_name)
-        with quick_jax():
-            rows, learns = family_rows(fw, task_spec(task_name, params)), trains(fw)
-    expected = {"outputs"} | ({"loss", "weights_after_step"} if learns and fw_name != "torch" else set())
-    if learns and task_name == "vision":
-        expected.add("running_statistics")
-    assert expected <= set(rows), rows
-    bad = {k: v for k, v in rows.items() if not v <= 1e-4}
-    assert not bad, f"{fw_name} {task_name}: {bad}"
-
-
-@pytest.mark.parametrize("fw_name", _parity_frameworks())
+@pytest.mark.parametrize("fw_name", family_parity.framework_ids())
 def test_resnet_parity_on_every_framework(fw_name: str) -> None:
-    assert_family_parity(fw_name, "vision", RESNET_PARITY)
+    """Outputs and running statistics vs NumPy; loss, input gradients and one SGD step vs torch."""
+    family_parity.assert_family_parity(fw_name, "vision", RESNET_PARITY)
 
 
 @pytest.mark.slow
