@@ -28,7 +28,7 @@ def task() -> Task:
     return get_plugins().tasks.get("speech")
 
 
-def _expected_parameters(size: enc.EncoderSize, mels: int, positions: int) -> int:
+def _expected_parameters(size: enc.TransformerSize, mels: int, positions: int) -> int:
     d = size.d
     per_layer = 2 * 2 * d + 4 * (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
     return (3 * mels * d + d) + (3 * d * d + d) + positions * d + size.layers * per_layer + 2 * d + d * 10 + 10

@@ -15,27 +15,15 @@ seeded Glorot initialisation instead of N(0, 0.02).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dlbench.api import ModelSpec, SpecBuilder
 
-
-@dataclass(frozen=True)
-class BertSize:
-    layers: int
-    d: int
-    heads: int
-
-    @property
-    def ffn(self) -> int:
-        return 4 * self.d
-
+from ._transformer import TransformerSize
 
 SIZES = {
-    "tiny": BertSize(2, 128, 2),
-    "mini": BertSize(4, 256, 4),
-    "small": BertSize(4, 512, 8),
-    "base": BertSize(12, 768, 12),
+    "tiny": TransformerSize(2, 128, 2),
+    "mini": TransformerSize(4, 256, 4),
+    "small": TransformerSize(4, 512, 8),
+    "base": TransformerSize(12, 768, 12),
 }
 POSITIONS = 512
 """Rows of the position table (BERT's maximum sequence length)."""
@@ -43,7 +31,7 @@ EPSILON = 1e-12
 DROPOUT = 0.1
 
 
-def bert_spec(name: str, size: BertSize, seq_len: int, vocab_size: int, classes: int) -> ModelSpec:
+def bert_spec(name: str, size: TransformerSize, seq_len: int, vocab_size: int, classes: int) -> ModelSpec:
     """A BERT encoder classifier over ``tokens`` (int32 ``(seq_len,)``) and ``mask`` (float32)."""
     b = SpecBuilder(name)
     tokens = b.input("tokens", (seq_len,), "int32")

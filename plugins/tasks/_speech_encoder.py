@@ -18,28 +18,16 @@ Sizes: ``tiny`` (2 layers, d=64, 2 heads), ``small`` (4, 144, 4: Conformer-S's w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from dlbench.api import ModelSpec, SpecBuilder
 
-
-@dataclass(frozen=True)
-class EncoderSize:
-    layers: int
-    d: int
-    heads: int
-
-    @property
-    def ffn(self) -> int:
-        return 4 * self.d
-
+from ._transformer import TransformerSize
 
 SIZES = {
-    "tiny": EncoderSize(2, 64, 2),
-    "small": EncoderSize(4, 144, 4),
-    "base": EncoderSize(12, 256, 4),
+    "tiny": TransformerSize(2, 64, 2),
+    "small": TransformerSize(4, 144, 4),
+    "base": TransformerSize(12, 256, 4),
 }
 SUBSAMPLING = 4
 """Frames per position of the encoder (two stride-2 convolutions)."""
@@ -54,7 +42,7 @@ def subsampled_length(frames: int) -> int:
     return frames
 
 
-def encoder_spec(name: str, size: EncoderSize, frames: int, mels: int, classes: int) -> ModelSpec:
+def encoder_spec(name: str, size: TransformerSize, frames: int, mels: int, classes: int) -> ModelSpec:
     """The encoder classifier over ``spectrogram`` ``(frames, mels)`` and ``mask``."""
     length = subsampled_length(frames)
     b = SpecBuilder(name)
