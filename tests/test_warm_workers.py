@@ -252,6 +252,8 @@ def test_warm_group_follows_the_scenario_and_the_framework_settings(probe_dir):
     assert group is not None
     assert warm_group(plugins, on, acc.with_params(epochs=2, seed=3), 1) == group  # same group
     assert warm_group(plugins, on, acc.with_params(threads=2), 1) != group  # threads part it
+    # variant and precision are options of a model, not of the process: they share it
+    assert warm_group(plugins, on, acc.with_params(variant="compiled", precision="bf16"), 1) == group
     assert warm_group(plugins, on, Cell("probe_warm", "blobs", "numpyfw"), 1) is not None
     assert warm_group(plugins, on, Cell("speed", "blobs", "numpyfw", "cpu", {"batch_size": 1}), 1) is None
     assert warm_group(plugins, on, Cell("probe_cold", "blobs", "numpyfw"), 1) is None

@@ -328,15 +328,19 @@ def selected(key: str, select: str | None) -> bool:
 
 
 def warm_group(plugins: Plugins, options: RunOptions, cell: Cell, repeats: int) -> str | None:
-    """The warm worker group a job of ``cell`` may run in: its framework, device, variant,
-    precision, threads and the framework's own parameters (a Keras backend); None (a fresh
-    process) for a scenario that times a first call, a cell with repeats (process-level
-    replicates), ``fresh_processes`` or a launcher other than subprocess."""
+    """The warm worker group a job of ``cell`` may run in: its framework, device, threads and
+    the framework's own parameters (a Keras backend: fixed at import); None (a fresh process)
+    for a scenario that times a first call, a cell with repeats (process-level replicates),
+    ``fresh_processes`` or a launcher other than subprocess. Variant and precision are options
+    of each model a cell builds, not of the process (no framework keeps them in global state),
+    so a suite's accuracy (graph), parity (eager) and robustness cells of one framework share
+    one worker: a quiet quick run started eight groups for five frameworks, and the LRU limit
+    then retired the very workers its robustness cells needed."""
     if options.fresh_processes or options.launcher != "subprocess" or repeats > 1:
         return None
     if not plugins.scenarios.get(cell.scenario).reuses_process(cell):
         return None
-    names = sorted({"variant", "precision", "threads", *plugins.frameworks.get(cell.framework).params})
+    names = sorted({"threads", *plugins.frameworks.get(cell.framework).params})
     return json.dumps([cell.framework, cell.device, {k: cell.params[k] for k in names if k in cell.params}],
                       sort_keys=True, default=str)
 

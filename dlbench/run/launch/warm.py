@@ -3,7 +3,8 @@
 Starting an interpreter and importing a framework costs seconds that no figure measures. A job
 with a ``group`` (the session gives one to the cells of scenarios that declare
 :attr:`~dlbench.scenarios.base.Scenario.warm_ok`: accuracy, parity, robustness ...; grouped by
-framework, its variant and settings, device and threads) runs in that group's warm worker
+framework, its process-level settings such as a Keras backend, device and threads; not a
+model's variant or precision) runs in that group's warm worker
 (``python -m dlbench.run.worker --serve``); every other job (speed cells, anything that reports a
 first-call or compile time, repeats) runs in a fresh process as before, and no warm worker is
 alive while it does, so nothing idles beside a measurement.
