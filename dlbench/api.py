@@ -16,7 +16,7 @@ What is here, by kind (docs/plugins.md has one line on each):
 * the neutral model spec: :class:`ModelSpec`, :class:`Node`, :class:`SpecBuilder`,
   :func:`check_weights`, :func:`same_padding`, :func:`conv_out`, :func:`conv_pads`, :data:`ACTIVATIONS`,
   :data:`OPS`, and the float64 NumPy reference's :data:`MASK_FILL`;
-* tasks: :class:`Task`, :class:`Dataset`, :class:`PerturbationDomain`, :class:`Corruption`,
+* tasks: :class:`Task`, :class:`Dataset`, :class:`NativeModel`, :class:`PerturbationDomain`, :class:`Corruption`,
   :func:`find_corruption`;
 * datasets: :class:`DatasetInfo`, :class:`FileEntry`, :func:`require`,
   :func:`read_sha256sums`, :func:`files_from_sums`, :func:`derived_dir`,
@@ -86,7 +86,14 @@ from dlbench.spec import (
     same_padding,
 )
 from dlbench.spec_numpy import MASK_FILL
-from dlbench.task import Corruption, Dataset, PerturbationDomain, Task, find_corruption
+from dlbench.task import (
+    Corruption,
+    Dataset,
+    NativeModel,
+    PerturbationDomain,
+    Task,
+    find_corruption,
+)
 
 if TYPE_CHECKING:
     from dlbench.measure.sampler import Budget, sample
@@ -145,7 +152,7 @@ __all__ = [
     "conv_out", "conv_pads", "same_padding", "STATE_PARAMS", "ONNX_OPSET", "to_onnx", "to_onnx_bytes",
     "ImportedSpec", "import_model",
     # tasks and datasets
-    "Corruption", "Dataset", "PerturbationDomain", "Task", "find_corruption",
+    "Corruption", "Dataset", "NativeModel", "PerturbationDomain", "Task", "find_corruption",
     "DatasetInfo", "FileEntry", "atomic_writer", "derived_dir", "files_from_sums",
     "read_sha256sums", "require", "seal", "seal_state",
     # results, scenarios, attacks, reporters

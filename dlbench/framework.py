@@ -160,6 +160,10 @@ class Model(ABC):
         """Peak device memory since the last reset, or None where the device does not tell."""
         return None
 
+    def parameter_count(self) -> int:
+        """Trainable parameters: the spec's (a native model counts its own)."""
+        return self.spec.parameter_count()
+
     def reset_peak_memory(self) -> None:
         """Start a new peak-memory window."""
 
@@ -238,6 +242,15 @@ class Framework(ABC):
     @abstractmethod
     def build(self, spec: ModelSpec, weights: Mapping[str, np.ndarray], options: BuildOptions) -> Model:
         """Compile ``spec`` with ``weights`` into a native model; raise UnsupportedError to skip."""
+
+    def build_native(self, native: Any, spec: ModelSpec, options: BuildOptions) -> Model:
+        """Wrap a model written in this framework's own API (the object
+        :class:`dlbench.task.NativeModel` ``make()`` returned) as a :class:`Model`; ``spec`` is
+        the task's model for its interface only (input names, shapes, dtypes; the loss is in
+        ``options.train``). Weights are the native model's own, under its own names. Default:
+        this framework runs no native models."""
+        raise UnsupportedError(f"{self.name} runs no native models (Framework.build_native): "
+                               "give the task a spec, or a native model for a framework that does")
 
     def build_classic(self, estimator: Any, options: BuildOptions) -> Model:
         """``kind = "classic"`` frameworks wrap the task's classic estimator (see Task.classic_model)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -104,6 +104,37 @@ class Corruption:
         return [int(seed), zlib.crc32(self.name.encode()), int(level)]
 
 
+@dataclass(frozen=True)
+class NativeModel:
+    """A model written in one framework's own API (bring-your-own-model): it runs only on the
+    framework named ``framework``, through the same scenarios as the spec (speed, accuracy,
+    robustness, scalability), never in parity (there is no spec to compile elsewhere).
+
+    ``make()`` builds the native object (a ``torch.nn.Module`` for ``torch``) in the cell's
+    process, after the framework's setup (threads, seed), so its own initialiser is seeded; import
+    the framework inside it, never at plugin load. The task's :meth:`Task.model_spec` still gives
+    the model's interface: input names, shapes and dtypes (synthetic batches, devices), the output
+    shape the task scores, and the loss. The native model takes the inputs as keyword arguments by
+    input name and returns what the spec's output would (logits). Its weights are its own
+    (for torch, the state_dict), stored as trained-weight artifacts under their own names.
+    ``name`` names it in cell details, model digests and artifacts.
+    """
+
+    name: str
+    framework: str
+    make: Callable[[], Any]
+
+
+def native_skip(task: Task, params: Mapping[str, Any], framework: str) -> str | None:
+    """Why a cell on ``framework`` cannot run this configuration's native model (parent-side,
+    nothing imported), or None where there is none or it is this framework's."""
+    native = task.native_model(params)
+    if native is None or native.framework == framework:
+        return None
+    return (f"task {task.name!r} runs native {native.framework} model {native.name!r}: it runs "
+            f"only on {native.framework}; choose framework {native.framework}")
+
+
 def find_corruption(corruptions: Iterable[Corruption], name: str, task: str = "") -> Corruption:
     """The corruption called ``name``; an UnsupportedError listing the valid names otherwise."""
     cs = tuple(corruptions)
@@ -143,6 +174,12 @@ class Task(ABC):
     @abstractmethod
     def model_spec(self, params: Mapping[str, Any], dataset: Dataset | None = None) -> ModelSpec:
         """The neutral model for this configuration (``dataset`` may size vocabularies)."""
+
+    def native_model(self, params: Mapping[str, Any]) -> NativeModel | None:
+        """A model in one framework's own API for this configuration (see :class:`NativeModel`),
+        or None (default): the spec runs on every framework. Called in the parent too, so it must
+        be cheap and import no framework (``NativeModel.make`` does that, in the cell)."""
+        return None
 
     def train_config(self, params: Mapping[str, Any]) -> TrainConfig:
         """Loss and optimizer for this task."""

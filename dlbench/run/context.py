@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from dlbench.framework import BuildOptions, Framework, Model
 from dlbench.plugins import Plugins
 from dlbench.result import ModelInfo, Result
 from dlbench.spec import ModelSpec, weights_digest
-from dlbench.task import Dataset, Task
+from dlbench.task import Dataset, NativeModel, Task, native_skip
 
 FRAMEWORK_LEVEL = ("variant", "precision")
 
@@ -37,6 +37,8 @@ class CellContext:
     artifacts_dir: Path
     result: Result
     notes: list[str] = field(default_factory=list)
+    native_info: ModelInfo | None = field(default=None, init=False, repr=False)
+    """Set when the task's native model is first built (see :meth:`model_info`)."""
 
     # -- parameters ------------------------------------------------------------------------------
     @property
@@ -63,6 +65,11 @@ class CellContext:
                      f"before the split ({dataset.n_train} train, {dataset.n_test} test)")
         self.result.details["dataset"] = split
         return dataset
+
+    @cached_property
+    def native(self) -> NativeModel | None:
+        """The task's own model for this cell (:meth:`Task.native_model`), or None: the spec."""
+        return self.task.native_model(self.params)
 
     def spec(self, dataset: Dataset | None = None) -> ModelSpec:
         return self.task.model_spec(self.params, dataset)
@@ -91,9 +98,43 @@ class CellContext:
                 raise UnsupportedError(f"task {self.task.name!r} has no classic baseline for {fw.name}")
             return fw.build_classic(estimator, options)
         assert spec is not None and weights is not None
-        return fw.build(spec, weights, options)
+        if self.native is None:
+            return fw.build(spec, weights, options)
+        return self._build_native(fw, spec, weights, options)
+
+    def _build_native(self, fw: Framework, spec: ModelSpec, weights: Mapping[str, np.ndarray],
+                      options: BuildOptions) -> Model:
+        """The task's native model. It initialises itself (seeded by the framework's setup), so
+        weights in the spec's canonical layout (a scenario's initial weights) are not its own and
+        are left alone; its own weights (reloaded trained ones) are loaded. Its output shape is
+        checked against the spec's on two synthetic examples."""
+        native = self.native
+        assert native is not None
+        reason = native_skip(self.task, self.params, fw.name)
+        if reason:
+            raise UnsupportedError(reason)
+        model = fw.build_native(native.make(), spec, options)
+        own = model.get_weights()
+        if self.native_info is None:  # the first build: the weights it initialised itself with
+            self.native_info = ModelInfo(f"native:{native.framework}:{native.name}",
+                                         model.parameter_count(), 0, weights_digest(own))
+        if set(weights) == set(own):
+            model.set_weights(weights)
+        xs, _ = self.task.synthetic_batch(spec, 2, np.random.default_rng(self.seed), self.params)
+        shape = tuple(np.shape(model.to_numpy(model.forward(model.to_device(xs)))))
+        want = (2, *spec.shapes()[spec.output])
+        if shape != want:
+            raise DlbenchError(f"native model {native.name!r} returned outputs of shape {shape} "
+                               f"for 2 examples; task {self.task.name!r} scores {want}: make its "
+                               "last layer match the task's output")
+        return model
 
     def model_info(self, spec: ModelSpec | None, initial: Mapping[str, np.ndarray] | None) -> ModelInfo:
+        """What the store keeps of the cell's model: the spec's digest, parameters, FLOPs and
+        initial weights; a native model's own parameters and initial weights (no FLOPs: it has
+        no spec to count them from) once it is built."""
+        if self.native_info is not None:
+            return replace(self.native_info)
         if spec is None or initial is None:
             return ModelInfo("", 0, 0, "")
         return ModelInfo(spec.digest(), spec.parameter_count(), spec.flops_per_example(),
@@ -107,6 +148,7 @@ class CellContext:
         blob = json.dumps({"task": self.task.name, "task_params": task_params,
                            "framework": self.framework.name, "fw_params": fw_params,
                            "spec": spec.digest() if spec else None, "seed": self.seed,
+                           "native": self.native.name if self.native else None,
                            "training": training}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

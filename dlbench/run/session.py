@@ -53,6 +53,7 @@ from dlbench.run.suite import Suite
 from dlbench.scenarios.base import Scenario
 from dlbench.store.database import Store
 from dlbench.store.liveness import runner_info
+from dlbench.task import native_skip
 
 LAUNCHERS = ("subprocess", "inline", "ray")
 
@@ -138,13 +139,15 @@ class Session:
             reason = None  # another interpreter runs the cell: its worker checks for itself
         if reason is None:  # what it declares it offers (cells of `frameworks: installed` or `all`)
             reason = fw.unsupported(cell.device, cell.params)
+        task = self.plugins.tasks.get(cell.task)
         if reason is None:
-            reason = self.plugins.scenarios.get(cell.scenario).skip_reason(
-                cell, self.plugins.tasks.get(cell.task), fw)
+            reason = native_skip(task, cell.params, fw.name)
+        if reason is None:
+            reason = self.plugins.scenarios.get(cell.scenario).skip_reason(cell, task, fw)
         status = "skipped"
         if reason is None and self.plugins.scenarios.get(cell.scenario).needs_data:
             try:
-                for name in self.plugins.tasks.get(cell.task).datasets(cell.params):
+                for name in task.datasets(cell.params):
                     self._ensure_dataset(name, cell.task)
             except (DatasetError, PluginError) as exc:
                 reason = str(exc)

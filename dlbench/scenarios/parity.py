@@ -55,6 +55,11 @@ class ParityScenario(Scenario):
     def skip_reason(self, cell: Cell, task: Task, framework: Framework) -> str | None:
         if framework.kind == "classic":
             return f"{framework.name} is a classic baseline: it does not run the neural spec"
+        native = task.native_model(cell.params)
+        if native is not None:
+            return (f"task {task.name!r} runs native {native.framework} model {native.name!r}: "
+                    "parity compares compilations of the spec, which it has none of "
+                    "(speed, accuracy, robustness and scalability run it)")
         return None
 
     def run(self, ctx: CellContext) -> None:

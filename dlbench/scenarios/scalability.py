@@ -93,6 +93,11 @@ class ScalabilityScenario(Scenario):
             return f"{framework.name} fits in one call and has no train step to time"
         if axis == "workers" and type(framework).data_parallel_throughput is Framework.data_parallel_throughput:
             return f"{framework.name} implements no data-parallel training (workers axis)"
+        native = task.native_model(cell.params)
+        if axis == "workers" and native is not None:
+            return (f"task {task.name!r} runs native model {native.name!r}: data-parallel "
+                    "training replicates the spec; the batch_size, threads and train_fraction "
+                    "axes run it")
         return None
 
     def reuses_process(self, cell: Cell) -> bool:

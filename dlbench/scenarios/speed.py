@@ -75,7 +75,7 @@ class SpeedScenario(Scenario):
         model.reset_peak_memory()
         sampling = sample(step, model.synchronize, budget, fetch=model.to_numpy)
         record(ctx, sampling, bs, model)
-        if spec is not None:
+        if spec is not None and ctx.native is None:  # a native model has no spec to count FLOPs of
             record_efficiency(ctx, spec.flops_per_example(), mode)
         if bs == 1:
             lat_budget = Budget.from_dict({**self.budget, **ctx.cell.budget, "window_iterations": 1,
