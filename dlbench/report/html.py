@@ -32,6 +32,7 @@ from dlbench.report.common import (
     scenario_of,
     status_counts,
 )
+from dlbench.report.inference import boards
 from dlbench.report.tables import (
     Table,
     TCell,
@@ -39,7 +40,6 @@ from dlbench.report.tables import (
     corruption_tables,
     drop_empty_columns,
     figure_cell,
-    leaderboards,
     parity_table,
     status_cell,
     threads_text,
@@ -237,7 +237,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         if run.finished_at and run.started_at else DASH,
         "counts": status_counts(results), "total": len(results), "flags": flag_summary(results),
         "failures": failures, "skipped": skipped,
-        "leaderboards": leaderboards(results, data.scenarios), "charts": charts,
+        "leaderboards": boards(results, data.scenarios), "charts": charts,
         "parity": parity_table(results), "corruptions": corruption_tables(results),
         "audit": audit_table(results, data.scenarios),
         "environment": [t for t in (machine_table(data), *environment_tables(data)) if t is not None],

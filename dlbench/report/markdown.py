@@ -18,11 +18,11 @@ from dlbench.report.common import (
     status_counts,
 )
 from dlbench.report.escape import md_code, md_text
+from dlbench.report.inference import boards
 from dlbench.report.tables import (
     Table,
     baseline_table,
     corruption_tables,
-    leaderboards,
     parity_table,
 )
 
@@ -77,7 +77,7 @@ class MarkdownReporter(Reporter):
         out += [" · ".join(meta), ""]
         flagged, legend = flag_notes(flag_summary(data.results))
         out += flagged
-        for task, tables in leaderboards(data.results, data.scenarios).items():
+        for task, tables in boards(data.results, data.scenarios).items():
             out += [f"## {md_text(task)}", ""]
             for t in tables:
                 out += [f"### {md_text(t.title)}", "", md_table(t), ""]

@@ -77,6 +77,7 @@ def execute(payload: dict[str, Any]) -> Result:
         scenario.run(ctx)
         result.environment = {**fingerprint(framework_distributions(plugins.frameworks)),
                               "framework_version": framework.version(), "framework_kind": framework.kind,
+                              "framework_trains": framework.trains,
                               "threads": threads, "load": machine_load()}
     except UnsupportedError as exc:
         result.status, result.error = "skipped", str(exc)
