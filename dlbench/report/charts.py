@@ -54,6 +54,11 @@ class Chart:
 
 
 def slug(*parts: Any) -> str:
+    """A readable HTML-id fragment of ``parts``: lower-case ``[a-z0-9-]`` only (safe in an id and
+    a CSS selector), each part cut to 40 characters, ``chart`` when nothing is left.
+
+    Not :func:`dlbench.report.filenames.slug`: that one keeps case, ``.`` and ``_`` and appends a
+    digest so that distinct names never share a file; chart ids are stable, digest-free words."""
     words = (re.sub(r"[^a-z0-9]+", "-", str(p).lower()).strip("-")[:40] for p in parts if p != "")
     return "-".join(w for w in words if w) or "chart"
 
