@@ -174,11 +174,15 @@ class TensorFlowModel(Model):
         self._last: Any = None
 
     def _wrap(self, fn: Any) -> Any:
+        """tf.function without AutoGraph: every branch of the graph builder is on Python values
+        (the op, the training flag, static shapes), so there is nothing to convert, and AutoGraph's
+        conversion of the builder once called ``_op`` for ``_conv`` (a ResNet-50 bf16 training
+        step in the reference suite: "tf___op() missing 2 required positional arguments")."""
         variant = self.options.variant
         if variant == "graph":
-            return self._tf.function(fn, reduce_retracing=True)
+            return self._tf.function(fn, reduce_retracing=True, autograph=False)
         if variant == "compiled":
-            return self._tf.function(fn, jit_compile=True)
+            return self._tf.function(fn, jit_compile=True, autograph=False)
         return fn
 
     # -- data ------------------------------------------------------------------------------------
