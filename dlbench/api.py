@@ -63,6 +63,7 @@ from dlbench.framework import (
     Model,
     TrainConfig,
 )
+from dlbench.measure.flops import gemm_rate
 from dlbench.measure.parity import gradient_inputs, mask_inputs
 from dlbench.onnx_export import OPSET as ONNX_OPSET
 from dlbench.onnx_export import to_onnx, to_onnx_bytes
@@ -146,7 +147,7 @@ __all__ = [
     "hookimpl",
     # frameworks
     "Availability", "Batch", "BuildOptions", "DataParallelRun", "Framework", "LOSSES", "Model",
-    "OPTIMIZERS", "TrainConfig", "gradient_inputs", "mask_inputs", "Budget", "sample",
+    "OPTIMIZERS", "TrainConfig", "gradient_inputs", "mask_inputs", "Budget", "sample", "gemm_rate",
     # the neutral model spec
     "ACTIVATIONS", "MASK_FILL", "ModelSpec", "Node", "OPS", "SpecBuilder", "check_weights",
     "conv_out", "conv_pads", "same_padding", "STATE_PARAMS", "ONNX_OPSET", "to_onnx", "to_onnx_bytes",

@@ -160,6 +160,12 @@ class Model(ABC):
         """Peak device memory since the last reset, or None where the device does not tell."""
         return None
 
+    def matmul_flops(self, n: int = 1024) -> float | None:
+        """This framework's own dense ``n x n`` matmul FLOP/s on the model's device, at its
+        precision and with the cell's threads (use :func:`dlbench.api.gemm_rate`): part of the
+        CPU roofline an efficiency is measured against. None (default): not offered."""
+        return None
+
     def parameter_count(self) -> int:
         """Trainable parameters: the spec's (a native model counts its own)."""
         return self.spec.parameter_count()

@@ -46,7 +46,8 @@ def test_matmul_peak_is_a_positive_flop_rate():
 def _ctx(device: str, samples_per_s: float, precision: str = "fp32") -> types.SimpleNamespace:
     cell = Cell("speed", "vision", "torch", device, {"batch_size": 8, "precision": precision})
     r = Result(cell, "ok", [Measurement("throughput", "samples/s", list(np.full(40, samples_per_s)))])
-    return types.SimpleNamespace(result=r, cell=cell, params=cell.params)
+    return types.SimpleNamespace(result=r, cell=cell, params=cell.params,
+                                 framework=types.SimpleNamespace(name="torch"))
 
 
 def test_mfu_against_the_gpus_datasheet_peak(monkeypatch):
@@ -82,3 +83,49 @@ def test_cpu_efficiency_is_the_share_of_the_machines_own_matmul(monkeypatch):
     ctx = _ctx("cpu", 200.0)
     record_efficiency(ctx, 1e8, "infer")
     assert ctx.result.metrics["peak_flops"] == 50e9 and "2 threads 10 GFLOP/s" in ctx.result.details["efficiency"]["source"]
+
+
+def test_the_frameworks_own_gemm_at_the_cells_precision_joins_the_roofline(monkeypatch):
+    monkeypatch.setattr(speed, "matmul_peak", lambda t: 50e9)
+    monkeypatch.setattr(speed, "resolve_threads", lambda requested: 2)
+    model = types.SimpleNamespace(matmul_flops=lambda: 400e9)  # a bf16 oneDNN GEMM, say
+    ctx = _ctx("cpu", 1000.0, "bf16")
+    record_efficiency(ctx, 1e8, "infer", model)  # 100 GFLOP/s: 200% of NumPy's, 25% of bf16's
+    assert ctx.result.metrics["peak_flops"] == 400e9
+    assert ctx.result.metrics["flops_efficiency"] == pytest.approx(0.25)
+    assert "torch bf16 GEMM" in ctx.result.details["efficiency"]["source"]
+
+
+def test_no_efficiency_above_every_probe(monkeypatch):
+    monkeypatch.setattr(speed, "matmul_peak", lambda t: 50e9)
+    monkeypatch.setattr(speed, "resolve_threads", lambda requested: 2)
+    ctx = _ctx("cpu", 1000.0)
+    record_efficiency(ctx, 1e8, "infer", types.SimpleNamespace(matmul_flops=lambda: None))
+    assert "flops_efficiency" not in ctx.result.metrics  # 100 GFLOP/s > every 50 GFLOP/s probe
+    assert ctx.result.metrics["achieved_flops"] == pytest.approx(100e9)
+    assert "exceeds every matmul probe" in ctx.result.details["efficiency_note"]
+
+
+def test_gemm_rate_is_a_positive_flop_rate():
+    a = np.ones((32, 32), np.float32)
+    assert flops.gemm_rate(lambda: a @ a, 32, max_time=0.01) > 0
+
+
+@pytest.mark.parametrize("fw_name", ["torch", "tensorflow", "jax", "onnxruntime"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_each_framework_measures_its_own_gemm_at_its_precision(fw_name, precision):
+    from dlbench.framework import BuildOptions
+    from dlbench.plugins import get_plugins
+
+    fw = get_plugins().frameworks.get(fw_name)
+    if not fw.availability().installed:
+        pytest.skip(f"{fw_name} is not installed")
+    if precision not in fw.precisions:
+        pytest.skip(f"{fw_name} has no {precision}")
+    spec = get_plugins().tasks.get("vision").model_spec({"dataset": "digits", "model": "mlp"})
+    model = fw.build(spec, spec.init_weights(0), BuildOptions(variant=fw.variants[0], precision=precision))
+    rate = model.matmul_flops(n=64)
+    if fw_name == "onnxruntime":
+        assert rate is None  # runtimes offer none: NumPy's GEMM is their roofline
+    else:
+        assert rate is not None and rate > 0

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,26 +83,35 @@ def step_flops(forward_flops: float, mode: str) -> float:
     return forward_flops * (TRAIN_FACTOR if mode == "train" else 1)
 
 
-def matmul_peak(threads: int, n: int = 512, max_time: float = 0.3, dtype: type = np.float32) -> float:
-    """This machine's dense matmul FLOP/s with ``threads`` BLAS threads: ``n x n`` float32 GEMMs
-    through NumPy, the fastest of the runs that fit in ``max_time``. A peak is what the machine
-    reaches when nothing interrupts it, and no run can be faster than the hardware: on a loaded
-    machine the fastest run is the one other processes left alone (the median would measure the
-    load)."""
+def gemm_rate(step: Callable[[], Any], n: int, max_time: float = 0.3) -> float:
+    """FLOP/s of the fastest of repeated ``n x n`` matmuls ``step()``, each waited for by reading
+    one element of its result back (``float(y[0, 0])``: NumPy, torch, TensorFlow and JAX arrays
+    all block until the product is done), for as many runs as fit in ``max_time`` (at least 3). A
+    peak is what the machine reaches when nothing interrupts it, and no run can be faster than
+    the hardware: on a loaded machine the fastest run is the one other processes left alone (the
+    median would measure the load)."""
+    float(step()[0, 0])  # warm: the first call allocates, starts thread pools, compiles
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < max_time and len(times) < 200):
+        t0 = time.perf_counter()
+        float(step()[0, 0])
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / min(times)
+
+
+def matmul_peak(threads: int, n: int = 1024, max_time: float = 0.3, dtype: type = np.float32) -> float:
+    """This machine's dense float32 matmul FLOP/s through NumPy's BLAS with ``threads`` threads
+    (:func:`gemm_rate`). A framework's own GEMM (oneDNN, XLA, MKL) may be faster, and a bf16 one
+    much faster: the speed scenario also asks the model (:meth:`dlbench.framework.Model.
+    matmul_flops`) and takes the fastest as the roofline."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
     a: np.ndarray = rng.standard_normal((n, n)).astype(dtype)
     b: np.ndarray = rng.standard_normal((n, n)).astype(dtype)
-    times: list[float] = []
     with threadpool_limits(limits=max(int(threads), 1), user_api="blas"):
-        a @ b  # warm: first call allocates and starts the BLAS threads
-        start = time.perf_counter()
-        while len(times) < 5 or (time.perf_counter() - start < max_time and len(times) < 200):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-    return 2.0 * n**3 / min(times)
+        return gemm_rate(lambda: a @ b, n, max_time)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from dlbench.api import (
     ModelSpec,
     UnsupportedError,
     check_weights,
+    gemm_rate,
     gradient_inputs,
     hookimpl,
 )
@@ -203,6 +204,18 @@ class JaxModel(Model):
                 self.params, self.state, self.opt_state, native_inputs, native_targets, self._key)
         self._last = (self.params, loss)
         return loss
+
+    def matmul_flops(self, n: int = 1024) -> float | None:
+        """A jitted ``jnp.matmul`` at the cell's precision on the model's device (XLA)."""
+        import jax
+        import jax.numpy as jnp
+
+        dtype = jnp.bfloat16 if self.options.precision == "bf16" else jnp.float32
+        rng = np.random.default_rng(0)
+        a, b = (jax.device_put(jnp.asarray(rng.standard_normal((n, n)), dtype), self.device)
+                for _ in range(2))
+        mm = jax.jit(jnp.matmul)
+        return gemm_rate(lambda: mm(a, b), n)
 
     def synchronize(self) -> None:
         import jax

@@ -51,6 +51,7 @@ from dlbench.api import (
     TrainConfig,
     UnsupportedError,
     check_weights,
+    gemm_rate,
     gradient_inputs,
     hookimpl,
 )
@@ -182,6 +183,16 @@ class KerasModel(Model):
     def train_step(self, native_inputs: Any, native_targets: Any) -> Any:
         with self._keras.device(self.device):
             return np.float32(self.model.train_on_batch(native_inputs, native_targets))
+
+    def matmul_flops(self, n: int = 1024) -> float | None:
+        """``keras.ops.matmul`` at the cell's precision on the backend and device the model runs."""
+        ops = self._keras.ops
+        dtype = "bfloat16" if self.options.precision == "bf16" else "float32"
+        rng = np.random.default_rng(0)
+        with self._keras.device(self.device):
+            a, b = (ops.convert_to_tensor(rng.standard_normal((n, n)).astype(np.float32), dtype)
+                    for _ in range(2))
+            return gemm_rate(lambda: ops.matmul(a, b), n)
 
     def synchronize(self) -> None:
         kb.synchronize(self.backend, self.device)

@@ -42,6 +42,7 @@ from dlbench.api import (
     TrainConfig,
     UnsupportedError,
     check_weights,
+    gemm_rate,
     gradient_inputs,
     hookimpl,
 )
@@ -208,6 +209,14 @@ class TensorFlowModel(Model):
         with self._tf.device(self.device):
             self._last = self._train(native_inputs, native_targets)
         return self._last
+
+    def matmul_flops(self, n: int = 1024) -> float | None:
+        """``tf.linalg.matmul`` at the cell's precision on the model's device (eager: oneDNN)."""
+        tf = self._tf
+        dtype = tf.bfloat16 if self.options.precision == "bf16" else tf.float32
+        with tf.device(self.device):
+            a, b = (tf.cast(tf.random.stateless_normal((n, n), seed=(0, i)), dtype) for i in range(2))
+            return gemm_rate(lambda: tf.linalg.matmul(a, b), n)
 
     def synchronize(self) -> None:
         sync = getattr(self._tf.test.experimental, "sync_devices", None)

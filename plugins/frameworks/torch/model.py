@@ -16,6 +16,7 @@ from dlbench.api import (
     ModelSpec,
     UnsupportedError,
     check_weights,
+    gemm_rate,
     gradient_inputs,
 )
 
@@ -161,6 +162,16 @@ class TorchModel(Model):
         with torch.no_grad(), self._autocast():
             _, cap = self.module.run(self.to_device(inputs), self._embedding_nodes)
         return {k: self.to_numpy(v) for k, v in cap.items()}
+
+    def matmul_flops(self, n: int = 1024) -> float | None:
+        """``torch.mm`` at the cell's precision (bf16 operands under bf16) on the model's device."""
+        import torch
+
+        dtype = torch.bfloat16 if self.options.precision == "bf16" else torch.float32
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(n, n, generator=g).to(self.device, dtype) for _ in range(2))
+        with torch.no_grad():
+            return gemm_rate(lambda: a @ b, n)
 
     def peak_memory_bytes(self) -> int | None:
         import torch
