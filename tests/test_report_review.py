@@ -43,6 +43,10 @@ def review_run() -> RunData:
     rng = np.random.default_rng(0)
     results = [speed(fw, "infer", 1, "eager", t, rng) for fw, t in (("torch", 900.0), ("jax", 1200.0))]
     results += [speed(fw, "infer", 32, "eager", t, rng) for fw, t in (("torch", 9000.0), ("jax", 12000.0))]
+    runtime = [speed("onnxruntime", "infer", bs, "all", t, rng) for bs, t in ((1, 2000.0), (32, 30000.0))]
+    for r in runtime:  # an inference runtime ran: the task gets an inference board
+        r.environment = {**r.environment, **NEURAL_ENV, "framework_trains": False}
+    results += runtime
     torch_acc = accuracy("torch", "vision", {"accuracy": 0.90}, rng)
     sk = accuracy("sklearn", "vision", {"accuracy": 0.97}, rng)  # better than the CNN: still not #1
     sk.series["learning_curve"] = sk.series["learning_curve"][-1:]  # one fit
@@ -73,6 +77,10 @@ def review_run() -> RunData:
 
 STATE = """(() => {
   const board = document.querySelector("#leaderboard");
+  const boards = [...board.querySelectorAll("h4")].map(h => ({
+    title: h.textContent.trim(),
+    head: [...h.nextElementSibling.querySelectorAll("th")].map(th => th.textContent.trim()),
+    rows: [...h.nextElementSibling.querySelectorAll("tbody tr")].map(tr => [...tr.children].map(td => td.textContent.trim()))}));
   const tasks = [...board.querySelectorAll("h3")].map(h => h.textContent.trim());
   const notes = [...board.querySelectorAll("p.note")].map(p => p.textContent);
   const rows = [...board.querySelectorAll("tr")].map(tr => [...tr.children].map(td => td.textContent.trim()));
@@ -88,7 +96,7 @@ STATE = """(() => {
                                                                   color: getComputedStyle(td).color}));
   const fail = document.querySelector("td.fail");
   const env = [...document.querySelectorAll("#environment tr")].map(tr => tr.textContent);
-  return {tasks, notes, rows, rob, lat, tput, learn, na, env,
+  return {tasks, boards, notes, rows, rob, lat, tput, learn, na, env,
           failColor: fail ? getComputedStyle(fail).color : null};
 })()"""
 
@@ -154,3 +162,14 @@ def test_the_environment_shows_machine_threads_load_contention_and_canary(page):
     for needed in ("Intel Xeon Platinum", "openblas 0.3.27", "Threads per cell", "Load while cells ran",
                    "1.50", "Contention", "Canary", "GFLOP/s"):
         assert needed in env, needed
+
+
+def test_an_inference_board_leads_the_task_with_runtimes_and_frameworks_side_by_side(page):
+    boards = page.value["boards"]
+    vision = [b["title"] for b in boards if b["title"].endswith("vision")]
+    assert vision[0] == "Inference — vision"  # first of the task's boards
+    board = boards[[b["title"] for b in boards].index("Inference — vision")]
+    assert "Latency p50 / p99 (ms), batch 1" in board["head"]
+    assert "Throughput (samples/s) [95% CI], batch 32" in board["head"]
+    assert [r[1].split("[")[0] for r in board["rows"]] == ["onnxruntime", "jax", "torch"]  # fastest first
+    assert [r[0] for r in board["rows"]] == ["1", "2", "3"]
