@@ -121,10 +121,14 @@ class _Graph:
         elif n.op in ("Conv1D", "Conv2D"):
             self._conv(n, rank)
         elif n.op in ("MaxPool", "AvgPool"):
-            p = int(a["pool_size"])
+            k = int(a["pool_size"])
             nd = rank - 2
+            geometry: dict[str, Any] = {"kernel_shape": [k] * nd,
+                                        "strides": [int(a.get("strides", k))] * nd}
+            if a.get("padding", 0):  # a MaxPool's pads are never the max (-inf), as the spec's
+                geometry["pads"] = [int(a["padding"])] * (2 * nd)
             pooled = self.op("MaxPool" if n.op == "MaxPool" else "AveragePool", self.to_cf(ins[0], rank),
-                             kernel_shape=[p] * nd, strides=[p] * nd)
+                             **geometry)
             self.op("Transpose", pooled, out=out, perm=[0, *range(2, rank), 1])
         elif n.op == "GlobalAvgPool":
             if len(ins) == 1:

@@ -31,7 +31,7 @@ from dlbench.onnx_patterns import (
     other_input,
     square,
 )
-from dlbench.spec import ModelSpec, Node, Shape
+from dlbench.spec import ModelSpec, Node, Shape, max_pool_attrs
 
 ACTIVATION_OPS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
 PASS_THROUGH = ("Identity", "Dropout")
@@ -261,11 +261,20 @@ class Converter:
         if v.layout != "cf" or rank not in (1, 2):
             raise Unsupported("only 1-D and 2-D pools of channels-first maps")
         k = square(n, "kernel_shape", None)
-        if square(n, "strides", [1] * rank) != k or any(n.attrs.get("pads", [0])) \
-                or n.attrs.get("ceil_mode", 0) or any(d != 1 for d in n.attrs.get("dilations", [1])) \
+        stride = square(n, "strides", [1] * rank)
+        if n.attrs.get("ceil_mode", 0) or any(d != 1 for d in n.attrs.get("dilations", [1])) \
                 or n.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-            raise Unsupported("only unpadded pools whose stride equals the window")
-        node = self.add("MaxPool" if n.op == "MaxPool" else "AvgPool", n.name or "pool", (x,), pool_size=k)
+            raise Unsupported("only floor-mode, undilated pools without auto_pad")
+        pads = [int(p) for p in n.attrs.get("pads", [0])]
+        if n.op == "AveragePool":
+            if stride != k or any(pads):
+                raise Unsupported("only unpadded average pools whose stride equals the window")
+            node = self.add("AvgPool", n.name or "pool", (x,), pool_size=k)
+        else:
+            if len(set(pads)) != 1 or pads[0] > k // 2:
+                raise Unsupported(f"pads={pads}: only the same padding on every side, at most "
+                                  f"half the window ({k // 2})")
+            node = self.add("MaxPool", n.name or "pool", (x,), **max_pool_attrs(k, stride, pads[0]))
         self.out(n, node, "cf")
 
     def global_pool(self, n: OnnxNode) -> None:

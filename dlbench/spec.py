@@ -15,7 +15,11 @@ its native layout and back):
 * ``LayerNorm`` normalises the last axis with ``gamma``/``beta`` ``(d,)`` and ``epsilon``;
 * convolution padding is ``"same"`` (output = ceil(input / stride), TensorFlow-style: an odd
   total puts the extra pixel after), ``"valid"``, or an int ``p``: ``p`` zeros on both sides of
-  every spatial axis (explicit and symmetric, the same in every framework); pools are ``"valid"``;
+  every spatial axis (explicit and symmetric, the same in every framework);
+* pools take a ``pool_size`` window; ``AvgPool`` strides by the window and pads nothing;
+  ``MaxPool`` has ``strides`` (default: the window) and ``padding`` ``p`` (default 0, at most
+  ``pool_size // 2`` as in PyTorch) on both sides of every spatial axis, where the padded
+  positions are ``-inf`` (never the max); both floor: ``out = (L + 2 p - k) // s + 1``;
 * masks are float ``{0, 1}`` arrays ``(L,)`` where 1 marks a real token: ``GlobalAvgPool`` with a
   mask input is a masked mean, ``MultiHeadSelfAttention`` with a mask ignores padded keys, and
   with ``causal=True`` query ``i`` sees keys ``j <= i`` only (both combine);
@@ -278,8 +282,11 @@ class SpecBuilder:
             raise DlbenchError(f"batch_norm epsilon {epsilon}: choose a positive value such as 1e-5")
         return self._add("BatchNorm", (x,), name, momentum=float(momentum), epsilon=float(epsilon))
 
-    def max_pool(self, x: str, pool_size: int = 2, name: str | None = None) -> str:
-        return self._add("MaxPool", (x,), name, pool_size=pool_size)
+    def max_pool(self, x: str, pool_size: int = 2, strides: int | None = None, padding: int = 0,
+                 name: str | None = None) -> str:
+        """Max over ``pool_size`` windows every ``strides`` (default: the window) positions, with
+        ``padding`` never-max positions on both sides (torchvision's ResNet stem: 3, 2, 1)."""
+        return self._add("MaxPool", (x,), name, **max_pool_attrs(pool_size, strides, padding, name))
 
     def avg_pool(self, x: str, pool_size: int = 2, name: str | None = None) -> str:
         return self._add("AvgPool", (x,), name, pool_size=pool_size)
@@ -362,6 +369,40 @@ def _conv_attrs(filters: int, kernel_size: int, strides: int, padding: str | int
     return attrs
 
 
+def max_pool_attrs(pool_size: int, strides: int | None = None, padding: int = 0,
+                   name: str | None = None) -> dict[str, Any]:
+    """A MaxPool node's attrs; ``strides`` and ``padding`` only when not the defaults (stride =
+    window, no padding), so the digests of the specs written before they existed hold."""
+    attrs: dict[str, Any] = {"pool_size": pool_size}
+    if strides is not None and strides != pool_size:
+        attrs["strides"] = strides
+    if padding != 0:
+        attrs["padding"] = padding
+    pool_geometry("MaxPool", name, attrs)
+    return attrs
+
+
+def pool_geometry(op: str, name: str | None, attrs: Mapping[str, Any]) -> tuple[int, int, int]:
+    """``(pool_size, strides, padding)`` of a pool node, checked: positive ints, and a padding
+    of at most half the window (PyTorch's limit: every window then holds a real position)."""
+    where = op if name is None else f"{op} {name!r}"
+    k = attrs["pool_size"]
+    s = attrs.get("strides", k)
+    p = attrs.get("padding", 0)
+    for what, v, low in (("pool_size", k, 1), ("strides", s, 1), ("padding", p, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise DlbenchError(f"{where}: {what}={v!r}: choose an int >= {low}")
+    if p > k // 2:
+        raise DlbenchError(f"{where}: padding={p} exceeds half the window pool_size={k}: "
+                           f"choose padding <= {k // 2} (PyTorch's limit)")
+    return k, s, p
+
+
+def pool_out(size: int, k: int, stride: int, padding: int) -> int:
+    """Output length of a pool along one axis (floor, as every framework's valid pool)."""
+    return (size + 2 * padding - k) // stride + 1
+
+
 def conv_pads(size: int, k: int, stride: int, padding: str | int) -> tuple[int, int]:
     """Zeros (before, after) along one spatial axis for ``padding`` (same, valid or an int)."""
     if padding == "same":
@@ -413,8 +454,15 @@ def _infer_shape(n: Node, ins: list[Shape]) -> Shape:
     if op in ("MaxPool", "AvgPool"):
         if len(x) not in (2, 3):
             raise DlbenchError(f"{op} {n.name!r} needs a (L, C) or (H, W, C) input, got {x}")
-        p = a["pool_size"]
-        return (*(s // p for s in x[:-1]), x[-1])
+        if op == "AvgPool" and {"strides", "padding"} & set(a):
+            raise DlbenchError(f"AvgPool {n.name!r}: strides and padding are MaxPool's only: "
+                               "an AvgPool strides by its window and pads nothing")
+        k, s, p = pool_geometry(op, n.name, a)
+        out = tuple(pool_out(size, k, s, p) for size in x[:-1])
+        if min(out) < 1:
+            raise DlbenchError(f"{op} {n.name!r}: input {x} is smaller than the window {k}: "
+                               "pool a larger map or use a smaller window")
+        return (*out, x[-1])
     if op == "GlobalAvgPool":
         return (x[-1],)
     if op == "Flatten":

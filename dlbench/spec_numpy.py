@@ -4,7 +4,8 @@ Every framework's parity tests compare against :func:`forward` (inference mode: 
 identity) and :func:`loss`. Semantics follow the :mod:`dlbench.spec` docstring exactly:
 
 * channels-last data; ``same`` padding is TensorFlow-style (:func:`dlbench.spec.same_padding`,
-  the extra pixel goes after), ``valid`` pads nothing; pools are ``valid`` with stride = size;
+  the extra pixel goes after), ``valid`` pads nothing; ``AvgPool`` strides by its window, unpadded;
+  ``MaxPool`` pads ``-inf`` (never the max) and takes strided windows, floor output size;
 * ``GlobalAvgPool`` averages every axis but batch and channels; with a mask ``(N, L)`` it is
   ``sum(x * mask) / max(sum(mask), 1)`` over ``L`` (an all-padding row gives zeros, not NaN);
 * ``MultiHeadSelfAttention``: ``q, k, v = x @ W + b``, heads split the last axis contiguously,
@@ -85,18 +86,18 @@ def conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int
     return out if bias is None else out + bias
 
 
-def pool(x: np.ndarray, p: int, kind: str) -> np.ndarray:
-    """Valid max/average pooling with window = stride = ``p`` over the spatial axes."""
-    n, c = x.shape[0], x.shape[-1]
-    spatial = x.shape[1:-1]
-    outs = [s // p for s in spatial]
-    x = x[(slice(None),) + tuple(slice(0, o * p) for o in outs)]
-    shape = [n]
-    for o in outs:
-        shape += [o, p]
-    x = x.reshape(*shape, c)
-    axes = tuple(2 + 2 * i for i in range(len(outs)))
-    return x.max(axis=axes) if kind == "max" else x.mean(axis=axes)
+def pool(x: np.ndarray, p: int, kind: str, stride: int | None = None, padding: int = 0) -> np.ndarray:
+    """Max/average pooling of ``p`` windows every ``stride`` (default ``p``) positions over the
+    spatial axes, after ``padding`` ``-inf`` positions on both sides (never the max; the spec
+    pads MaxPool only); floor output size."""
+    s = p if stride is None else stride
+    nd = x.ndim - 2
+    if padding:
+        x = np.pad(x, [(0, 0)] + [(padding, padding)] * nd + [(0, 0)], constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (p,) * nd, axis=tuple(range(1, 1 + nd)))
+    windows = windows[(slice(None),) + (slice(None, None, s),) * nd]  # (N, *out, C, *window)
+    axes = tuple(range(-nd, 0))
+    return windows.max(axis=axes) if kind == "max" else windows.mean(axis=axes)
 
 
 def global_avg_pool(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -190,7 +191,7 @@ def _run_node(node: Node, ins: list[np.ndarray], w: dict[str, np.ndarray],
         y = conv(ins[0], w["kernel"], w.get("bias"), a["strides"], a["padding"], a.get("groups", 1))
         return activation(y, a.get("activation"))
     if op == "MaxPool":
-        return pool(ins[0], a["pool_size"], "max")
+        return pool(ins[0], a["pool_size"], "max", a.get("strides"), a.get("padding", 0))
     if op == "AvgPool":
         return pool(ins[0], a["pool_size"], "avg")
     if op == "GlobalAvgPool":

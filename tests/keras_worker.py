@@ -30,7 +30,7 @@ SPECS = parity.layer_specs()
 PARITY_SPECS = ("conv2d_same_stride2", "attention_masked", "layer_norm", "position_embedding",
                 "dot_two_towers", "batch_norm_conv", "residual_block", "conv2d_grouped",
                 "conv2d_depthwise", "conv1d_subsample", "ffn_gelu", "attention_causal_masked",
-                "embedding_bag", "dot_interaction")
+                "embedding_bag", "dot_interaction", "maxpool2d_overlap_pad", "maxpool1d_overlap_pad")
 BATCH_NORM_SPECS = ("batch_norm_conv", "batch_norm_dense", "residual_block")
 
 

@@ -199,7 +199,7 @@ def test_every_variant_agrees_with_numpy(name: str) -> None:
     """Each graph optimisation level (ONNX Runtime) or performance hint (OpenVINO) computes the
     same outputs: the optimisations fuse, they do not change the numbers beyond fp32 rounding."""
     fw = get_plugins().frameworks.get(name)
-    for spec_name in ("residual_block", "attention_causal_masked"):
+    for spec_name in ("residual_block", "attention_causal_masked", "maxpool2d_overlap_pad"):
         spec = layer_specs()[spec_name]
         w = spec.init_weights(3)
         x, _ = example_inputs(spec, 4, 1)

@@ -31,7 +31,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 ALL_SPECS = sorted(parity.layer_specs())
 JAX_FORWARD_SPECS = ("conv1d_same_stride2", "conv2d_valid_stride2", "maxpool1d", "avgpool2d",
                      "global_avg_pool2d", "global_avg_pool_masked", "activation_gelu", "concat_conv",
-                     "embedding", "dropout", "batch_norm_conv", "conv2d_grouped", "embedding_bag")
+                     "embedding", "dropout", "batch_norm_conv", "conv2d_grouped", "embedding_bag",
+                     "maxpool2d_overlap_pad")
 """Eager JAX compiles every primitive, so its default forward sweep is a subset (the parity
 check adds attention, LayerNorm, position embeddings and Dot); the full sweep is marked slow."""
 FP32 = 1e-4
@@ -133,7 +134,8 @@ def test_gradient_and_sgd_step_match_torch(worker: Callable[[str], dict[str, Any
         assert {"outputs", "loss", "weights_after_step"} <= set(checks), spec
         assert all(v < FP32 for v in checks.values()), (spec, checks)
     assert "input_gradient" in rows["attention_masked"]
-    assert {"residual_block", "embedding_bag", "dot_interaction", "attention_causal_masked"} <= set(rows)
+    assert {"residual_block", "embedding_bag", "dot_interaction", "attention_causal_masked",
+            "maxpool2d_overlap_pad", "maxpool1d_overlap_pad"} <= set(rows)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -74,6 +74,20 @@ class WideNet(nn.Module):
         return torch.softmax(self.fc2(torch.tanh(self.fc1(y))), -1)
 
 
+class StemNet(nn.Module):
+    """torchvision's ResNet stem pool: an overlapping, padded nn.MaxPool2d(3, 2, 1) after a conv
+    (no ReLU, so negative border windows show whether the padding is -inf)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.fc = nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
 class SeqNet(nn.Module):
     """Token ids through Gather (an embedding), LayerNorm, MatMul + Add on a sequence, GELU."""
 
@@ -211,6 +225,50 @@ def test_the_other_image_ops_and_a_trailing_softmax(tmp_path: Path) -> None:
     assert relative_error(spec_numpy.forward(spec, spec.init_weights(0), xs), logits) <= TOL
     probs = onnx_runtime(path, {"input": np.transpose(xs["image"], (0, 3, 1, 2))})
     np.testing.assert_allclose(probs, np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def stem_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export(StemNet, torch.zeros(2, 1, 8, 8), tmp_path_factory.mktemp("onnx") / "stem.onnx")
+
+
+def test_an_overlapping_padded_max_pool_imports_and_matches(stem_net: Path) -> None:
+    pools = [n for n in onnx.load(str(stem_net)).graph.node if n.op_type == "MaxPool"]
+    assert len(pools) == 1
+    spec = import_onnx(stem_net, IMAGE)
+    pool = next(n for n in spec.nodes if n.op == "MaxPool")
+    assert dict(pool.attrs) == {"pool_size": 3, "strides": 2, "padding": 1}
+    assert spec.shapes()[pool.name] == (4, 4, 4)
+    xs = {"image": np.random.default_rng(2).normal(size=(5, 8, 8, 1)).astype(np.float32)}
+    expected = run_original(spec, xs)
+    assert relative_error(spec_numpy.forward(spec, spec.init_weights(0), xs), expected) <= TOL
+    with torch.no_grad():
+        ref = make(StemNet)(torch.from_numpy(np.transpose(xs["image"], (0, 3, 1, 2)))).numpy()
+    assert relative_error(expected, ref) <= TOL
+
+
+@pytest.mark.parametrize("fw_name", FRAMEWORKS)
+def test_every_framework_runs_the_imported_padded_max_pool(fw_name: str, stem_net: Path) -> None:
+    spec = import_onnx(stem_net, IMAGE)
+    fw = get_plugins().frameworks.get(fw_name)
+    model = fw.build(spec, spec.init_weights(0), BuildOptions(train=TrainConfig("cross_entropy", "sgd", 0.1),
+                                                               variant=SWEEP_VARIANT.get(fw_name, fw.variants[0])))
+    xs = {"image": np.random.default_rng(3).normal(size=(5, 8, 8, 1)).astype(np.float32)}
+    err = relative_error(model.predict(xs), run_original(spec, xs))
+    assert err <= TOL, f"{fw_name}: {err:.2e} from ONNX Runtime on the original file"
+
+
+def test_an_asymmetrically_padded_max_pool_is_one_line(stem_net: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(stem_net))
+    pool = next(n for n in model.graph.node if n.op_type == "MaxPool")
+    pads = next(a for a in pool.attribute if a.name == "pads")
+    del pads.ints[:]
+    pads.ints.extend([0, 0, 1, 1])  # after only: the same output size, not the spec's padding
+    bad = tmp_path / "asym.onnx"
+    bad.write_bytes(model.SerializeToString())
+    with pytest.raises(DlbenchError) as exc:
+        import_onnx(bad, IMAGE)
+    _one_line(exc, "1 ONNX node(s)", "MaxPool (", "pads=[0, 0, 1, 1]", "the same padding on every side")
 
 
 def test_sequence_ops_gather_layer_norm_matmul_add(tmp_path: Path) -> None:

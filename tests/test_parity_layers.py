@@ -103,7 +103,8 @@ def test_forward_matches_numpy_and_weights_round_trip(fw_name: str, spec_name: s
 QUICK_GRADIENT_SPECS = {"conv2d_same_stride2", "concat_conv", "layer_norm", "attention_masked",
                         "position_embedding", "batch_norm_conv", "residual_block", "conv2d_grouped",
                         "conv2d_depthwise", "conv1d_subsample", "attention_causal_masked",
-                        "embedding_bag", "dot_interaction"}
+                        "embedding_bag", "dot_interaction", "maxpool2d_overlap_pad",
+                        "maxpool1d_overlap_pad"}
 """Specs whose gradients run in the quick suite (the risky layouts, paddings and masks); the
 others are marked slow: each costs a compilation or two in JAX and TensorFlow."""
 

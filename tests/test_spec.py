@@ -235,6 +235,11 @@ def test_grouped_conv_shapes_counts_and_reference() -> None:
     (lambda b, x: b.embedding_bag(b.input("i", (3,), "int32"), 5, 2, mask=b.input("m", (4,))),
      "mask shape"),
     (lambda b, x: b.dot_interaction(b.dense(b.flatten(x), 3)), "two or more"),
+    (lambda b, x: b.max_pool(x, 3, padding=2), "padding=2 exceeds half the window pool_size=3: "
+                                               "choose padding <= 1"),
+    (lambda b, x: b.max_pool(x, 2, strides=0), "strides=0: choose an int >= 1"),
+    (lambda b, x: b.max_pool(x, 2, padding=-1), "padding=-1: choose an int >= 0"),
+    (lambda b, x: b.max_pool(x, 7), "smaller than the window 7"),
     (lambda b, x: b.dot_interaction(b.dense(b.flatten(x), 3), b.dense(b.flatten(x), 4)), "equal size"),
 ])
 def test_new_ops_reject_bad_attributes_with_the_fix(call, match: str) -> None:
@@ -296,3 +301,74 @@ def test_embedding_bag_and_dot_interaction_reference() -> None:
     vs = [bld.input(f"v{i}", (2,)) for i in range(3)]
     spec = bld.build(bld.dot_interaction(*vs))
     assert spec.shapes()["dotinteraction_0"] == (3,) and spec.flops_per_example() == 2 * 3 * 2
+
+
+# -- overlapping, padded MaxPool -----------------------------------------------------------------
+
+
+def _loop_max_pool(x: np.ndarray, k: int, s: int, p: int) -> np.ndarray:
+    """Max pool by explicit loops over a 2-D grid, skipping the padded positions (the definition)."""
+    n, h, w, c = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    out = np.empty((n, oh, ow, c))
+    for i in range(oh):
+        for j in range(ow):
+            rows = [r for r in range(i * s - p, i * s - p + k) if 0 <= r < h]
+            cols = [q for q in range(j * s - p, j * s - p + k) if 0 <= q < w]
+            out[:, i, j] = x[:, rows][:, :, cols].max(axis=(1, 2))
+    return out
+
+
+def test_default_max_pool_attrs_keep_existing_digests() -> None:
+    def spec(**kw: int) -> ModelSpec:
+        b = SpecBuilder("p")
+        return b.build(b.max_pool(b.input("x", (6, 6, 2)), 2, **kw))
+
+    assert spec().node("maxpool_0").attrs == {"pool_size": 2}
+    assert spec(strides=2, padding=0).digest() == spec().digest()
+    assert spec(strides=1).node("maxpool_0").attrs == {"pool_size": 2, "strides": 1}
+    assert spec(strides=1).digest() != spec().digest()
+
+
+@pytest.mark.parametrize("shape,k,s,p,out", [((9, 9, 2), 3, 2, 1, (5, 5, 2)), ((10, 3), 4, 3, 2, (4, 3)),
+                                             ((8, 7, 1), 3, 2, 1, (4, 4, 1)), ((7, 6, 2), 2, 2, 0, (3, 3, 2)),
+                                             ((5, 2), 2, 1, 1, (6, 2))])
+def test_max_pool_shapes_floor_with_strides_and_padding(shape, k: int, s: int, p: int, out) -> None:
+    b = SpecBuilder("p")
+    spec = b.build(b.max_pool(b.input("x", shape), k, strides=s, padding=p))
+    assert spec.shapes()["maxpool_0"] == out
+    x = np.random.default_rng(0).normal(size=(2, *shape))
+    assert spec_numpy.forward(spec, {}, {"x": x.astype(np.float32)}).shape == (2, *out)
+
+
+def test_max_pool_reference_pads_with_minus_infinity() -> None:
+    x = -1.0 - np.random.default_rng(1).random((2, 9, 9, 3))  # every value negative
+    got = spec_numpy.pool(x, 3, "max", 2, 1)
+    np.testing.assert_array_equal(got, _loop_max_pool(x, 3, 2, 1))
+    assert (got < -1.0 + 1e-12).all()  # a zero pad would have won every border window
+    for k, s, p in ((2, 1, 1), (4, 3, 2), (3, 3, 0), (2, 2, 0)):
+        np.testing.assert_array_equal(spec_numpy.pool(x, k, "max", s, p), _loop_max_pool(x, k, s, p))
+    line = x[:, 0]  # 1-D (N, L, C): window i covers positions i*s - p .. i*s - p + k - 1
+    expected = np.stack([line[:, max(i * 2 - 1, 0):i * 2 + 2].max(axis=1) for i in range(5)], 1)
+    np.testing.assert_array_equal(spec_numpy.pool(line, 3, "max", 2, 1), expected)
+
+
+def test_avg_pool_has_no_strides_or_padding() -> None:
+    b = SpecBuilder("a")
+    d = b.build(b.avg_pool(b.input("x", (6, 6, 2)), 2)).to_dict()
+    d["nodes"][1]["attrs"]["padding"] = 1
+    with pytest.raises(DlbenchError, match="strides and padding are MaxPool's only"):
+        ModelSpec.from_dict(d).shapes()
+
+
+@pytest.mark.parametrize("name", ["maxpool2d_overlap_pad", "maxpool1d_overlap_pad"])
+def test_padded_max_pool_layer_specs_would_catch_zero_padding(name: str) -> None:
+    """The parity cases' inputs have all-negative border windows: a framework padding with zeros
+    instead of -inf would fail them."""
+    spec = layer_specs()[name]
+    node = next(n for n in spec.nodes if n.op == "MaxPool")
+    k, s, p = node.attrs["pool_size"], node.attrs["strides"], node.attrs["padding"]
+    x = example_inputs(spec, 4, 0)[0]["x"].astype(np.float64)
+    nd = x.ndim - 2
+    zero_padded = np.pad(x, [(0, 0)] + [(p, p)] * nd + [(0, 0)])
+    assert not np.array_equal(spec_numpy.pool(x, k, "max", s, p), spec_numpy.pool(zero_padded, k, "max", s))

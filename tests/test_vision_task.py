@@ -219,6 +219,7 @@ def test_resnet_stems_shapes_and_shortcuts(task: Task) -> None:
     big = task.model_spec({**IMAGENET, "size": "resnet50"})
     shapes = big.shapes()
     assert shapes["stem_conv"] == (112, 112, 64) and shapes["stem_pool"] == (56, 56, 64)
+    assert dict(big.node("stem_pool").attrs) == {"pool_size": 3, "strides": 2, "padding": 1}  # torchvision's
     assert shapes["stage4_block3_relu"] == (7, 7, 2048) and shapes["logits"] == (1000,)
     assert sorted(n.name for n in big.nodes if n.name.endswith("_proj_conv")) == [
         f"stage{s}_block1_proj_conv" for s in (1, 2, 3, 4)]  # stage 1 widens 64 -> 256

@@ -188,6 +188,10 @@ def layer_specs() -> dict[str, ModelSpec]:
     add(_one("avgpool1d", (9, 3), lambda b, x: b.avg_pool(x, 3)))
     add(_one("maxpool2d", (7, 6, 2), lambda b, x: b.max_pool(x, 2)))
     add(_one("avgpool2d", (6, 6, 2), lambda b, x: b.avg_pool(b.conv2d(x, 3, 3), 2)))
+    # overlapping, padded max pools on the N(0, 1) input itself: negative borders, so padding
+    # with zeros instead of -inf would change the outputs (ResNet's ImageNet stem is 3, 2, 1)
+    add(_one("maxpool2d_overlap_pad", (9, 9, 2), lambda b, x: b.max_pool(x, 3, strides=2, padding=1)))
+    add(_one("maxpool1d_overlap_pad", (10, 3), lambda b, x: b.max_pool(x, 4, strides=3, padding=2)))
     add(_one("global_avg_pool2d", (5, 5, 3),
              lambda b, x: b.global_avg_pool(b.conv2d(x, 4, 3)), flatten=False))
     add(_one("global_avg_pool1d", (6, 4), lambda b, x: b.global_avg_pool(x), flatten=False))

@@ -8,10 +8,8 @@
 * Stages: four, widths ``w, 2w, 4w, 8w`` (x4 out for bottlenecks), the first at stride 1 and the
   others downsampling by 2 in their first block.
 * Stem by input size: below 64 pixels the CIFAR stem (3x3 conv stride 1, padding 1, no pool); from
-  64 pixels the ImageNet stem (7x7 conv stride 2, padding 3, then a max-pool halving the size).
-  The spec's MaxPool is non-overlapping (window = stride), so that pool is 2x2 stride 2 where
-  torchvision's is 3x3 stride 2 padding 1: same output shape, parameters and FLOPs, and the one
-  departure from torchvision's numbers.
+  64 pixels the ImageNet stem (7x7 conv stride 2, padding 3, then torchvision's 3x3 max-pool
+  with stride 2 and padding 1, halving the size).
 * Head: global average pool, Dense to the classes.
 """
 
@@ -50,7 +48,8 @@ def resnet_spec(name: str, size: ResNetSize, image_size: int, channels: int, cla
     w = size.width
     if image_size >= IMAGENET_STEM_FROM:
         x = _conv_bn(b, x, w, 7, 2, 3, "stem")
-        x = b.max_pool(b.activation(x, "relu", name="stem_relu"), 2, name="stem_pool")
+        x = b.max_pool(b.activation(x, "relu", name="stem_relu"), 3, strides=2, padding=1,
+                      name="stem_pool")
     else:
         x = b.activation(_conv_bn(b, x, w, 3, 1, 1, "stem"), "relu", name="stem_relu")
     c_in = w

@@ -140,9 +140,13 @@ class SpecModule(nn.Module):
         if op == "DotInteraction":
             return dot_interaction(ins)
         if op in ("MaxPool", "AvgPool"):
-            p = (a["pool_size"],) * (ins[0].ndim - 2)
-            pool = nn.max_pool if op == "MaxPool" else nn.avg_pool
-            return pool(ins[0], p, strides=p, padding="VALID")
+            nd = ins[0].ndim - 2
+            k = (a["pool_size"],) * nd
+            if op == "AvgPool":
+                return nn.avg_pool(ins[0], k, strides=k, padding="VALID")
+            s = (a.get("strides", a["pool_size"]),) * nd
+            p = a.get("padding", 0)  # reduce_window pads with its -inf init value: never the max
+            return nn.max_pool(ins[0], k, strides=s, padding=[(p, p)] * nd)
         if op == "GlobalAvgPool":
             x = ins[0]
             if len(ins) == 1:

@@ -5,10 +5,11 @@ Built-in layers wherever Keras has the op with the canonical semantics (``Dense`
 ``LayerNormalization``, ``BatchNormalization`` (Keras's ``momentum`` is ``1 -`` the spec's; both
 use the biased variance), ``Activation``, ``Add``, ``Concatenate``, ``ZeroPadding1D/2D`` before a
 ``valid`` convolution for explicit integer padding); small backend-neutral custom layers
-(``keras.ops`` only) where it has not: the masked mean, the position table, the row-wise dot
-product, the embedding bag, DLRM's dot interaction and the self-attention with canonical
-``{q,k,v,o}_kernel (d, d)`` weights (``keras.layers.MultiHeadAttention`` keeps
-``(d, heads, head_dim)`` kernels and has no key-padding float mask).
+(``keras.ops`` only) where it has not: a max pool's ``-inf`` padding, the masked mean, the
+position table, the row-wise dot product, the embedding bag, DLRM's dot interaction and the
+self-attention with canonical ``{q,k,v,o}_kernel (d, d)`` weights
+(``keras.layers.MultiHeadAttention`` keeps ``(d, heads, head_dim)`` kernels and has no
+key-padding float mask).
 
 Every layer is named after its node and its variables after the canonical parameters, so
 ``"<layer>.<variable name>"`` is the canonical weight key. Mixed precision (``bf16``) passes the
@@ -160,9 +161,26 @@ def custom_layers() -> dict[str, type]:
         def compute_output_shape(self, shapes: Any) -> Any:
             return shapes[0]
 
+    class NegInfPadding(keras.layers.Layer):
+        """``padding`` positions of ``-inf`` on both sides of every spatial axis: a max pool's
+        padding (never the max); Keras's pools have only ``same``/``valid``."""
+
+        def __init__(self, padding: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.padding = padding
+
+        def call(self, x: Any) -> Any:
+            p = self.padding
+            pads = [(0, 0)] + [(p, p)] * (len(x.shape) - 2) + [(0, 0)]
+            return ops.pad(x, pads, constant_values=float("-inf"))
+
+        def compute_output_shape(self, shape: Any) -> Any:
+            grid = [None if s is None else s + 2 * self.padding for s in shape[1:-1]]
+            return (shape[0], *grid, shape[-1])
+
     return {"MaskedGlobalAvgPool": MaskedGlobalAvgPool, "PositionEmbedding": PositionEmbedding,
             "RowDot": RowDot, "SelfAttention": SelfAttention, "EmbeddingBag": EmbeddingBag,
-            "DotInteraction": DotInteraction}
+            "DotInteraction": DotInteraction, "NegInfPadding": NegInfPadding}
 
 
 def build_model(spec: ModelSpec, precision: str, seed: int) -> Any:
@@ -205,7 +223,9 @@ def build_model(spec: ModelSpec, precision: str, seed: int) -> Any:
             layer = C["DotInteraction"](**kw)
         elif op in ("MaxPool", "AvgPool"):
             name = ("MaxPooling" if op == "MaxPool" else "AveragePooling") + ("1D" if rank == 2 else "2D")
-            layer = getattr(L, name)(pool_size=a["pool_size"], **kw)
+            if a.get("padding", 0):
+                ins = [C["NegInfPadding"](a["padding"], name=f"{node.name}__pad", dtype=dtype)(ins[0])]
+            layer = getattr(L, name)(pool_size=a["pool_size"], strides=a.get("strides"), **kw)
         elif op == "GlobalAvgPool":
             if len(ins) > 1:
                 layer = C["MaskedGlobalAvgPool"](**kw)

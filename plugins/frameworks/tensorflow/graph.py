@@ -130,9 +130,14 @@ def _op(node: Node, ins: list[Any], w: dict[str, Any], training: bool, mod: Any)
         li, lj = np.tril_indices(k, -1)
         return tf.gather(z, (li * k + lj).astype(np.int32), axis=1)
     if op in ("MaxPool", "AvgPool"):
-        p = a["pool_size"]
-        fn = tf.nn.max_pool if op == "MaxPool" else tf.nn.avg_pool
-        return fn(x, ksize=p, strides=p, padding="VALID")
+        k = a["pool_size"]
+        if op == "AvgPool":
+            return tf.nn.avg_pool(x, ksize=k, strides=k, padding="VALID")
+        p = a.get("padding", 0)
+        if p:  # -inf is never the max: the spec's padded positions
+            pads = [[0, 0]] + [[p, p]] * (len(x.shape) - 2) + [[0, 0]]
+            x = tf.pad(x, pads, constant_values=tf.constant(-np.inf, x.dtype))
+        return tf.nn.max_pool(x, ksize=k, strides=a.get("strides", k), padding="VALID")
     if op == "GlobalAvgPool":
         if len(ins) == 1:
             return tf.reduce_mean(x, axis=list(range(1, len(x.shape) - 1)))

@@ -132,7 +132,11 @@ class SpecModule(nn.Module):
             rank = len(ins[0]) - 1
             cls = {("MaxPool", 1): nn.MaxPool1d, ("MaxPool", 2): nn.MaxPool2d,
                    ("AvgPool", 1): nn.AvgPool1d, ("AvgPool", 2): nn.AvgPool2d}[(node.op, rank)]
-            self.layers[key] = cls(a["pool_size"])
+            if node.op == "MaxPool":  # torch pads a max pool with -inf, as the spec does
+                self.layers[key] = cls(a["pool_size"], stride=a.get("strides", a["pool_size"]),
+                                       padding=a.get("padding", 0))
+            else:
+                self.layers[key] = cls(a["pool_size"])
         elif node.op == "Dropout":
             self.layers[key] = nn.Dropout(a["rate"])
         elif node.op == "Embedding":
