@@ -165,10 +165,21 @@ def test_inference_suite_puts_the_runtimes_beside_the_compiled_modes() -> None:
             ("tensorflow", "compiled", "fp32"), ("jax", "compiled", "fp32"),
             ("onnxruntime", "all", "fp32"), ("onnxruntime", "all", "int8"),
             ("openvino", "latency", "fp32")} == speed
-    assert {c.params["batch_size"] for c in cells if c.scenario == "speed"} == {1, 64}
-    assert all(c.params["mode"] == "infer" for c in cells if c.scenario == "speed")
+    timed = [c for c in cells if c.scenario == "speed"]
+    assert all(c.params["mode"] == "infer" for c in timed)
+    # every model at batch 1 (latency) and one throughput batch, on all eight configurations
+    models = {(c.task, c.params.get("model"), c.params.get("size")) for c in timed}
+    assert {("vision", "cnn"), ("nlp", "bag"), ("vision", "resnet"), ("nlp", "bert"),
+            ("speech", "encoder"), ("recsys", "dlrm")} == {m[:2] for m in models}
+    for m in models:
+        mine = [c for c in timed if (c.task, c.params.get("model"), c.params.get("size")) == m]
+        assert len({c.params["batch_size"] for c in mine}) == 2 and min(c.params["batch_size"] for c in mine) == 1
+        assert len(mine) == 2 * 8, m
+    # the runtimes' parity on every model, and the accuracy of the weights torch trained
+    parity = {(c.task, c.params.get("model")) for c in cells if c.scenario == "parity"}
+    assert {m[:2] for m in models} == parity
     runtimes = [c for c in cells if c.scenario == "accuracy" and c.framework in ("onnxruntime", "openvino")]
-    assert len(runtimes) == 2 and all(c.params["trained_by"] == "torch" for c in runtimes)
+    assert len(runtimes) == 4 and all(c.params["trained_by"] == "torch" for c in runtimes)
 
 
 def test_a_wildcard_asking_for_eager_keeps_the_runtime_cells_to_skip(tmp_path: Path) -> None:
