@@ -68,9 +68,14 @@ timeout: 600
 matrix:
   - scenario: speed
     tasks: [my-digits]
-    frameworks: {torch: {variant: [eager, compiled]}, tensorflow: {}}
+    frameworks: {torch: {}, tensorflow: {}}
     params: {batch_size: [1, 64], mode: [infer, train]}
-    budget: {max_time: 0.3, warmup_time: 0.05, min_samples: 5, latency_samples: 100}
+    budget: &short {max_time: 0.3, warmup_time: 0.05, min_samples: 5, latency_samples: 100}
+  - scenario: speed
+    tasks: [my-digits]
+    frameworks: {torch: {variant: compiled}}
+    params: {batch_size: 64, mode: infer}
+    budget: *short
   - scenario: accuracy
     tasks: [my-digits]
     frameworks: [torch]
@@ -133,7 +138,9 @@ def test_the_docs_example_stays_under_forty_lines() -> None:
 def test_speed_runs_the_native_module_in_every_variant_and_mode(native_run) -> None:
     plugins, _ = native_run
     cells = _cells(native_run, "speed")
-    assert len(cells) == 8  # eager and compiled x batch 1 and 64 x infer and train
+    assert len(cells) == 5  # eager at batch 1 and 64, infer and train; compiled at 64
+    compiled = next(r for r in cells if r.cell.params["variant"] == "compiled")
+    assert compiled.measurement("first_call") is not None
     net = _net(plugins)
     count = sum(p.numel() for p in net.parameters())
     for r in cells:
@@ -195,3 +202,43 @@ def test_a_native_model_of_the_wrong_shape_or_type_is_one_line(native_run) -> No
     assert "Traceback" not in wrong.error + fn.error
     res = native_run[1]["res"]
     assert res.returncode == 1  # failed cells make the run exit 1, after every other cell ran
+
+
+def test_the_shape_check_never_calls_a_compiled_model_before_it_is_timed(tmp_path) -> None:
+    """The output-shape check runs on an eager copy where the variant compiles, so the cell's own
+    model meets its first input in the speed scenario (its first-call time stays true)."""
+    import types
+
+    from dlbench.api import NativeModel
+    from dlbench.cell import Cell
+    from dlbench.plugins import get_plugins
+    from dlbench.result import Result
+    from dlbench.run.context import CellContext
+
+    built: list[tuple[str, list[int]]] = []
+
+    class Probe:
+        def __init__(self, variant: str) -> None:
+            self.calls: list[int] = []
+            built.append((variant, self.calls))
+
+        def get_weights(self): return {"w": np.zeros(1, np.float32)}
+        def parameter_count(self): return 1
+        def to_device(self, xs): return xs
+        def to_numpy(self, y): return y
+        def forward(self, xs):
+            self.calls.append(1)
+            return np.zeros((len(xs["image"]), 10), np.float32)
+
+    fw = types.SimpleNamespace(name="torch", variants=("eager", "compiled"),
+                               build_native=lambda native, spec, options: Probe(options.variant))
+    task = type("T", (type(get_plugins().tasks.get("vision")),), {
+        "name": "t", "native_model": lambda self, p: NativeModel("m", "torch", object)})()
+    cell = Cell("speed", "t", "torch", "cpu", {"variant": "compiled", "dataset": "digits", "seed": 0})
+    ctx = CellContext(cell, task, fw, types.SimpleNamespace(), tmp_path, Result(cell))
+    spec = task.model_spec(cell.params)
+    from dlbench.framework import BuildOptions
+
+    ctx._build_native(fw, spec, spec.init_weights(0), BuildOptions(variant="compiled"))
+    assert [v for v, _ in built] == ["compiled", "eager"]
+    assert built[0][1] == [] and built[1][1] == [1]  # only the eager copy ran the check

@@ -107,7 +107,7 @@ class CellContext:
         """The task's native model. It initialises itself (seeded by the framework's setup), so
         weights in the spec's canonical layout (a scenario's initial weights) are not its own and
         are left alone; its own weights (reloaded trained ones) are loaded. Its output shape is
-        checked against the spec's on two synthetic examples."""
+        checked against the spec's on two synthetic examples, before anything is timed."""
         native = self.native
         assert native is not None
         reason = native_skip(self.task, self.params, fw.name)
@@ -120,8 +120,13 @@ class CellContext:
                                          model.parameter_count(), 0, weights_digest(own))
         if set(weights) == set(own):
             model.set_weights(weights)
+        # checked on an eager copy where the variant compiles: a forward call here would compile
+        # the cell's model before the speed scenario times its first call
+        eager = options.variant == "eager" or "eager" not in fw.variants
+        probe = model if eager else fw.build_native(
+            native.make(), spec, replace(options, variant="eager"))
         xs, _ = self.task.synthetic_batch(spec, 2, np.random.default_rng(self.seed), self.params)
-        shape = tuple(np.shape(model.to_numpy(model.forward(model.to_device(xs)))))
+        shape = tuple(np.shape(probe.to_numpy(probe.forward(probe.to_device(xs)))))
         want = (2, *spec.shapes()[spec.output])
         if shape != want:
             raise DlbenchError(f"native model {native.name!r} returned outputs of shape {shape} "
