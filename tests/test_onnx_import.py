@@ -160,11 +160,17 @@ def test_torch_module_imports_with_canonical_weights_and_matches_onnx_runtime(to
     np.testing.assert_array_equal(weights[conv_key], raw["conv.weight"].transpose(2, 3, 1, 0))
     dense_key = next(k for k in weights if weights[k].ndim == 2)
     assert not np.array_equal(weights[dense_key], raw["fc.weight"].T)  # rows permuted: NCHW -> NHWC
-    xs = _images()
+    assert_reference_matches_the_file_and_the_module(spec, TorchNet, _images())
+
+
+def assert_reference_matches_the_file_and_the_module(spec: ImportedSpec, net: type[nn.Module],
+                                                     xs: dict[str, np.ndarray]) -> None:
+    """The imported spec's NumPy reference agrees with ONNX Runtime on the original file, and
+    ONNX Runtime ran what the torch module that wrote the file computes."""
     expected = run_original(spec, xs)
-    assert relative_error(spec_numpy.forward(spec, weights, xs), expected) <= TOL
-    with torch.no_grad():  # and ONNX Runtime ran what the torch module computes
-        ref = make(TorchNet)(torch.from_numpy(np.transpose(xs["image"], (0, 3, 1, 2)))).numpy()
+    assert relative_error(spec_numpy.forward(spec, spec.init_weights(0), xs), expected) <= TOL
+    with torch.no_grad():
+        ref = make(net)(torch.from_numpy(np.transpose(xs["image"], (0, 3, 1, 2)))).numpy()
     assert relative_error(expected, ref) <= TOL
 
 
@@ -240,11 +246,7 @@ def test_an_overlapping_padded_max_pool_imports_and_matches(stem_net: Path) -> N
     assert dict(pool.attrs) == {"pool_size": 3, "strides": 2, "padding": 1}
     assert spec.shapes()[pool.name] == (4, 4, 4)
     xs = {"image": np.random.default_rng(2).normal(size=(5, 8, 8, 1)).astype(np.float32)}
-    expected = run_original(spec, xs)
-    assert relative_error(spec_numpy.forward(spec, spec.init_weights(0), xs), expected) <= TOL
-    with torch.no_grad():
-        ref = make(StemNet)(torch.from_numpy(np.transpose(xs["image"], (0, 3, 1, 2)))).numpy()
-    assert relative_error(expected, ref) <= TOL
+    assert_reference_matches_the_file_and_the_module(spec, StemNet, xs)
 
 
 @pytest.mark.parametrize("fw_name", FRAMEWORKS)
