@@ -28,7 +28,7 @@ from dlbench.report.common import (
     is_nan,
     scenario_of,
 )
-from dlbench.report.tables import Table, TCell, figure_cell, leaderboards, status_cell
+from dlbench.report.tables import Table, TCell, figure_cell, leaderboards, rank_key, status_cell
 from dlbench.result import Result
 from dlbench.scenarios.figures import Figure, measurement_figure
 
@@ -115,7 +115,7 @@ def _board(task: str, group: list[Result], others: list[Result], scenarios: Scen
         return replace(f, values=(f.value, f.source.stats.p99))  # p50 / p99
 
     top = batches[-1] if batches else None
-    ranked = sorted(rows.values(), key=lambda rs: _rank(figure(rs, top, "throughput") if top else None))
+    ranked = sorted(rows.values(), key=lambda rs: rank_key(figure(rs, top, "throughput") if top else None))
     best = max((f.value for rs in ranked if top and (f := figure(rs, top, "throughput"))), default=None)
     table = Table(f"Inference — {task}", head, note=(
         "one row per framework or runtime configuration of the same model and weights: batch-1 "
@@ -130,8 +130,8 @@ def _board(task: str, group: list[Result], others: list[Result], scenarios: Scen
         if latency:
             row.append(figure_cell(figure(rs, 1, "latency")))
         for b in batches:
-            cell = figure_cell(figure(rs, b, "throughput"))
             f = figure(rs, b, "throughput")
+            cell = figure_cell(f)
             if b == top and f is not None and best is not None and f.value == best and len(ranked) > 1:
                 cell.cls += " best"
             row.append(cell)
@@ -154,6 +154,3 @@ def _own(r: Result, scenarios: Scenarios) -> set[str]:
     sc = scenario_of(r, scenarios)
     return set(sc.params) if sc is not None else set()
 
-
-def _rank(f: Figure | None) -> tuple[bool, float]:
-    return (True, 0.0) if f is None or is_nan(f.value) else (False, -f.value)

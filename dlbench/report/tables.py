@@ -96,7 +96,8 @@ def figure_cell(f: Figure | None, cls: str = "num") -> TCell:
     return TCell(text, cls, flags=flags_of(f.source))
 
 
-def _rank_key(f: Figure | None) -> tuple[bool, float]:
+def rank_key(f: Figure | None) -> tuple[bool, float]:
+    """Sort key putting the best figure first (its direction) and missing or NaN ones last."""
     v = f.value if f is not None else float("nan")
     if f is None or is_nan(v):
         return (True, 0.0)
@@ -128,7 +129,7 @@ def leaderboard(scenario: Scenario, task: str, results: list[Result]) -> Table |
         group = [r for r in group if not is_classic(r)]
         if ranked_by is not None:
             i = columns.index(ranked_by)
-            group = sorted(group, key=lambda r: _rank_key(figs[id(r)][i]))
+            group = sorted(group, key=lambda r: rank_key(figs[id(r)][i]))
         best: dict[int, float] = {}  # the best value of each column, over this group's figures
         marked: set[int] = set()  # columns whose best is marked: more than one figure to compare
         for i, c in enumerate(columns):
