@@ -2,7 +2,9 @@
 
 :func:`measure_parity` compares a candidate model with a reference model (both built from the
 same ``spec.without_dropout()`` and the same canonical weights): outputs, the loss, input
-gradients and the weight update of one training step. :func:`layer_specs` gives one small spec
+gradients and the weight update of one training step; its two sides are
+:func:`reference_figures` (the reference's arrays, which a run can compute once) and
+:func:`compare_with_reference`. :func:`layer_specs` gives one small spec
 per op (the parity tests of every framework run over it) and :func:`example_inputs` their data.
 """
 
@@ -65,9 +67,11 @@ def _row(check: str, err: float, tolerance: float | None) -> ParityRow:
 
 
 def _tolerance(*models: Model) -> float | None:
-    if any(getattr(m.options, "precision", "fp32") != "fp32" for m in models):
-        return None
-    return FP32_TOLERANCE
+    return _tolerance_for(*(getattr(m.options, "precision", "fp32") for m in models))
+
+
+def _tolerance_for(*precisions: str) -> float | None:
+    return None if any(p != "fp32" for p in precisions) else FP32_TOLERANCE
 
 
 def _flat(arrays: Mapping[str, np.ndarray], keys: list[str]) -> np.ndarray:
@@ -83,6 +87,78 @@ def numpy_output_row(spec: ModelSpec, weights: Mapping[str, np.ndarray], candida
     return _row("outputs", relative_error(candidate.predict(dict(inputs)), ref), _tolerance(candidate))
 
 
+GRADIENT = "input_gradient:"
+BEFORE = "weights_before:"
+AFTER = "weights_after:"
+
+
+def reference_figures(reference: Model, inputs: Mapping[str, np.ndarray], targets: np.ndarray,
+                      train: bool = True) -> dict[str, np.ndarray]:
+    """The reference's side of :func:`measure_parity`, as NumPy arrays: ``outputs``, ``loss``
+    and, with ``train``, ``input_gradient:<input>`` (the float non-mask inputs it returns a
+    gradient for) and ``weights_before:<name>`` / ``weights_after:<name>`` around one
+    ``train_step``; the reference ends with its weights. :func:`compare_with_reference` takes
+    them, so a run can compute them once and compare every candidate with them."""
+    inputs = dict(inputs)
+    figures = {"outputs": np.asarray(reference.predict(inputs))}
+    loss, grads = reference.loss_and_input_gradient(inputs, targets)
+    figures["loss"] = np.asarray(loss)
+    if not train:
+        return figures
+    figures.update({GRADIENT + k: np.asarray(grads[k]) for k in gradient_inputs(reference.spec) if k in grads})
+    before = reference.get_weights()
+    reference.train_step(reference.to_device(inputs), reference.to_device(np.asarray(targets)))
+    reference.synchronize()
+    after = reference.get_weights()
+    figures.update({BEFORE + k: np.asarray(v) for k, v in before.items()})
+    figures.update({AFTER + k: np.asarray(v) for k, v in after.items()})
+    reference.set_weights(before)
+    return figures
+
+
+def _named(figures: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in figures.items() if k.startswith(prefix)}
+
+
+def compare_with_reference(figures: Mapping[str, np.ndarray], candidate: Model,
+                           inputs: Mapping[str, np.ndarray], targets: np.ndarray, train: bool = True,
+                           reference_precision: str = "fp32") -> list[ParityRow]:
+    """The rows of :func:`measure_parity` for ``candidate`` against the reference's
+    :func:`reference_figures` (computed with the same ``train``); the candidate ends with its
+    weights. ``reference_precision``: the reference model's (fp32 gates at 1e-4, else reported)."""
+    tol = _tolerance_for(reference_precision, getattr(candidate.options, "precision", "fp32"))
+    inputs = dict(inputs)
+    cand_out = candidate.predict(inputs)
+    rows = [_row("outputs", relative_error(cand_out, figures["outputs"]), tol)]
+    if not train:
+        cand = spec_numpy.loss(candidate.options.train.loss, cand_out, targets)
+        return [*rows, _row("loss", relative_error(cand, figures["loss"]), tol)]
+
+    cand_loss, cand_grads = candidate.loss_and_input_gradient(inputs, targets)
+    rows.append(_row("loss", relative_error(cand_loss, figures["loss"]), tol))
+    ref_grads = _named(figures, GRADIENT)
+    keys = [k for k in gradient_inputs(candidate.spec) if k in ref_grads]
+    if keys:
+        missing = [k for k in keys if k not in cand_grads]
+        err = float("inf") if missing else relative_error(_flat(cand_grads, keys), _flat(ref_grads, keys))
+        rows.append(_row("input_gradient", err, tol))
+
+    ref_before, ref_after = _named(figures, BEFORE), _named(figures, AFTER)
+    cand_before = candidate.get_weights()
+    names = sorted(ref_before)
+    candidate.train_step(candidate.to_device(inputs), candidate.to_device(np.asarray(targets)))
+    candidate.synchronize()
+    cand_after = candidate.get_weights()
+    if sorted(cand_after) != names:
+        err = float("inf")
+    else:
+        err = update_error(_flat(cand_before, names), _flat(cand_after, names),
+                           _flat(ref_before, names), _flat(ref_after, names))
+    rows.append(_row("weights_after_step", err, tol))
+    candidate.set_weights(cand_before)
+    return rows
+
+
 def measure_parity(reference: Model, candidate: Model, inputs: Mapping[str, np.ndarray],
                    targets: np.ndarray, train: bool = True) -> list[ParityRow]:
     """Compare ``candidate`` with ``reference`` on one batch; both models end with their weights.
@@ -94,42 +170,10 @@ def measure_parity(reference: Model, candidate: Model, inputs: Mapping[str, np.n
     ``lr * sign(grad)`` and turns rounding noise in near-zero gradients into full-size updates.
     Without ``train`` (a candidate that cannot train: an inference runtime) the rows are
     ``outputs`` and ``loss``, the candidate's loss computed from its outputs by the NumPy reference.
+    The two sides: :func:`reference_figures` and :func:`compare_with_reference`.
     """
-    tol = _tolerance(reference, candidate)
-    inputs = dict(inputs)
-    cand_out = candidate.predict(inputs)
-    rows = [_row("outputs", relative_error(cand_out, reference.predict(inputs)), tol)]
-    if not train:
-        from dlbench import spec_numpy
-
-        ref_loss, _ = reference.loss_and_input_gradient(inputs, targets)
-        cand = spec_numpy.loss(candidate.options.train.loss, cand_out, targets)
-        return [*rows, _row("loss", relative_error(cand, ref_loss), tol)]
-
-    ref_loss, ref_grads = reference.loss_and_input_gradient(inputs, targets)
-    cand_loss, cand_grads = candidate.loss_and_input_gradient(inputs, targets)
-    rows.append(_row("loss", relative_error(cand_loss, ref_loss), tol))
-    keys = [k for k in gradient_inputs(reference.spec) if k in ref_grads]
-    if keys:
-        missing = [k for k in keys if k not in cand_grads]
-        err = float("inf") if missing else relative_error(_flat(cand_grads, keys), _flat(ref_grads, keys))
-        rows.append(_row("input_gradient", err, tol))
-
-    ref_before, cand_before = reference.get_weights(), candidate.get_weights()
-    names = sorted(ref_before)
-    for model in (reference, candidate):
-        model.train_step(model.to_device(inputs), model.to_device(np.asarray(targets)))
-        model.synchronize()
-    ref_after, cand_after = reference.get_weights(), candidate.get_weights()
-    if sorted(cand_after) != names:
-        err = float("inf")
-    else:
-        err = update_error(_flat(cand_before, names), _flat(cand_after, names),
-                           _flat(ref_before, names), _flat(ref_after, names))
-    rows.append(_row("weights_after_step", err, tol))
-    reference.set_weights(ref_before)
-    candidate.set_weights(cand_before)
-    return rows
+    return compare_with_reference(reference_figures(reference, inputs, targets, train), candidate,
+                                  inputs, targets, train, getattr(reference.options, "precision", "fp32"))
 
 
 def update_error(cand_before: np.ndarray, cand_after: np.ndarray, ref_before: np.ndarray,

@@ -4,21 +4,23 @@ The ``reference`` parameter names it: a framework (outputs, the loss, input grad
 after one training step are compared as relative errors; fp32 gated at 1e-4, bf16 reported, not
 gated), ``numpy`` (the float64 forward pass and loss of :mod:`dlbench.spec_numpy`: outputs and
 loss), or ``auto`` (the default): the first installed neural framework by name. The reference
-framework itself is compared with the NumPy float64 reference. A model imported from the user's
-ONNX file (:class:`~dlbench.onnx_import.ImportedSpec`) is also compared with ONNX Runtime running
-the original file (check ``onnx_file``, reference ``onnxruntime:<file>``).
+framework itself is compared with the NumPy float64 reference. A reference framework's figures
+are computed once per run, by the first cell that needs them (:func:`reference_figures`). A model
+imported from the user's ONNX file (:class:`~dlbench.onnx_import.ImportedSpec`) is also compared
+with ONNX Runtime running the original file (check ``onnx_file``, reference ``onnxruntime:<file>``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from dlbench import spec_numpy
+from dlbench import __version__, spec_numpy
 from dlbench.errors import UnsupportedError
 from dlbench.framework import TrainConfig
 from dlbench.measure import parity
@@ -27,11 +29,13 @@ from dlbench.params import Param
 from dlbench.result import Result
 from dlbench.scenarios.base import Scenario
 from dlbench.scenarios.figures import Column, Figure, as_float
+from dlbench.spec import weights_digest
 
 if TYPE_CHECKING:
     from dlbench.cell import Cell
     from dlbench.framework import Framework
     from dlbench.run.context import CellContext
+    from dlbench.spec import ModelSpec
     from dlbench.task import Task
 
 FP32_TOLERANCE = 1e-4
@@ -92,10 +96,10 @@ class ParityScenario(Scenario):
             avail = ref_fw.availability()
             if not avail.installed:
                 raise UnsupportedError(f"parity reference {ref_name!r} is not installed: {avail.reason}")
-            reference = ctx.build(spec, weights, framework=ref_fw, variant="eager", precision="fp32", train=train)
+            figures = reference_figures(ctx, ref_fw, spec, weights, xs, y, train)
             rows.extend({**asdict(row), "reference": ref_name}
-                        for row in parity.measure_parity(reference, candidate, xs, y,
-                                                         train=ctx.framework.trains))
+                        for row in parity.compare_with_reference(figures, candidate, xs, y,
+                                                                 train=ctx.framework.trains))
         if isinstance(spec, ImportedSpec):
             rows.append(_onnx_file_row(ctx, spec, candidate, xs))
         ctx.result.details["parity"] = rows
@@ -138,6 +142,42 @@ def resolve_reference(ctx: CellContext) -> str:
             return str(fw.name)
     return NUMPY
 
+
+def reference_figures(ctx: CellContext, ref_fw: Framework, spec: ModelSpec, weights: Mapping[str, np.ndarray],
+                      xs: Mapping[str, np.ndarray], y: np.ndarray, train: TrainConfig) -> dict[str, np.ndarray]:
+    """The reference framework's side of the cell's comparison (:func:`parity.reference_figures`),
+    computed by the first cell of the run that needs it and reused by the later ones
+    (:meth:`CellContext.once_per_run`): it depends on the reference, the model, the batch and
+    the training step, not on the candidate, and building it (importing the reference, compiling
+    it) took seconds of every cell. The reference is built only where they are computed; where
+    another cell computed them, ``details["parity_reference_from"]`` names it."""
+    trains = ctx.framework.trains
+    extra = ctx.build_options().extra
+    what = {"what": "parity-reference", "framework": ref_fw.name, "version": ref_fw.version(),
+            "spec": spec.digest(), "weights": weights_digest(weights), "batch": batch_digest(xs, y),
+            "loss": train.loss, "optimizer": train.optimizer, "learning_rate": train.learning_rate,
+            "trains": trains, "device": ctx.cell.device, "threads": ctx.params.get("threads"),
+            "seed": ctx.seed, "backend": {k: v for k, v in extra.items() if k in ref_fw.params},
+            "dlbench": __version__}
+
+    def compute() -> dict[str, np.ndarray]:
+        reference = ctx.build(spec, weights, framework=ref_fw, variant="eager", precision="fp32", train=train)
+        return parity.reference_figures(reference, xs, y, train=trains)
+
+    figures, by = ctx.once_per_run(what, compute)
+    if by is not None:
+        ctx.result.details["parity_reference_from"] = by
+    return figures
+
+
+def batch_digest(xs: Mapping[str, np.ndarray], y: np.ndarray) -> str:
+    """sha256 of a batch: each input's name, dtype, shape and bytes (by name), then the targets'."""
+    h = hashlib.sha256()
+    for name, a in [*sorted(xs.items()), ("__targets__", y)]:
+        arr = np.ascontiguousarray(a)
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
 
 
 def _onnx_file_row(ctx: CellContext, spec: ImportedSpec, candidate: Any, xs: Any) -> dict[str, Any]:
