@@ -13,6 +13,7 @@ framework, not host transfers: ``to_device`` once, then ``forward``/``train_step
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
@@ -237,6 +238,17 @@ class Framework(ABC):
             except importlib.metadata.PackageNotFoundError:
                 version = None
         return Availability(True, version)
+
+    def preload(self, threads: int | None, params: Mapping[str, Any]) -> None:
+        """Import the library in a fork server, the process whose forks run this framework's
+        speed cells (:mod:`dlbench.run.forkserver`): first what must precede the import (the
+        environment, thread limits a runtime fixes when it is imported), then the import. Start
+        no thread, touch no device, seed nothing, build nothing: each cell's process still calls
+        :meth:`setup`, and its first call must be the first of its process. A preload that leaves
+        a second thread running makes the server decline (forking it would be unsafe): that
+        group's cells are then spawned afresh. Default: import :attr:`modules`."""
+        for module in self.modules:
+            importlib.import_module(module)
 
     def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
         """Called once in the cell's process before anything else: threads, seeds, environment."""

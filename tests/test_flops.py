@@ -46,8 +46,33 @@ def test_matmul_peak_is_a_positive_flop_rate():
 def _ctx(device: str, samples_per_s: float, precision: str = "fp32") -> types.SimpleNamespace:
     cell = Cell("speed", "vision", "torch", device, {"batch_size": 8, "precision": precision})
     r = Result(cell, "ok", [Measurement("throughput", "samples/s", list(np.full(40, samples_per_s)))])
-    return types.SimpleNamespace(result=r, cell=cell, params=cell.params,
-                                 framework=types.SimpleNamespace(name="torch"))
+    return types.SimpleNamespace(result=r, cell=cell, params=cell.params, run_cache=None,
+                                 once_per_run=lambda what, compute: (compute(), None),
+                                 framework=types.SimpleNamespace(name="torch", params={}, version=lambda: "1"))
+
+
+def test_a_runs_later_cells_reuse_its_first_cells_probes(monkeypatch, tmp_path):
+    from dlbench.run.context import CellContext
+
+    calls: list[int] = []
+    monkeypatch.setattr(speed, "matmul_peak", lambda t: calls.append(t) or 50e9)
+    monkeypatch.setattr(speed, "resolve_threads", lambda requested: 2)
+    own: list[str] = []
+    model = types.SimpleNamespace(matmul_flops=lambda: own.append("gemm") or 80e9)
+    fw = types.SimpleNamespace(name="torch", params={}, version=lambda: "1")
+    sources = []
+    for bs in (1, 64):  # two speed cells of one run: one cache
+        cell = Cell("speed", "vision", "torch", "cpu", {"batch_size": bs})
+        r = Result(cell, "ok", [Measurement("throughput", "samples/s", list(np.full(40, 100.0)))])
+        ctx = CellContext(cell, None, fw, None, tmp_path / "art", r, run_cache=tmp_path / "cache")  # type: ignore[arg-type]
+        record_efficiency(ctx, 1e8, "infer", model)
+        assert r.metrics["peak_flops"] == 80e9
+        sources.append(r.details["efficiency"]["source"])
+    assert calls == [2, 1] and own == ["gemm"]  # measured by the first cell only
+    assert "once per run" not in sources[0] and f"first by {Cell('speed', 'vision', 'torch', 'cpu', {'batch_size': 1}).key}" in sources[1]
+    ctx = CellContext(cell, None, fw, None, tmp_path / "art", r, run_cache=None)  # type: ignore[arg-type]
+    record_efficiency(ctx, 1e8, "infer", model)  # no run cache: measured again
+    assert calls == [2, 1, 2, 1] and own == ["gemm", "gemm"]
 
 
 def test_mfu_against_the_gpus_datasheet_peak(monkeypatch):

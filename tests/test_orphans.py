@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from dlbench.run.launch.subprocess import remove_stale_cell_dirs
 from dlbench.store.database import Store
 from dlbench.store.liveness import orphaned
@@ -42,9 +44,29 @@ def _wait(predicate, what: str, limit: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def test_kill_9_of_the_runner_ends_the_cell_and_interrupts_the_run(tmp_path, plugin_dir):
+COLD = """
+from dlbench.api import Scenario, hookimpl
+
+
+class Cold(Scenario):
+    name = "cold"  # warm_ok False: its cells are forked from a fork server
+
+    def run(self, ctx):
+        ctx.dataset
+
+
+@hookimpl
+def dlbench_register_scenarios(register):
+    register(Cold())
+"""
+
+
+@pytest.mark.parametrize("scenario", ["accuracy", "cold"])  # a warm worker's cell, a forked one
+def test_kill_9_of_the_runner_ends_the_cell_and_interrupts_the_run(tmp_path, plugin_dir, scenario):
     suite = tmp_path / "hang.yaml"
-    suite.write_text(HANG)
+    suite.write_text(HANG if scenario == "accuracy" else
+                     HANG.replace("scenario: accuracy", "scenario: cold").replace(", epochs: 1", ""))
+    (plugin_dir / "cold_scenario.py").write_text(COLD)
     db, pid_file = tmp_path / "r.db", tmp_path / "cell.pid"
     env = {**os.environ, "BLOBS_PID_FILE": str(pid_file)}
     proc = subprocess.Popen([sys.executable, "-m", "dlbench", "--plugins-dir", str(plugin_dir), "run",
@@ -53,6 +75,8 @@ def test_kill_9_of_the_runner_ends_the_cell_and_interrupts_the_run(tmp_path, plu
     _wait(lambda: pid_file.exists() and pid_file.read_text() != "" or proc.poll() is not None, "cell never started")
     assert proc.poll() is None
     cell_pid = int(pid_file.read_text())
+    parent = int(Path(f"/proc/{cell_pid}/status").read_text().split("\nPPid:\t")[1].split()[0])
+    assert (parent == proc.pid) == (scenario == "accuracy")  # a forked cell's parent: its server
     cell_dirs = list(Path(tempfile.gettempdir()).glob(f"dlbench-cell-{proc.pid}-*"))
     assert cell_dirs  # the cell's payload folder, named after its runner
     st = Store(f"sqlite:///{db}")
@@ -61,6 +85,7 @@ def test_kill_9_of_the_runner_ends_the_cell_and_interrupts_the_run(tmp_path, plu
     proc.kill()
     proc.wait()
     _wait(lambda: _gone(cell_pid), "the cell outlived its runner")
+    _wait(lambda: _gone(parent), "the cell's fork server outlived its runner")
     _wait(lambda: not any(d.exists() for d in cell_dirs), "the cell's temporary folder was left")
     assert Store(f"sqlite:///{db}").run_info(run_id).status == "interrupted"
 

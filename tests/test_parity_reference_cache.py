@@ -183,3 +183,14 @@ def test_once_per_run_does_not_trust_a_file_stored_for_another_what(tmp_path: Pa
     assert calls == [1, 1] and by is None and float(got["a"][0]) == 5.0
     got, by = ctx.once_per_run({"what": "x"}, _counting(calls, 6.0))  # rewritten: trusted again
     assert calls == [1, 1] and by == ctx.cell.key and float(got["a"][0]) == 5.0
+
+
+def test_once_per_run_measures_again_over_a_file_it_cannot_read(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    calls: list[int] = []
+    ctx = _ctx(tmp_path, cache)
+    ctx.once_per_run({"what": "x"}, _counting(calls, 1.0))
+    (path,) = cache.glob("*.npz")
+    path.write_bytes(path.read_bytes()[:40])  # cut short: a disk that filled, a killed writer
+    got, by = ctx.once_per_run({"what": "x"}, _counting(calls, 4.0))
+    assert calls == [1, 1] and by is None and float(got["a"][0]) == 4.0

@@ -46,8 +46,9 @@ def run(
     cpus_per_cell: Annotated[float | None, typer.Option(help="Ray CPUs reserved per cell (default: a whole node).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     fresh_processes: Annotated[bool, typer.Option(
-        "--fresh-processes", help="Every cell in a fresh process (default: cells that time no first call, "
-                                  "such as accuracy, share a warm worker per framework and device).")] = False,
+        "--fresh-processes", help="Every cell in a new interpreter (default: cells that time no first call, "
+                                  "such as accuracy, share a warm worker per framework and device; the "
+                                  "others are forked from a process that imported their framework).")] = False,
     parallel_cells: Annotated[int, typer.Option(
         min=1, max=64, help="Run up to N warm cells at once while cores are idle (never beside a speed cell).")] = 1,
     override: Annotated[list[str] | None, typer.Option(

@@ -13,9 +13,9 @@ Efficiency:
 * on a GPU, **MFU**: achieved FLOP/s over the device's dense peak for the precision in use, from
   :data:`GPU_PEAKS` (the vendor's datasheet figures, without sparsity);
 * on a CPU, the ratio to **this machine's own measured matmul FLOP/s** with the cell's threads
-  (:func:`matmul_peak`: a float32 GEMM through NumPy's BLAS, the best of several timed runs, measured
-  in the cell's own process right after its figure, under the same load): a measured roofline
-  for dense compute, not a datasheet number.
+  (:func:`matmul_peak`: a float32 GEMM through NumPy's BLAS, the best of several timed runs, and
+  the framework's own GEMM, each measured once per run by the first speed cell that needs it, in
+  its process after its figure): a measured roofline for dense compute, not a datasheet number.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,8 @@ class CellContext:
     artifacts_dir: Path
     result: Result
     notes: list[str] = field(default_factory=list)
+    run_cache: Path | None = None
+    """The run's shared folder for :meth:`once_per_run` (None: nothing is shared)."""
     native_info: ModelInfo | None = field(default=None, init=False, repr=False)
     """Set when the task's native model is first built (see :meth:`model_info`)."""
 
@@ -144,6 +147,34 @@ class CellContext:
             return ModelInfo("", 0, 0, "")
         return ModelInfo(spec.digest(), spec.parameter_count(), spec.flops_per_example(),
                          weights_digest(initial))
+
+    # -- what a run measures once ---------------------------------------------------------------
+    def once_per_run(self, what: Mapping[str, Any], compute: Callable[[], dict[str, np.ndarray]]
+                     ) -> tuple[dict[str, np.ndarray], str | None]:
+        """``compute()``'s arrays, measured by the first cell of this run that asks for ``what``
+        (a mapping of everything the value depends on) and reused by the later ones, in any
+        process: an ``.npz`` in the run's cache, written atomically. Returns the arrays and the
+        key of the cell that measured them (None: this one). Without a run cache (a cell run on
+        its own) every call computes."""
+        if self.run_cache is None:
+            return compute(), None
+        blob = json.dumps(dict(what), sort_keys=True, default=str)
+        path = self.run_cache / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if bytes(z["__what__"]).decode() == blob:
+                    return ({k: z[k] for k in z.files if not k.startswith("__")},
+                            bytes(z["__by__"]).decode())
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            pass  # none yet, or one that cannot be read: measured (again) and written anew
+        arrays = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+        stored = {**arrays, "__what__": np.frombuffer(blob.encode(), np.uint8),
+                  "__by__": np.frombuffer(self.cell.key.encode(), np.uint8)}
+        np.savez(tmp, **stored)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+        return arrays, None
 
     # -- trained-weight artifacts ----------------------------------------------------------------
     def training_key(self, spec: ModelSpec | None, **training: Any) -> str:

@@ -1,7 +1,9 @@
 """A run of a suite: expand cells, launch each in isolation, store each result as it ends, report.
 
 Cells run in fresh processes, except those whose scenario times no first call: they share a warm
-worker per group (:func:`warm_group`; ``--fresh-processes`` turns it off). A cell with
+worker per group (:func:`warm_group`). A fresh process is forked from its group's fork server
+(:func:`fork_group`: it skips the interpreter's start and the imports, never a first call);
+``--fresh-processes`` turns both off: a new interpreter for every cell. A cell with
 ``repeats: k`` is launched k times, each in a fresh process, round by round (round 1
 of every cell, then round 2 ...); each process's Result is stored as its own row and merged on
 reading (:meth:`dlbench.store.database.Store.results`). ``--resume`` launches exactly the repeats that have
@@ -15,6 +17,7 @@ import dataclasses
 import fnmatch
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -78,8 +81,9 @@ class RunOptions:
     """Extra entries of the run's stored ``config`` (``dlbench ab``: the side)."""
     log_prefix: str = ""
     fresh_processes: bool = False
-    """Every cell in a fresh process; False (default): with the subprocess launcher, the cells
-    that time no first call share a warm worker per group (:mod:`dlbench.run.launch.warm`)."""
+    """Every cell in a new interpreter; False (default): with the subprocess launcher, the cells
+    that time no first call share a warm worker per group (:mod:`dlbench.run.launch.warm`) and
+    the others are forked from their group's fork server (:mod:`dlbench.run.launch.forked`)."""
     parallel_cells: int = 1
     """Warm cells run at once at most while the machine has idle cores (never beside a fresh
     process's cell); 1: one cell at a time."""
@@ -121,7 +125,8 @@ class Session:
 
     def make_launcher(self) -> Launcher:
         # logs per run (logs/<run>/<cell-id>.log): concurrent runs into one store never share one
-        cfg = dataclasses.replace(self.launch_config(), logs_dir=self.launch_config().logs_dir / str(self.run_id))
+        cfg = dataclasses.replace(self.launch_config(), logs_dir=self.launch_config().logs_dir / str(self.run_id),
+                                  run_cache=self.run_cache)
         if self.options.launcher == "inline":
             return InlineLauncher(cfg)
         if self.options.launcher == "ray":
@@ -236,6 +241,7 @@ class Session:
                 {"suite_path": str(self.suite.path) if self.suite.path else None,
                  "launcher": self.options.launcher, "plugins": self.plugins.names(),
                  "warm_workers": self.options.launcher == "subprocess" and not self.options.fresh_processes,
+                 "fork_servers": self.options.launcher == "subprocess" and not self.options.fresh_processes,
                  "cells": len(self.cells), "repeats": {c.key: k for c, k in plan if k > 1},
                  "python": self.launch_config().interpreter(),
                  "plugins_dirs": list(self.launch_config().plugins_dirs),
@@ -265,7 +271,8 @@ class Session:
                 self._skipped.add(cell.key)
                 self._planned -= len(todo) - 1
         rounds = max((k for _, k, _ in pending), default=0)
-        return [Job(cell, i, k, warm_group(self.plugins, self.options, cell, k))
+        return [Job(cell, i, k, warm_group(self.plugins, self.options, cell, k),
+                    fork_group(self.plugins, self.options, cell, k))
                 for i in range(rounds) for cell, k, todo in pending if i in todo]
 
     def wanted(self, job: Job) -> bool:
@@ -287,7 +294,14 @@ class Session:
             self._skipped.add(result.cell.key)
         self._record(result)
 
+    @property
+    def run_cache(self) -> Path:
+        """What this run's cells measure once for all (:attr:`LaunchConfig.run_cache`), beside the
+        artifacts; removed when the run ends."""
+        return self.launch_config().artifacts_dir / "run-cache" / str(self.run_id)
+
     def finish(self, status: str = "finished") -> None:
+        shutil.rmtree(self.run_cache, ignore_errors=True)
         self.store.finish_run(self.run_id, status)
         self.plugins.call("dlbench_session_finish", session=self)
 
@@ -339,10 +353,28 @@ def warm_group(plugins: Plugins, options: RunOptions, cell: Cell, repeats: int) 
     so a suite's accuracy (graph), parity (eager) and robustness cells of one framework share
     one worker: a quiet quick run started eight groups for five frameworks, and the LRU limit
     then retired the very workers its robustness cells needed."""
-    if options.fresh_processes or options.launcher != "subprocess" or repeats > 1:
+    if not _shares_processes(options, repeats) or not plugins.scenarios.get(cell.scenario).reuses_process(cell):
         return None
-    if not plugins.scenarios.get(cell.scenario).reuses_process(cell):
+    return process_group(plugins, cell)
+
+
+def fork_group(plugins: Plugins, options: RunOptions, cell: Cell, repeats: int) -> str | None:
+    """The fork server group of a job of ``cell`` that runs in a fresh process (the warm
+    workers' group key, :func:`process_group`), or None: a warm job, a cell with repeats (each
+    repeat a new interpreter: its start-up and memory layout are part of what repeats sample),
+    ``fresh_processes`` or another launcher."""
+    if not _shares_processes(options, repeats) or plugins.scenarios.get(cell.scenario).reuses_process(cell):
         return None
+    return process_group(plugins, cell)
+
+
+def _shares_processes(options: RunOptions, repeats: int) -> bool:
+    return not options.fresh_processes and options.launcher == "subprocess" and repeats == 1
+
+
+def process_group(plugins: Plugins, cell: Cell) -> str:
+    """What a cell's process is set up with before its first model: framework, device, threads
+    and the framework's own parameters (a Keras backend: fixed at import)."""
     names = sorted({"threads", *plugins.frameworks.get(cell.framework).params})
     return json.dumps([cell.framework, cell.device, {k: cell.params[k] for k in names if k in cell.params}],
                       sort_keys=True, default=str)

@@ -73,7 +73,8 @@ def execute(payload: dict[str, Any]) -> Result:
                                        f"(visible: {', '.join(devices)})")
         elif cell.device != "cpu":
             raise UnsupportedError(f"{framework.name} runs on cpu only, not {cell.device!r}")
-        ctx = CellContext(cell, task, framework, plugins, Path(payload["artifacts_dir"]), result)
+        ctx = CellContext(cell, task, framework, plugins, Path(payload["artifacts_dir"]), result,
+                          run_cache=Path(payload["run_cache"]) if payload.get("run_cache") else None)
         scenario.run(ctx)
         result.environment = {**fingerprint(framework_distributions(plugins.frameworks)),
                               "framework_version": framework.version(), "framework_kind": framework.kind,
@@ -120,10 +121,11 @@ def _die(tmp: Path | None, code: int = 137) -> None:
     os._exit(code)
 
 
-def guard(timeout: float | None, tmp: Path | None, poll: float = 0.5) -> Watchdog:
-    """Tie this process to its runner: parent-death signal (Linux), a parent-liveness poll thread,
-    and a watchdog that exits ``WATCHDOG_GRACE`` s after ``timeout``."""
-    parent = int(os.environ.get(PARENT_ENV) or 0) or os.getppid()
+def guard(timeout: float | None, tmp: Path | None, poll: float = 0.5, parent: int | None = None) -> Watchdog:
+    """Tie this process to its runner (or to ``parent``: the fork server whose child it is):
+    parent-death signal (Linux), a parent-liveness poll thread, and a watchdog that exits
+    ``WATCHDOG_GRACE`` s after ``timeout``."""
+    parent = parent or int(os.environ.get(PARENT_ENV) or 0) or os.getppid()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: _die(tmp, 128 + signum))
         signal.signal(signal.SIGHUP, lambda signum, frame: _die(tmp, 128 + signum))
@@ -236,15 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] == "--serve":  # --serve REQUESTS_FD REPLIES_FD FOLDER
         tmp = Path(args[3]).resolve()
         return serve(int(args[1]), int(args[2]), tmp if tmp.name.startswith("dlbench-cell-") else None)
-    payload = json.loads(Path(args[0]).read_text())
-    tmp = Path(args[0]).resolve().parent
-    guard(Cell.from_dict(payload["cell"]).timeout, tmp if tmp.name.startswith("dlbench-cell-") else None)
+    run_cell(json.loads(Path(args[0]).read_text()), Path(args[1]), Path(args[0]).resolve().parent)
+    return 0
+
+
+def run_cell(payload: dict[str, Any], out: Path, tmp: Path, parent: int | None = None,
+             worker: dict[str, Any] | None = None) -> None:
+    """A fresh process's one cell: guarded (``tmp``, the cell's folder, goes if the runner
+    dies), run, its Result written to ``out``; ``worker``: more of ``details["worker"]``."""
+    guard(Cell.from_dict(payload["cell"]).timeout, tmp if tmp.name.startswith("dlbench-cell-") else None,
+          parent=parent)
     result = execute(payload)
-    result.details["worker"] = {"pid": os.getpid(), "cells_before": 0, "warm": False}
+    result.details["worker"] = {"pid": os.getpid(), "cells_before": 0, "warm": False, **(worker or {})}
     sys.stdout.flush()
     sys.stderr.flush()
-    write_atomic(Path(args[1]), result.to_json())
-    return 0
+    write_atomic(out, result.to_json())
 
 
 if __name__ == "__main__":

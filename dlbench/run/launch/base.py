@@ -33,6 +33,10 @@ class LaunchConfig:
     python: str | None = None
     """Interpreter of the cell processes (``None``: ``sys.executable`` of the launching process).
     It must have dlbench importable (``dlbench ab`` checks before it starts)."""
+    run_cache: Path | None = None
+    """A folder the cells of one run share for what they measure once per run (the matmul
+    roofline, a parity reference: :meth:`dlbench.run.context.CellContext.once_per_run`); the
+    session makes it per run and removes it when the run ends. None: each cell measures its own."""
 
     @property
     def plugins_dirs(self) -> tuple[str, ...]:
@@ -43,7 +47,8 @@ class LaunchConfig:
 
     def payload(self, cell: Cell) -> dict[str, Any]:
         return {"cell": cell.to_dict(), "plugins": self.plugins.to_dict(),
-                "artifacts_dir": str(self.artifacts_dir)}
+                "artifacts_dir": str(self.artifacts_dir),
+                "run_cache": str(self.run_cache) if self.run_cache else None}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ class Job:
     """The warm-worker group (framework, its variant and settings, device, threads) whose
     long-lived process may run this job (:mod:`dlbench.run.launch.warm`); None: a fresh process
     (speed cells, anything timing a first call, repeats, ``--fresh-processes``)."""
+    fork: str | None = None
+    """For a fresh job, the group whose fork server may fork its process
+    (:mod:`dlbench.run.launch.forked`); None: a new interpreter (repeats, ``--fresh-processes``)."""
 
     @property
     def log_name(self) -> str:
@@ -76,12 +84,12 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         return {"cell": self.cell.to_dict(), "repeat": self.repeat, "repeats": self.repeats,
-                "group": self.group}
+                "group": self.group, "fork": self.fork}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
         return cls(Cell.from_dict(d["cell"]), int(d.get("repeat", 0)), int(d.get("repeats", 1)),
-                   d.get("group"))
+                   d.get("group"), d.get("fork"))
 
 
 class Launcher(ABC):

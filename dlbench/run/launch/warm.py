@@ -6,8 +6,10 @@ with a ``group`` (the session gives one to the cells of scenarios that declare
 framework, its process-level settings such as a Keras backend, device and threads; not a
 model's variant or precision) runs in that group's warm worker
 (``python -m dlbench.run.worker --serve``); every other job (speed cells, anything that reports a
-first-call or compile time, repeats) runs in a fresh process as before, and no warm worker is
-alive while it does, so nothing idles beside a measurement.
+first-call or compile time, repeats) runs in a fresh process, and no warm worker is alive while
+it does, so nothing idles beside a measurement. A fresh job with a ``fork`` group is forked from
+its group's fork server (:mod:`~dlbench.run.launch.forked`: a new process that skips the
+interpreter's start and the imports, never one that ran a model); one without is spawned.
 
 A worker keeps the fresh process's guard (parent-death watch, its own watchdog armed with each
 cell's timeout) and writes each cell's output to that cell's log (``logs/<run>/<cell>.log``). A
@@ -24,26 +26,24 @@ fresh job waits until they have all ended: nothing runs beside a speed cell.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import select
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from dlbench.cell import Cell
 from dlbench.result import Result
+from dlbench.run.launch import served
 from dlbench.run.launch.base import Job, LaunchConfig, as_job, tail_file
+from dlbench.run.launch.forked import ForkServers
+from dlbench.run.launch.served import Served
 from dlbench.run.launch.subprocess import SubprocessLauncher, finished, kill_group, lost
 
 GiB = 1024**3
@@ -63,41 +63,14 @@ class WarmLimits:
 
 
 @dataclass(eq=False)
-class _Worker:
-    proc: subprocess.Popen[bytes]
-    requests: IO[str]
-    replies: int
-    folder: Path
+class _Worker(Served):
     cells: int = 0
     first_rss: int | None = None
-    _buffer: bytes = field(default=b"")
-
-    def send(self, request: dict[str, str]) -> bool:
-        try:
-            self.requests.write(json.dumps(request) + "\n")
-            self.requests.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            return False
-        return True
 
     def wait(self, timeout: float) -> str:
         """``done``, ``timeout`` (past ``timeout`` s) or ``died`` (exited, or closed its replies)."""
-        deadline = time.monotonic() + timeout if 0 < timeout < float("inf") else None
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return "timeout"
-            ready, _, _ = select.select([self.replies], [], [], 0.5 if left is None else min(left, 0.5))
-            if ready:
-                chunk = os.read(self.replies, 4096)
-                if not chunk:
-                    return "died"
-                self._buffer += chunk
-                if b"\n" in self._buffer:
-                    self._buffer = self._buffer.split(b"\n", 1)[1]
-                    return "done"
-            elif self.proc.poll() is not None:
-                return "died"
+        line = self.reply(timeout)
+        return "timeout" if line is None else "done" if line else "died"
 
     def rss(self) -> int | None:
         import psutil  # only here: the resident size of a worker after its cell
@@ -106,23 +79,6 @@ class _Worker:
             return int(psutil.Process(self.proc.pid).memory_info().rss)
         except (psutil.Error, OSError):
             return None
-
-    def stop(self, kill: bool = False) -> int | None:
-        """End the worker (closing its requests ends it; ``kill``, or one that lingers: SIGKILL to
-        its process group), remove its folder; its exit code."""
-        with contextlib.suppress(OSError, ValueError):
-            self.requests.close()
-        if not kill:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                kill = True
-        if kill:
-            kill_group(self.proc)
-        with contextlib.suppress(OSError):
-            os.close(self.replies)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return self.proc.returncode
 
 
 class WarmLauncher(SubprocessLauncher):
@@ -135,6 +91,8 @@ class WarmLauncher(SubprocessLauncher):
         self.limits = limits or WarmLimits()
         self.parallel = max(1, int(parallel))
         """Warm cells run at once at most (each in its own worker), as far as cores are idle."""
+        self.forks = ForkServers(self)
+        """Fork servers for the fresh jobs that have a ``fork`` group."""
         self._idle: OrderedDict[str, _Worker] = OrderedDict()
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -172,11 +130,13 @@ class WarmLauncher(SubprocessLauncher):
     def execute(self, job: Job) -> Result:
         if job.group is None:
             self.retire()  # a fresh process measures alone: no warm worker beside it
-            return super().execute(job)
+            forked = self.forks.execute(job, job.fork) if job.fork is not None else None
+            return forked or super().execute(job)
         return self._execute_warm(job, job.group)
 
     def close(self) -> None:
         self.retire()
+        self.forks.close()
         super().close()
 
     def retire(self) -> None:
@@ -230,23 +190,10 @@ class WarmLauncher(SubprocessLauncher):
 
     def _start(self, job: Job, log_path: Path) -> _Worker:
         folder = Path(tempfile.mkdtemp(prefix=f"dlbench-cell-{os.getpid()}-"))
-        req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        try:
-            with open(log_path, "a") as log:  # what it prints starting up goes to its first cell's log
-                proc = subprocess.Popen(
-                    [self.config.interpreter(), "-m", "dlbench.run.worker", "--serve", str(req_r),
-                     str(rep_w), str(folder)],
-                    stdout=log, stderr=subprocess.STDOUT, env=self.process_env(job.cell),
-                    start_new_session=True, pass_fds=(req_r, rep_w))
-        except BaseException:
-            for fd in (req_r, req_w, rep_r, rep_w):
-                os.close(fd)
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        os.close(req_r)
-        os.close(rep_w)
-        return _Worker(proc, os.fdopen(req_w, "w"), rep_r, folder)
+        # what it prints starting up goes to its first cell's log
+        proc, requests, replies = served.start([self.config.interpreter(), "-m", "dlbench.run.worker", "--serve"],
+                                               [str(folder)], self.process_env(job.cell), log_path, folder)
+        return _Worker(proc, requests, replies, folder)
 
     def _keep(self, group: str, worker: _Worker) -> None:
         rss = worker.rss()

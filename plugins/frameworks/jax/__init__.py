@@ -280,6 +280,11 @@ class JaxFramework(Framework):
     variants = ("eager", "compiled")
     precisions = ("fp32", "bf16")
 
+    def preload(self, threads: int | None, params: Mapping[str, Any]) -> None:
+        if threads:  # XLA sizes its pools from what the process may use when JAX is imported
+            limit_threads(int(threads))
+        super().preload(threads, params)
+
     def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
         if threads:
             limit_threads(int(threads))

@@ -94,6 +94,12 @@ class KerasFramework(Framework):
     precisions = ("fp32", "bf16")
     params = {"backend": Param("tensorflow", "Keras 3 backend", kb.BACKENDS, applies_to=("keras",))}
 
+    def preload(self, threads: int | None, params: Mapping[str, Any]) -> None:
+        backend = str(params.get("backend") or self.params["backend"].default)
+        select_backend(backend)
+        kb.prepare_import(backend, threads)
+        import keras  # noqa: F401 - the import is the point
+
     def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
         backend = str(params.get("backend") or self.params["backend"].default)
         select_backend(backend)

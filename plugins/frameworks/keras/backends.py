@@ -21,14 +21,22 @@ from .._xla import limit_threads
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
+def prepare_import(backend: str, threads: int | None) -> None:
+    """What must precede the backend's import: TensorFlow's log level, XLA's thread limit."""
+    if backend == "tensorflow":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    elif backend == "jax" and threads:
+        limit_threads(int(threads))
+
+
 def configure_backend(backend: str, threads: int | None) -> None:
     """Bound the backend's CPU thread pools (and let TensorFlow grow GPU memory on demand).
 
     Runs before Keras, and if possible before the backend, is imported: TensorFlow and XLA
     size their pools once, when their runtime starts.
     """
+    prepare_import(backend, threads)
     if backend == "tensorflow":
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
         if threads:
@@ -48,8 +56,6 @@ def configure_backend(backend: str, threads: int | None) -> None:
         torch.set_num_threads(threads)
         with contextlib.suppress(RuntimeError):  # only settable before parallel work starts
             torch.set_num_interop_threads(threads)
-    elif backend == "jax":
-        limit_threads(threads)
 
 
 def ieee_float32(backend: str) -> None:

@@ -73,13 +73,17 @@ class TensorFlowFramework(Framework):
                 continue
         return Availability(True, None)
 
-    def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
+    def preload(self, threads: int | None, params: Mapping[str, Any]) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if importlib.util.find_spec("tf_keras") is None:
             # ``import tensorflow`` loads Keras 3 eagerly (and through it pandas, scikit-learn and
             # scipy.stats: 1.3 CPU-s) unless TF_USE_LEGACY_KERAS points tf.keras at tf_keras; this
             # plugin never uses tf.keras, so a TensorFlow cell sets it (a user's value stands)
             os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        import tensorflow  # noqa: F401 - the import is the point
+
+    def setup(self, threads: int | None, seed: int, params: Mapping[str, Any]) -> None:
+        self.preload(threads, params)  # a no-op past the environment where a fork server ran it
         import tensorflow as tf
 
         configure_tensorflow(tf, threads)
