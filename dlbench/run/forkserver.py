@@ -17,7 +17,9 @@ the runner can kill it and what it started) and ``exit CODE`` once it ended (the
 :attr:`subprocess.Popen.returncode` gives it: negative for a signal). ``declined REASON`` instead
 of ``pid`` says the server cannot fork safely (its preload left a thread running, or failed): the
 runner then spawns that group's cells afresh. The server exits when its requests close, and with
-its runner (parent-death signal).
+its runner (parent-death signal); it removes its folder once it read its template, so a server
+killed with its runner leaves none, and each child removes its cell's folder as a spawned cell
+does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -146,7 +149,10 @@ def _child(job: dict[str, str], server: int, pipes: tuple[IO[str], IO[str]]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    requests, replies, template = int(args[0]), int(args[1]), json.loads(Path(args[2]).read_text())
+    requests, replies, path = int(args[0]), int(args[1]), Path(args[2])
+    template = json.loads(path.read_text())
+    if path.parent.name.startswith("dlbench-cell-"):  # its folder held only the template; a server
+        shutil.rmtree(path.parent, ignore_errors=True)  # killed with its runner leaves nothing
     if sys.platform.startswith("linux"):  # dies with its runner; no thread watches for it
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
