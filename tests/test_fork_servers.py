@@ -37,6 +37,9 @@ class Cold(Scenario):
         ctx.result.metrics["models_run_in_process"] = float(len(RAN))
         ctx.result.metrics["pid"] = float(os.getpid())
         ctx.result.metrics["ppid"] = float(os.getppid())
+        rollup = dict(ln.split(":", 1) for ln in open("/proc/self/smaps_rollup").read().splitlines()[1:])
+        for k in ("Shared_Dirty", "Private_Dirty"):  # pages still shared with a server, and its own
+            ctx.result.metrics[k] = float(rollup[k].split()[0])
         ctx.result.measurements.append(Measurement("first_call", "s", [0.5], higher_is_better=False))
         ctx.result.metrics["first_call_s"] = 0.5
 
@@ -105,6 +108,9 @@ def test_cold_cells_are_forked_from_one_server_and_each_is_a_new_process(tmp_pat
         assert r.metrics["models_run_in_process"] == 1.0  # the server never ran one: no state
         assert r.metrics["ppid"] == r.details["worker"]["server"] and r.metrics["pid"] == _pid(r)
         assert r.metrics["first_call_s"] == 0.5 and r.measurement("first_call") is not None  # kept
+        # the server's pages are the child's own, as a spawned process's imports are its own
+        assert r.details["worker"]["populated"] and r.details["worker"]["populated_mb"] > 0
+        assert r.metrics["Shared_Dirty"] < 0.25 * r.metrics["Private_Dirty"]
     speed = next(r for r in results if r.cell.scenario == "speed")
     assert speed.measurement("first_call") is not None and speed.measurement("throughput") is not None
     # --fresh-processes: a new interpreter per cell, and the same deterministic figures

@@ -40,6 +40,7 @@ from dlbench.cell import Cell
 from dlbench.errors import DlbenchError
 from dlbench.measure.environment import resolve_threads
 from dlbench.plugins import PluginConfig, get_plugins
+from dlbench.run.pages import Run, populate, resident_pages
 from dlbench.run.worker import PARENT_ENV, run_cell
 
 _PR_SET_PDEATHSIG = 1
@@ -99,6 +100,7 @@ def serve(requests: IO[str], replies: IO[str], template: dict[str, Any]) -> int:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)  # the start-up output went to the first cell's log; nothing after it does
     os.dup2(null, 2)
+    pages = resident_pages() if reason is None else []  # what each child maps and owns before its cell
     for line in requests:
         if reason is not None:
             _reply(replies, f"declined {reason}")
@@ -107,7 +109,7 @@ def serve(requests: IO[str], replies: IO[str], template: dict[str, Any]) -> int:
         server = os.getpid()
         pid = os.fork()
         if pid == 0:  # the cell's process: never returns
-            _child(job, server, (requests, replies))
+            _child(job, server, (requests, replies), pages)
         with contextlib.suppress(OSError):  # the child does it too: whichever runs first
             os.setpgid(pid, pid)
         _reply(replies, f"pid {pid}")
@@ -121,11 +123,12 @@ def _reply(replies: IO[str], text: str) -> None:
     replies.flush()
 
 
-def _child(job: dict[str, str], server: int, pipes: tuple[IO[str], IO[str]]) -> None:
+def _child(job: dict[str, str], server: int, pipes: tuple[IO[str], IO[str]], pages: list[Run]) -> None:
     code = 1
     try:
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
+        populated = populate(pages)  # the server's resident pages, mapped and owned as a spawned cell's
         for pipe in pipes:  # the server's, not the cell's: a child must not hold them open
             with contextlib.suppress(OSError):
                 os.close(pipe.fileno())
@@ -135,7 +138,7 @@ def _child(job: dict[str, str], server: int, pipes: tuple[IO[str], IO[str]]) -> 
         os.close(log)
         payload = json.loads(Path(job["payload"]).read_text())
         run_cell(payload, Path(job["result"]), Path(job["folder"]), parent=server,
-                 worker={"forked": True, "server": server})
+                 worker={"forked": True, "server": server, **populated.as_details()})
         code = 0
     except BaseException:  # noqa: BLE001 - whatever happens, the child leaves through os._exit
         with contextlib.suppress(Exception):
