@@ -31,9 +31,9 @@ from pathlib import Path
 
 from dlbench.result import Result
 from dlbench.run.launch import served
-from dlbench.run.launch.base import Job, tail_file
+from dlbench.run.launch.base import Job
 from dlbench.run.launch.served import Served
-from dlbench.run.launch.subprocess import SubprocessLauncher, finished, lost
+from dlbench.run.launch.subprocess import SubprocessLauncher, outcome
 
 KILL_GRACE = 10.0
 """Seconds a server has to report its killed child's exit."""
@@ -99,21 +99,11 @@ class ForkServers:
                     _kill(pid)
                 server.stop(kill=True)
                 raise
-            log_text = tail_file(log_path)
-            if status is None and out.exists():
-                result = Result.from_json(out.read_text())
-            else:
-                result = lost(cell, status, code, started)
-        return finished(result, log_text, started, log_path)
+            return outcome(cell, out, status, code, started, log_path)
 
     def close(self) -> None:
         """Stop every server."""
-        while True:
-            with self._lock:
-                if not self._idle:
-                    return
-                server = self._idle.popitem(last=False)[1]
-            server.stop()
+        served.stop_all(self._idle, self._lock)
 
     def _start(self, job: Job, log_path: Path) -> Served:
         cfg = self.launcher.config

@@ -10,12 +10,16 @@ import os
 import select
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from dlbench.run.launch.subprocess import kill_group
+
+S = TypeVar("S", bound="Served")
 
 
 @dataclass(eq=False)
@@ -70,6 +74,17 @@ class Served:
             os.close(self.replies)
         shutil.rmtree(self.folder, ignore_errors=True)
         return self.proc.returncode
+
+
+def stop_all(idle: MutableMapping[str, S], lock: threading.Lock) -> None:
+    """Stop every process in ``idle`` (oldest first), each outside ``lock``."""
+    while True:
+        with lock:
+            if not idle:
+                return
+            oldest = next(iter(idle))
+            process = idle.pop(oldest)
+        process.stop()
 
 
 def start(command: list[str], extra: list[str], env: dict[str, str], log_path: Path, folder: Path) -> tuple[

@@ -57,12 +57,7 @@ class SubprocessLauncher(Launcher):
                 except BaseException:  # Ctrl-C, SIGTERM: the cell's process group goes with us
                     kill_group(proc)
                     raise
-            log_text = tail_file(log_path)
-            if status is None and out.exists():
-                result = Result.from_json(out.read_text())
-            else:
-                result = lost(cell, status, code, started)
-        return finished(result, log_text, started, log_path)
+            return outcome(cell, out, status, code, started, log_path)
 
     def process_env(self, cell: Cell) -> dict[str, str]:
         """The cell process's environment: the runner's, the launch config's, the runner's pid
@@ -85,6 +80,17 @@ def lost(cell: Cell, status: str | None, code: int | None, started: float) -> Re
         result.status = "crashed"
         result.error = f"cell process died with {_describe(code)} before reporting a result"
     return result
+
+
+def outcome(cell: Cell, out: Path, status: str | None, code: int | None, started: float, log_path: Path) -> Result:
+    """A fresh process's Result: the one it wrote to ``out`` unless ``status`` says it was killed,
+    else :func:`lost`; with the launcher's part (:func:`finished`)."""
+    log_text = tail_file(log_path)
+    if status is None and out.exists():
+        result = Result.from_json(out.read_text())
+    else:
+        result = lost(cell, status, code, started)
+    return finished(result, log_text, started, log_path)
 
 
 def finished(result: Result, log_text: str, started: float, log_path: Path) -> Result:

@@ -141,12 +141,7 @@ class WarmLauncher(SubprocessLauncher):
 
     def retire(self) -> None:
         """Stop every idle worker."""
-        while True:
-            with self._lock:
-                if not self._idle:
-                    return
-                worker = self._idle.popitem(last=False)[1]
-            worker.stop()
+        served.stop_all(self._idle, self._lock)
 
     def _execute_warm(self, job: Job, group: str) -> Result:
         self.config.logs_dir.mkdir(parents=True, exist_ok=True)
