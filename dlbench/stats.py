@@ -10,9 +10,10 @@ positive sequence estimate, from 50 samples on). Independent samples get the cla
 This module is the bottom of the statistics: :class:`dlbench.result.Measurement` summarises its
 samples with :func:`summarize`, so it imports nothing from dlbench. Every process imports it, every
 cell's process summarises samples, and ``scipy.stats`` takes 0.8 s to import (more than a trivial
-cell's whole work): the binomial quantiles and the Wilson interval come from ``scipy.special``'s
-distribution functions (0.1 s, imported on first use), the same ones ``scipy.stats.binom`` and
-``binomtest`` evaluate (``tests/test_lean_imports.py`` checks they agree).
+cell's whole work), ``scipy.special`` 0.4 s (SciPy 1.16's array-API layer): the binomial quantiles
+are counted exactly in integers and the Wilson interval takes the normal quantile from
+:class:`statistics.NormalDist`, the same values ``scipy.stats.binom`` and ``binomtest`` give
+(``tests/test_lean_imports.py`` checks they agree).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
@@ -106,15 +108,25 @@ def _order_statistics(n: int, confidence: float) -> tuple[int, int]:
 
 
 def binomial_quantiles(n: int, q: float) -> tuple[int, int]:
-    """``scipy.stats.binom(n, 0.5)``'s ``ppf(q)`` and ``isf(q)``: the smallest count whose CDF is at
-    least ``q`` and the smallest whose survival function is at most ``q``, from
-    ``scipy.special.bdtr`` / ``bdtrc`` over every count (no ``scipy.stats``: see the module docstring)."""
-    from scipy.special import bdtr, bdtrc
-
-    k = np.arange(n + 1)
-    ppf = int(np.argmax(bdtr(k, n, 0.5) >= q))
-    isf = int(np.argmax(bdtrc(k, n, 0.5) <= q))
-    return ppf, isf
+    """``scipy.stats.binom(n, 0.5)``'s ``ppf(q)`` and ``isf(q)`` for ``0 < q <= 0.5``: the smallest
+    count whose CDF is at least ``q`` and the smallest whose survival function is at most ``q``.
+    Exact: ``2**n`` times the CDF is a sum of binomial coefficients, compared in integers with
+    ``q * 2**n`` (``q``'s exact ratio); by symmetry the survival function past ``k`` is the CDF at
+    ``n - k - 1``. Where a CDF equals ``q`` exactly (0.5 at odd ``n``) this counts the tie, which
+    SciPy's floating evaluation may put on either side. No SciPy: see the module docstring."""
+    if not 0 < q <= 0.5:
+        raise ValueError(f"q must be in (0, 0.5], not {q}")
+    num, den = float(q).as_integer_ratio()
+    target = num << n  # CDF(k) >= q  <=>  den * 2**n * CDF(k) >= num * 2**n
+    coef, total, k, at_most = 1, 0, 0, -1  # C(n, k), 2**n CDF(k), k, the last k with CDF(k) <= q
+    while True:
+        total += coef
+        if total * den <= target:
+            at_most = k
+        if total * den >= target:
+            return k, n - 1 - at_most
+        coef = coef * (n - k) // (k + 1)
+        k += 1
 
 
 def median_ci(samples: Sequence[float] | np.ndarray, confidence: float = 0.95,
@@ -173,14 +185,12 @@ def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[flo
     """Wilson score interval of a proportion (accuracy on n examples)."""
     if n == 0:
         return float("nan"), float("nan")
-    from scipy.special import ndtri  # not scipy.stats: see the module docstring
-
     # binomtest(successes, n).proportion_ci(confidence, method="wilson") (Newcombe 1998), as SciPy writes it
     k, n = int(successes), int(n)
     if not 0 <= k <= n:
         raise ValueError(f"successes ({k}) must be between 0 and n ({n})")
     p = k / n
-    z = float(ndtri(0.5 + 0.5 * confidence))
+    z = NormalDist().inv_cdf(0.5 + 0.5 * confidence)  # no SciPy: see the module docstring
     denom = 2 * (n + z**2)
     center = (2 * n * p + z**2) / denom
     delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
