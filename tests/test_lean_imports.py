@@ -42,6 +42,17 @@ def test_help_loads_nothing_heavy():
     assert loaded_after(code, extra=("numpy",)) == []
 
 
+def test_opening_a_store_at_the_newest_revision_imports_no_alembic(tmp_path):
+    from dlbench.store.database import Store
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    Store(url)  # created and migrated here, with Alembic
+    for create in (True, False):
+        code = f"from dlbench.store.database import Store\nStore({url!r}, create={create})"
+        loaded = loaded_after(code, extra=("alembic",))
+        assert "sqlalchemy" in loaded and [m for m in loaded if m.startswith("alembic")] == []
+
+
 def test_loading_every_plugin_imports_no_framework_scipy_store_or_report_library():
     assert loaded_after("from dlbench.plugins import get_plugins\nget_plugins()") == []
 

@@ -43,6 +43,17 @@ def test_a_fresh_store_is_at_the_newest_revision(tmp_path):
     assert not list(tmp_path.glob("r.db.bak-*"))  # nothing to back up
 
 
+def test_the_revision_a_store_opens_at_without_alembic_is_alembics_head(tmp_path):
+    assert schema.head() == schema.HEAD  # a new migration must move HEAD too
+    st = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    assert schema.at_head(st.engine)
+    with st.engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    assert not schema.at_head(st.engine)
+    Store(f"sqlite:///{tmp_path / 'r.db'}")  # migrated again from 0001
+    assert schema.at_head(st.engine) and schema.current(st.engine) == schema.HEAD
+
+
 def test_a_foreign_database_is_refused_before_anything_is_written(tmp_path, capsys):
     db = tmp_path / "app.db"
     with sqlite3.connect(db) as c:
