@@ -342,6 +342,27 @@ def test_no_drift_correction_for_an_unchanged_canary():
     assert cmp.drift is not None and cmp.drift.applied == 1.0
 
 
+def test_a_drift_not_applied_says_which_rule_kept_it_out():
+    rng = np.random.default_rng(17)
+    base = [speed_result(rng, task="a"), canary_result(rng)]
+    on = Thresholds(drift_correction=True)
+    cases = {  # head canary speed factor, thresholds -> the reason
+        "drift correction is off": (1 / 1.15, Thresholds()),
+        "beyond drift_max (25%)": (1 / 13, on),
+        "within drift_tolerance (50%)": (1 / 1.15, Thresholds(drift_correction=True, drift_tolerance=0.5)),
+    }
+    for reason, (factor, th) in cases.items():
+        d = compare_runs(base, [speed_result(rng, task="a"), canary_result(rng, factor)], th).drift
+        assert d is not None and d.applied == 1.0 and d.why_not.startswith(f"not corrected: {reason}"), (reason, d)
+        assert d.describe().endswith(d.why_not)
+    flagged_head = [speed_result(rng, task="a"), flagged(canary_result(rng, 1 / 1.15), "contended", 0.4)]
+    d = compare_runs(base, flagged_head, on).drift
+    assert d is not None and d.why_not.startswith("ignored: head canary contended")
+    applied = compare_runs(base, [speed_result(rng, task="a"), canary_result(rng, 1 / 1.15)], on).drift
+    assert applied is not None and applied.applied != 1.0 and applied.why_not == ""
+    assert applied.describe().endswith("corrected") and "not corrected" not in applied.describe()
+
+
 def test_canary_workload_measures_gflops():
     m = canary_workload(n=64, max_time=0.2)
     assert m.name == "gflops" and m.higher_is_better and len(m.samples) >= 30

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from dlbench.analysis.compare import compare_runs
 from dlbench.analysis.gate import GateConfig, decide, to_junit, to_markdown
+from dlbench.analysis.thresholds import Thresholds
 from dlbench.cell import Cell
 from dlbench.result import Measurement, Result
 
@@ -149,6 +150,23 @@ def test_markdown_summary(rng):
         next(x for x in lines if "failed |" in x))
 
 
+def test_markdown_shows_the_canary_as_information_and_names_each_correction(rng):
+    from test_compare import canary_result
+
+    base = [speed(rng, "a"), canary_result(rng)]
+    head = [speed(rng, "a", 0.8), canary_result(rng, 1 / 1.15)]  # the machine 15% slower, p tiny
+    cmp = compare_runs(base, head)
+    md = to_markdown(decide(cmp))
+    drift = next(x for x in md.splitlines() if "Machine drift" in x)
+    assert "for information" in drift and "never gates" in drift
+    assert "not corrected: drift correction is off" in drift  # not a bare "not corrected" by p=1e-8
+    family = [r for r in cmp.gated_rows if np.isfinite(r.q_value)]
+    assert family and f"Benjamini-Hochberg over the {len(family)} gated rows" in md
+    assert not [x for x in md.splitlines() if x.startswith("| ") and "canary/" in x]  # no verdict row
+    on = to_markdown(decide(compare_runs(base, head, Thresholds(drift_correction=True))))
+    assert "CPU speed rows corrected: divided by x0.8" in on
+
+
 def test_junit_one_testcase_per_cell(rng):
     a, b, c = (speed(rng, t) for t in "abc")
     d = speed(rng, "d", n=3)
@@ -166,6 +184,17 @@ def test_junit_one_testcase_per_cell(rng):
     assert cases[d.cell.key].find("skipped").get("message").startswith("inconclusive")
     assert suite.get("tests") == "4" and suite.get("failures") == "1"
     assert suite.get("errors") == "1" and suite.get("skipped") == "1"
+
+
+def test_junit_test_cases_carry_the_head_runs_cell_times(rng):
+    a, b = speed(rng, "a"), speed(rng, "b")
+    head_a, head_b = speed(rng, "a", 0.8), speed(rng, "b")
+    head_a.duration, head_b.duration, a.duration = 12.25, 0.5, 99.0
+    root = ET.fromstring(to_junit(decide(compare_runs([a, b], [head_a, head_b]))))
+    suite = root.find("testsuite")
+    times = {tc.get("name"): float(tc.get("time")) for tc in suite.iter("testcase")}
+    assert times == {a.cell.key: 12.25, b.cell.key: 0.5}
+    assert float(suite.get("time")) == float(root.get("time")) == 12.75
 
 
 def test_all_inconclusive_comparison_exits_2(rng):

@@ -97,3 +97,14 @@ def test_trend_of_a_slow_drift_and_of_flat_noise():
     assert trend([])["n"] == 0
     short = trend([1.0, None, 2.0])
     assert short["n"] == 2 and short["steps"] == []
+
+
+def test_fewer_than_three_runs_say_so_instead_of_a_trend():
+    one = trend([100.0], higher_is_better=True)
+    assert one["n"] == 1 and one["change"] is None
+    assert one["assessment"] == one["direction"] == "too few runs (1; a trend needs 3)"
+    two = trend([100.0, 50.0], higher_is_better=True)  # halved: still no trend from two runs
+    assert two["change"] == pytest.approx(-0.5) and two["assessment"].startswith("too few runs (2;")
+    assert trend([100.0, 50.0])["assessment"] is None  # no direction of goodness asked
+    three = trend([100.0, 100.0, 100.0], higher_is_better=True)
+    assert three["assessment"] == "stable"

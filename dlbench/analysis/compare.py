@@ -117,6 +117,10 @@ class Drift:
     p_value: float
     applied: float
     ignored: str = ""
+    why_not: str = ""
+    """Why it was not applied, when it was not (the first that holds): ``ignored: <flags>`` (a
+    flagged canary), else ``not corrected: <why>`` (the correction is off, the drift is not
+    significant, within ``drift_tolerance`` or beyond ``drift_max``)."""
 
     def describe(self) -> str:
         """``x0.870 (95% CI 0.851..0.889, p=1e-05), corrected`` and the like."""
@@ -125,9 +129,7 @@ class Drift:
         text = f"x{self.ratio:.3f} ({ci}p={self.p_value:.2g})"
         if self.applied != 1.0:
             return f"{text}, corrected"
-        if self.ignored:
-            return f"{text}, ignored: {self.ignored}"
-        return f"{text}, not corrected"
+        return f"{text}, {self.why_not or 'not corrected'}"
 
 @dataclass
 class Comparison:
@@ -234,13 +236,21 @@ def _estimate_drift(b: dict[str, Result], h: dict[str, Result], th: Thresholds) 
         if not mb.higher_is_better:  # a time-like canary: drift is the speed ratio
             e = Effect(1 / e.estimate, 1 / e.ci_high, 1 / e.ci_low, e.p_value, e.n_base,
                        e.n_head, e.method)
-        use = (th.drift_correction and e.p_value < th.alpha
-               and math.log1p(th.drift_tolerance) < abs(math.log(e.estimate)) <= math.log1p(th.drift_max))
         flags = figure_flags("base canary", mb) + figure_flags("head canary", mh)
         ignored = "; ".join(r for _, r in flags)
-        use = use and not flags
-        return Drift(key, e.estimate, e.ci_low, e.ci_high, e.p_value, e.estimate if use else 1.0,
-                     ignored)
+        size = abs(math.log(e.estimate)) if e.estimate > 0 else math.inf
+        why_not = next((why for why, holds in (
+            (f"ignored: {ignored}", bool(flags)),
+            ("not corrected: drift correction is off (the gate's drift_correction: true applies it)",
+             not th.drift_correction),
+            (f"not corrected: not significant (p={e.p_value:.2g} >= alpha {th.alpha:g})", not e.p_value < th.alpha),
+            (f"not corrected: within drift_tolerance ({th.drift_tolerance:.0%})",
+             size <= math.log1p(th.drift_tolerance)),
+            (f"not corrected: beyond drift_max ({th.drift_max:.0%}), too large to divide out",
+             size > math.log1p(th.drift_max)),
+        ) if holds), "")
+        return Drift(key, e.estimate, e.ci_low, e.ci_high, e.p_value, 1.0 if why_not else e.estimate,
+                     ignored, why_not)
     return None
 
 

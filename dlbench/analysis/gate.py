@@ -191,16 +191,13 @@ def to_markdown(decision: GateDecision) -> str:
            f"**{md_text(decision.message)}**", "", md_text(cmp.summary()), ""]
     if cmp.drift is not None:
         d = cmp.drift
-        if d.applied != 1.0:
-            state = "corrected for"
-        elif d.ignored:
-            state = f"ignored: {md_text(d.ignored)}"
-        elif cmp.thresholds.drift_correction:
-            state = "not corrected (not significant, too small or beyond drift_max)"
-        else:
-            state = "not corrected (drift correction is off)"
-        out += [f"> Machine drift (canary {md_code(d.key)}): head/base x{d.ratio:.3f} "
-                f"[{d.ci_low:.3f}, {d.ci_high:.3f}], p={d.p_value:.2g}; {state}.", ""]
+        state = (f"CPU speed rows corrected: divided by x{d.applied:.3f}" if d.applied != 1.0
+                 else md_text(d.why_not))
+        out += [f"> ℹ️ Machine drift, for information (canary {md_code(d.key)}, never gates): head/base "
+                f"x{d.ratio:.3f} [{d.ci_low:.3f}, {d.ci_high:.3f}], p={d.p_value:.2g}; {state}.", ""]
+    family = sum(1 for r in cmp.gated_rows if math.isfinite(r.q_value))
+    out += [f"> Multiple comparisons: Benjamini-Hochberg over the {family} gated rows with a p-value "
+            f"(the q column; FDR {cmp.thresholds.alpha:g}); flagged figures stay out of the family.", ""]
     if cmp.environment:
         out += ["> ⚠️ **Environments differ** (numbers may not be comparable):"]
         out += [f"> - {md_text(line)}" for line in cmp.environment[:20]]
@@ -209,8 +206,8 @@ def to_markdown(decision: GateDecision) -> str:
         out.append("")
     order = {v: i for i, v in enumerate(VERDICTS)}
     rows = sorted(decision.rows, key=lambda r: (not r.gated, order.get(r.verdict, 99)))
-    shown = [r for r in rows if r.verdict != "unchanged"]
-    quiet = [r for r in rows if r.verdict == "unchanged"]
+    shown = [r for r in rows if r.verdict != "unchanged" and r.kind != "canary"]  # the canary: above
+    quiet = [r for r in rows if r.verdict == "unchanged" and r.kind != "canary"]
     if shown:
         out += [_HEADER, *map(_md_row, shown), ""]
     if quiet:
@@ -240,12 +237,16 @@ def to_junit(decision: GateDecision) -> str:
                         ("message", decision.message)):
         ET.SubElement(props, "property", name=name, value=xml_text(str(value)))
     counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    total = 0.0
     order = {v: i for i, v in enumerate(VERDICTS)}
     for key, rs in by_key.items():
         gated = [r for r in rs if r.gated] or rs
         worst = min(gated, key=lambda r: order.get(r.verdict, 99))
         classname = xml_text(key.split("[", 1)[0].replace("/", "."))
-        case = ET.SubElement(suite, "testcase", classname=classname, name=xml_text(key), time="0")
+        ran = decision.comparison.head_results.get(key)  # the gated run's time for the cell
+        seconds = ran.duration if ran is not None and ran.duration is not None and math.isfinite(ran.duration) else 0.0
+        case = ET.SubElement(suite, "testcase", classname=classname, name=xml_text(key), time=f"{seconds:.3f}")
+        total += seconds
         counts["tests"] += 1
         bad = [r for r in gated if r.verdict == worst.verdict]
         message = xml_text("; ".join(f"{r.name}: {r.reason}" for r in bad))
@@ -265,6 +266,7 @@ def to_junit(decision: GateDecision) -> str:
     for el in (suites, suite):
         for k, v in counts.items():
             el.set(k, str(v))
+        el.set("time", f"{total:.3f}")
     ET.indent(suites)
     body = ET.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"

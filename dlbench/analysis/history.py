@@ -101,6 +101,10 @@ def _values(points: Sequence[Any]) -> tuple[list[float], list[dict[str, Any]]]:
     return vals, meta
 
 
+MIN_TREND_RUNS = 3
+"""Runs a history needs before it has a direction (Kendall's tau and Theil-Sen need three)."""
+
+
 def trend(points: Sequence[Any], higher_is_better: bool | None = None, *, alpha: float = 0.05,
           min_effect: float = 0.05) -> dict[str, Any]:
     """Summary of a history: ``points`` are numbers or dicts with ``median`` (and optional
@@ -109,13 +113,18 @@ def trend(points: Sequence[Any], higher_is_better: bool | None = None, *, alpha:
     first level - 1), slope (Theil-Sen, relative change per run on log values when all are
     positive) with its 95% CI, Kendall's tau and p-value, direction (up/down/flat), assessment
     (improving/degrading/stable when ``higher_is_better`` is given), steps (with before/after
-    levels) and segments."""
+    levels) and segments. Under :data:`MIN_TREND_RUNS` runs there is no trend: direction and
+    assessment say ``too few runs``, the change is the last run against the first, and a single
+    run has none."""
     vals, meta = _values(points)
     keep = [i for i, v in enumerate(vals) if math.isfinite(v)]
     x = np.asarray([vals[i] for i in keep])
     out: dict[str, Any] = {"n": int(x.size), "first": None, "last": None, "change": None,
                            "slope": None, "slope_ci": None, "tau": None, "p_value": None,
                            "direction": "flat", "assessment": None, "steps": [], "segments": []}
+    if x.size < MIN_TREND_RUNS:
+        out["direction"] = f"too few runs ({x.size}; a trend needs {MIN_TREND_RUNS})"
+        out["assessment"] = out["direction"] if higher_is_better is not None else None
     if x.size == 0:
         return out
     out["first"], out["last"] = float(x[0]), float(x[-1])
@@ -123,7 +132,9 @@ def trend(points: Sequence[Any], higher_is_better: bool | None = None, *, alpha:
     steps = detect_steps(x, alpha=alpha / 5, min_effect=min_effect, relative=relative)
     segs = segments(x, steps)
     a, b = segs[0]["median"], segs[-1]["median"]
-    out["change"] = (b / a - 1) if relative else (b - a)
+    if x.size < MIN_TREND_RUNS:  # no levels to compare: the last run against the first
+        a, b = x[0], x[-1]
+    out["change"] = None if x.size < 2 else float(b / a - 1) if relative else float(b - a)
     out["segments"] = [{**s, "start": keep[s["start"]], "end": keep[s["end"] - 1] + 1}
                        for s in segs]
     for s_prev, s_next in zip(segs[:-1], segs[1:], strict=True):
@@ -142,7 +153,7 @@ def trend(points: Sequence[Any], higher_is_better: bool | None = None, *, alpha:
         big = abs(out["change"]) >= min_effect if relative else out["change"] != 0
         if big and (tau.pvalue < alpha or steps):
             out["direction"] = "up" if out["change"] > 0 else "down"
-    if higher_is_better is not None:
+    if higher_is_better is not None and x.size >= MIN_TREND_RUNS:
         d = out["direction"]
         out["assessment"] = ("stable" if d == "flat" else
                              "improving" if (d == "up") == higher_is_better else "degrading")

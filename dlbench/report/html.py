@@ -173,7 +173,7 @@ def machine_table(data: RunData) -> Table | None:
         st = m.stats
         text = (f"{st.median:.3g} {m.unit} [{st.ci_low:.3g} – {st.ci_high:.3g}]" if st is not None
                 else DASH)
-        add("Canary", f"{text} (one-thread float64 matmul; compare divides its drift out of CPU figures)"
+        add("Canary", f"{text} (one-thread float64 matmul, for information: compare and gate report the drift between two runs and divide it out of CPU figures only with drift_correction)"
             + (f"; {h.flags_text}" if h is not None and h.flags else ""))
     return Table("Machine and load", ["Setting", "Value"], rows) if rows else None
 
