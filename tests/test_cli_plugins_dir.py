@@ -37,11 +37,11 @@ matrix:
     assert res.returncode == 0, res.stderr + res.stdout
     df = load(f"sqlite:///{db}", suite="mine")
     assert set(df.status) == {"ok"}
-    acc = df[(df.scenario == "accuracy") & (df.name == "accuracy")].value.iloc[0]
+    acc = df[(df.scenario == "accuracy") & (df.metric == "accuracy")].value.iloc[0]
     assert acc > 0.8  # softmax regression separates three well-separated blobs
-    lat = df[(df.name == "latency")]
+    lat = df[(df.metric == "latency")]
     assert len(lat) == 1 and lat.batch_size.iloc[0] == 1
-    run = Store(f"sqlite:///{db}").load_run(int(df.run_id.iloc[0]))
+    run = Store(f"sqlite:///{db}").load_run(int(df["run"].iloc[0]))
     curve = next(r for r in run.results if r.cell.scenario == "accuracy").series["learning_curve"]
     assert [p["epoch"] for p in curve] == [1, 2, 3, 4]
     report = json.loads((tmp_path / "out" / f"run-{run.run.id}" / "report.json").read_text())

@@ -130,8 +130,8 @@ def test_repeats_are_interleaved_round_by_round_and_stored_as_rows(tmp_path, sui
     assert merged[K_ACC].details["repeat_metrics"]["accuracy"] == pytest.approx([0.90, 0.91, 0.92])
     import dlbench.results
 
-    df = dlbench.results.load(store, s.run_id)
-    assert len(df[df.name == "throughput"]) == 2  # one row per cell in the pandas frame, not per process
+    df = dlbench.results.load(store, runs=s.run_id)
+    assert len(df[df.metric == "throughput"]) == 2  # one row per cell in the pandas frame, not per process
     points = store.history(measurement="throughput")  # history: one point per cell and run
     assert sorted(p["key"] for p in points) == [K_BS16, K_BS8]
     assert points[0]["median"] == pytest.approx(

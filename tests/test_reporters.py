@@ -627,16 +627,16 @@ def test_results_frame_has_flag_and_thread_columns(flagged: RunData, tmp_path) -
     rid = store.start_run("quick", {}, None, {})
     for r in flagged.results:
         store.add_result(rid, r)
-    df = load(store, run_id=rid)
+    df = load(store, runs=rid)
     for col in ("flags", "contended", "contention", "converged", "repeats", "threads"):
         assert col in df.columns, col
-    tput = df[(df.kind == "measurement") & (df.name == "throughput") & (df.scenario == "speed")]
+    tput = df[(df.kind == "measurement") & (df.metric == "throughput") & (df.scenario == "speed")]
     contended = tput[tput.contended.astype(bool)]
     assert list(contended.framework) == ["torch"] and contended.contention.iloc[0] == 0.31
     assert set(tput["flags"]) == {"", "contended", "not_converged", "inconsistent", "repeats_disagree"}
     assert tput[tput["flags"] == "repeats_disagree"].repeats.iloc[0] == 3
     assert not tput[tput["flags"] == "not_converged"].converged.iloc[0]
-    lat = df[(df.name == "latency") & (df["flags"] != "")]
+    lat = df[(df.metric == "latency") & (df["flags"] != "")]
     assert list(lat["flags"]) == ["drifting,inconsistent"]
     assert set(tput.threads) == {2}
     assert (df[df.kind == "metric"]["flags"] == "").all()

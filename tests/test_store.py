@@ -67,9 +67,9 @@ def test_pandas_api(store):
     rid = store.start_run("quick", {}, None, {})
     store.add_result(rid, make_result())
     df = load(store, suite="quick")
-    row = df[(df.kind == "measurement") & (df.name == "throughput")].iloc[0]
+    row = df[(df.kind == "measurement") & (df.metric == "throughput")].iloc[0]
     assert row.framework == "torch" and row.batch_size == 8 and row.value == pytest.approx(10.9)
-    assert set(df[df.kind == "metric"].name) >= {"accuracy"}
+    assert set(df[df.kind == "metric"].metric) >= {"accuracy"}
 
 
 def test_unreachable_store_is_one_clear_line(tmp_path):

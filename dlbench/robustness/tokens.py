@@ -46,7 +46,7 @@ from dlbench.params import Param
 from dlbench.robustness.embedding import EmbeddingCodec, lookup
 from dlbench.robustness.estimator import bucket_sizes, per_example_loss
 from dlbench.robustness.target import score
-from dlbench.scenarios.figures import Figure, as_float
+from dlbench.scenarios.figures import ATTACK_FIGURES, Figure, as_float, attack_metric
 from dlbench.stats import proportion_ci
 
 if TYPE_CHECKING:
@@ -378,14 +378,14 @@ def run_token_attack(
     res = greedy_substitution(tm, evalset.inputs, evalset.y, real, (int(lo), int(hi)), settings)
     dt = time.perf_counter() - t0
     s = score(ctx.task, p, headline, evalset.y, res.outputs, evalset.group, ctx.seed)
-    tag = f"{NAME}_k{settings.words}"
     sr_lo, sr_hi = proportion_ci(res.flips, res.attacked)
-    r.metrics[f"robust_{tag}"] = s.value
-    r.metrics[f"success_rate_{tag}"] = res.success_rate
-    r.metrics[f"attack_time_s_{tag}"] = dt
+    robust, success, took = (attack_metric(f, NAME, settings.words, "k") for f in ATTACK_FIGURES)
+    r.metrics[robust] = s.value
+    r.metrics[success] = res.success_rate
+    r.metrics[took] = dt
     cis = r.details.setdefault("metric_ci", {})
-    cis[f"robust_{tag}"] = [s.ci_low, s.ci_high]
-    cis[f"success_rate_{tag}"] = [sr_lo, sr_hi]
+    cis[robust] = [s.ci_low, s.ci_high]
+    cis[success] = [sr_lo, sr_hi]
     flipped = res.substitutions[res.flipped]
     changed = res.tokens != np.asarray(evalset.inputs[tm.token_input])
     r.details["token_attack"] = {
@@ -436,6 +436,6 @@ def token_figure(result: Result) -> Figure | None:
     if not isinstance(d, dict):
         return None
     lo, hi = (d.get("success_ci") or [float("nan")] * 2)[:2]
-    return Figure(f"success_rate_{NAME}_k{d.get('words')}", as_float(d.get("success_rate")),
+    return Figure(attack_metric("success_rate", NAME, as_float(d.get("words")), "k"), as_float(d.get("success_rate")),
                   "", as_float(lo), as_float(hi), n=int(d.get("correct") or 0),
                   higher_is_better=False)

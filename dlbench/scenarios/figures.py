@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlbench.result import Measurement, Result
-from dlbench.stats import proportion_ci  # SciPy: only when it is needed
+from dlbench.stats import proportion_ci
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "loss", "error", "err", "perplexity", "latency",
                              "time", "duration", "memory", "mb", "s", "ms", "seconds"})
@@ -25,6 +25,30 @@ NON_TASK_METRICS = ("train_time_s", "time_to_target_s", "compile_time_s", "peak_
 """Metrics a scenario adds next to the task's own metrics."""
 
 FORMATS = ("number", "duration")
+
+
+ATTACK_FIGURES = {"robust": True, "success_rate": False, "attack_time_s": False}
+"""What a robustness cell records per attack and budget, and whether higher is better: the task's
+metric under attack, the share of correct examples the attack broke, the attack's time."""
+_ATTACK_METRIC = re.compile(r"^(?P<figure>robust|success_rate|attack_time_s)_(?P<attack>.+)_"
+                            r"(?P<mark>eps|k)(?P<budget>[0-9.e+-]+)$")
+
+
+def attack_metric(figure: str, attack: str, budget: float, mark: str = "eps") -> str:
+    """``<figure>_<attack>_<mark><budget>``: one of :data:`ATTACK_FIGURES` at one attack budget
+    (``eps``: an epsilon in the budget's unit; ``k``: substituted tokens)."""
+    return f"{figure}_{attack}_{mark}{budget:g}"
+
+
+def parse_attack_metric(name: str) -> tuple[str, str, str, float] | None:
+    """(figure, attack, mark, budget) of an :func:`attack_metric` name; None for any other name."""
+    m = _ATTACK_METRIC.match(name)
+    if m is None:
+        return None
+    try:
+        return m["figure"], m["attack"], m["mark"], float(m["budget"])
+    except ValueError:
+        return None
 
 
 def metric_direction(name: str) -> bool:
@@ -152,4 +176,5 @@ def default_figure(result: Result) -> Figure | None:
 
 __all__ = ["Column", "Figure", "FORMATS", "LOWER_IS_BETTER", "NON_TASK_METRICS", "as_float",
            "default_figure", "is_nan", "measurement_figure", "metric_ci", "metric_direction",
+           "ATTACK_FIGURES", "attack_metric", "parse_attack_metric",
            "metric_figure", "task_metrics"]

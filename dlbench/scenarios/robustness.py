@@ -51,7 +51,7 @@ from dlbench.robustness.target import build_target, eval_subset, score
 from dlbench.robustness.tokens import TOKEN_PARAMS, run_token_attack, token_figure
 from dlbench.scenarios.accuracy import TRAINING_PARAMS, train_or_load, training_data
 from dlbench.scenarios.base import Scenario
-from dlbench.scenarios.figures import Column, Figure, metric_figure
+from dlbench.scenarios.figures import ATTACK_FIGURES, Column, Figure, attack_metric, metric_figure
 
 if TYPE_CHECKING:
     from dlbench.robustness.audit import Run
@@ -349,10 +349,8 @@ class RobustnessScenario(Scenario):
         """A run's metrics and its point of the robustness curve (replacing the same attack's
         point at the same epsilon: an escalated PGD run)."""
         r = ctx.result
-        tag = f"{run.attack}_eps{run.epsilon:g}"
-        r.metrics[f"robust_{tag}"] = run.metric
-        r.metrics[f"success_rate_{tag}"] = run.success_rate
-        r.metrics[f"attack_time_s_{tag}"] = run.time_s
+        for figure, value in zip(ATTACK_FIGURES, (run.metric, run.success_rate, run.time_s), strict=True):
+            r.metrics[attack_metric(figure, run.attack, run.epsilon)] = value
         point: dict[str, Any] = {
             "attack": run.attack,
             "kind": run.kind,
