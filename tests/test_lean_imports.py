@@ -4,6 +4,7 @@ they do not use; the device probe is cached per environment; the statistics that
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -58,17 +59,12 @@ def test_loading_every_plugin_imports_no_framework_scipy_store_or_report_library
 
 
 def test_a_trivial_cells_process_imports_neither_scipy_stats_nor_any_framework(tmp_path):
-    cfg = PluginConfig((str(FIXTURE_PLUGINS),), ())
-    from dlbench.run import suite as suites
-
-    suite = tmp_path / "s.yaml"
-    suite.write_text("name: trivial\nmatrix:\n  - scenario: accuracy\n    tasks: {blobs: {}}\n"
-                     "    frameworks: [numpyfw]\n    params: {epochs: 1}\n")
-    plugins = get_plugins(cfg)
-    cell = suites.load(str(suite), plugins).cells(plugins)[0]
-    payload = tmp_path / "payload.json"
-    payload.write_text(json.dumps({"cell": cell.to_dict(), "plugins": cfg.to_dict(),
-                                   "artifacts_dir": str(tmp_path / "artifacts")}))
+    """The cell scripts/startup_times.py times: its payload builder is the one used here."""
+    spec = importlib.util.spec_from_file_location("startup_times", ROOT / "scripts" / "startup_times.py")
+    assert spec is not None and spec.loader is not None
+    startup_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(startup_times)
+    payload = startup_times.trivial_payload(tmp_path)
     code = (f"from dlbench.run.worker import execute\nimport json\n"
             f"r = execute(json.loads(open({str(payload)!r}).read()))\n"
             f"assert r.status == 'ok', r.error\nassert r.measurements")
