@@ -32,7 +32,7 @@ def flag_columns(m: Measurement) -> dict[str, Any]:
             "repeats": m.meta.get("repeats")}
 
 
-PARAM_COLUMNS_FIRST = ("run", "commit", "time", "suite", "key", "scenario", "task", "framework", "device",
+LEADING_COLUMNS = ("run", "commit", "time", "suite", "key", "scenario", "task", "framework", "device",
                       "status")
 """The frame's leading columns; every cell parameter follows, then the figure's."""
 
@@ -139,5 +139,5 @@ def load(store: str | Store = DEFAULT_URL, runs: int | Iterable[int] | str | Non
     df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
     for name, types in kinds.items():
         df[name] = _typed(df[name], types)
-    first = [c for c in PARAM_COLUMNS_FIRST if c in df.columns]
+    first = [c for c in LEADING_COLUMNS if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]

@@ -10,7 +10,7 @@ positive sequence estimate, from 50 samples on). Independent samples get the cla
 This module is the bottom of the statistics: :class:`dlbench.result.Measurement` summarises its
 samples with :func:`summarize`, so it imports nothing from dlbench. Every process imports it, every
 cell's process summarises samples, and ``scipy.stats`` takes 0.8 s to import (more than a trivial
-cell's whole work), ``scipy.special`` 0.4 s (SciPy 1.16's array-API layer): the binomial quantiles
+cell's whole work), ``scipy.special`` 0.4 s (SciPy 1.17's array-API layer): the binomial quantiles
 are counted exactly in integers and the Wilson interval takes the normal quantile from
 :class:`statistics.NormalDist`, the same values ``scipy.stats.binom`` and ``binomtest`` give
 (``tests/test_lean_imports.py`` checks they agree).
