@@ -67,8 +67,8 @@ def _figure_rows(r: Result, samples: bool) -> list[dict[str, Any]]:
         if samples:
             row["samples"] = m.samples
         rows.append(row)
-    units = {(q.get("attack"), q.get("epsilon")): q.get("unit") for q in r.series.get("robustness_curve", [])
-             if isinstance(q, dict)}
+    curve = {(q.get("attack"), q.get("epsilon")): q for q in r.series.get("robustness_curve", [])
+             if isinstance(q, dict)}  # one point per attack and epsilon: its unit and its CI
     for name, value in r.metrics.items():
         lo, hi = metric_ci(r, name)
         row = {"kind": "metric", "metric": name, "unit": "", "value": value,
@@ -77,11 +77,10 @@ def _figure_rows(r: Result, samples: bool) -> list[dict[str, Any]]:
         attack = parse_attack_metric(name)
         if attack is not None:
             figure, row["attack"], mark, row["epsilon"] = attack
+            point = curve.get((row["attack"], row["epsilon"]), {})
             row.update(metric=figure, higher_is_better=ATTACK_FIGURES[figure],
-                       epsilon_unit="tokens" if mark == "k" else units.get((row["attack"], row["epsilon"]), ""))
+                       epsilon_unit="tokens" if mark == "k" else point.get("unit", ""))
             if figure == "robust" and row["ci_low"] is None:  # the curve holds its CI
-                point = next((q for q in r.series.get("robustness_curve", [])
-                              if (q.get("attack"), q.get("epsilon")) == (row["attack"], row["epsilon"])), {})
                 row["ci_low"], row["ci_high"] = point.get("ci_low"), point.get("ci_high")
         rows.append(row)
     if not rows:

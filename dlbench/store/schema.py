@@ -99,8 +99,9 @@ def upgrade(engine: Engine, where: str, sqlite_file: Path | None) -> None:
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    target = head()
     script = ScriptDirectory.from_config(_config())
+    target = script.get_current_head()
+    assert target is not None
     rev = current(engine)
     if rev == target:
         return
